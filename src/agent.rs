@@ -1,0 +1,136 @@
+//! The terminal agent: one value that ties the store, the rule set in force, the
+//! terminal's identity, its trust anchors and the clock together, so the command line
+//! (and later the daemon and the local API) run the same code for every operation.
+//!
+//! It owns the order of work around a decision (load rules, read the clock once, decide,
+//! commit) but no SQL, no parsing and no output formatting.
+
+use crate::clock::Clock;
+use crate::decision::{Decision, Terminal};
+use crate::record::DecisionRecord;
+use crate::messages::Language;
+use crate::money::currency_digits;
+use crate::ruleset::{self, Refusal, TrustAnchor};
+use crate::store::{CheckoutRef, Install, Installed, Recorded, Store, StoreError, VoidOutcome};
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ImportError {
+    #[error("rule set refused: {0}")]
+    Refused(#[from] Refusal),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct Agent {
+    store: Store,
+    terminal: Terminal,
+    anchors: Vec<TrustAnchor>,
+    language: Language,
+    /// The zone from the config; the rule set's zone governs once one is installed.
+    fallback_timezone: TimeZone,
+    clock: Box<dyn Clock>,
+    installed: Option<Installed>,
+}
+
+impl Agent {
+    pub fn new(
+        store: Store,
+        terminal: Terminal,
+        anchors: Vec<TrustAnchor>,
+        language: Language,
+        fallback_timezone: TimeZone,
+        clock: Box<dyn Clock>,
+    ) -> Result<Agent, StoreError> {
+        let installed = store.ruleset()?;
+        Ok(Agent { store, terminal, anchors, language, fallback_timezone, clock, installed })
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    pub fn installed(&self) -> Option<&Installed> {
+        self.installed.as_ref()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn language(&self) -> Language {
+        self.language
+    }
+
+    pub fn terminal(&self) -> &Terminal {
+        &self.terminal
+    }
+
+    /// The zone of business days and hours: the rule set's, else the configured one.
+    pub fn timezone(&self) -> TimeZone {
+        self.installed.as_ref().map_or_else(|| self.fallback_timezone.clone(), |i| i.rules.timezone.clone())
+    }
+
+    pub fn currency(&self) -> Option<&str> {
+        self.installed.as_ref().map(|i| i.rules.currency.as_str())
+    }
+
+    /// Decimal places of amounts: the rule set's currency, else 2 (CNY).
+    pub fn currency_digits(&self) -> u32 {
+        self.currency().map_or(2, currency_digits)
+    }
+
+    /// Verifies and installs a rule set. A refusal changes nothing and is logged.
+    pub fn import_ruleset(&mut self, jws: &str) -> Result<Install, ImportError> {
+        let now = self.clock.now();
+        let verified = ruleset::verify(jws, &self.anchors).map_err(refused)?;
+        let install = self.store.install_ruleset(&verified, now)?.map_err(refused)?;
+        if let Install::Installed { previous } = install {
+            self.installed = self.store.ruleset()?;
+            tracing::info!(?previous, version = verified.rules.version, "rule set installed");
+        }
+        Ok(install)
+    }
+
+    /// Decides a code and records it when accepted; always at the clock's now.
+    pub fn redeem(&mut self, checkout: CheckoutRef<'_>, code: &str) -> Result<Recorded, StoreError> {
+        let now = self.clock.now();
+        let rules = self.installed.as_ref().map(|i| &i.rules);
+        self.store.present(checkout, code, &self.terminal, rules, now)
+    }
+
+    /// What would happen at `at` (default now); writes nothing.
+    pub fn check(&mut self, checkout: CheckoutRef<'_>, code: &str, at: Option<Timestamp>) -> Result<Decision, StoreError> {
+        let now = at.unwrap_or_else(|| self.clock.now());
+        let rules = self.installed.as_ref().map(|i| &i.rules);
+        self.store.evaluate(checkout, code, &self.terminal, rules, now)
+    }
+
+    pub fn open_checkout(
+        &mut self,
+        basket_total: crate::money::Money,
+        eligible_total: Option<crate::money::Money>,
+        pos_ref: Option<&str>,
+    ) -> Result<String, StoreError> {
+        let now = self.clock.now();
+        self.store.open_checkout(basket_total, eligible_total, pos_ref, now)
+    }
+
+    pub fn void(&mut self, redemption_id: &str, reason: Option<&str>) -> Result<VoidOutcome, StoreError> {
+        let now = self.clock.now();
+        let tz = self.timezone();
+        self.store.void(redemption_id, reason, &tz, now)
+    }
+
+    /// The decision record for output, in the configured language.
+    pub fn record(&self, decision: &Decision, redemption_id: Option<String>) -> DecisionRecord {
+        DecisionRecord::new(decision, redemption_id, self.language, self.currency_digits())
+    }
+}
+
+fn refused(refusal: Refusal) -> ImportError {
+    tracing::warn!(reason = refusal.code(), "rule set refused: {refusal}");
+    ImportError::Refused(refusal)
+}

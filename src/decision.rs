@@ -1,0 +1,311 @@
+//! The offline decision (`spec/ruleset.md`, "The decision"): one pure function that reads
+//! the checks top to bottom in the spec's order and returns the first failing [`Reason`],
+//! or an acceptance with its discount.
+//!
+//! It does no IO and reads no clock: `now`, the rule set and a [`LedgerView`] of what the
+//! ledger holds are passed in. It never records anything; the store does that with the
+//! [`Decision`] it returns.
+
+use crate::coupon::{self, AlgId, Coupon};
+use crate::keys::b64url_encode;
+use crate::money::Money;
+use crate::ruleset::{CampaignStatus, RuleSet};
+use jiff::{SignedDuration, Timestamp};
+
+/// Why a coupon is refused; `as_str()` is the spec's reason code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    Malformed,
+    NoRuleset,
+    UnknownKey,
+    BadSignature,
+    ClockInvalid,
+    RulesetStale,
+    UnknownCampaign,
+    Revoked,
+    AlreadyRedeemed,
+    CampaignPaused,
+    CampaignEnded,
+    NotYetValid,
+    Expired,
+    OutsideHours,
+    MerchantNotEligible,
+    CategoryNotEligible,
+    BelowMinSpend,
+    BasketLimit,
+    HolderDailyLimit,
+    OfflineLimit,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 20] = [
+        Reason::Malformed,
+        Reason::NoRuleset,
+        Reason::UnknownKey,
+        Reason::BadSignature,
+        Reason::ClockInvalid,
+        Reason::RulesetStale,
+        Reason::UnknownCampaign,
+        Reason::Revoked,
+        Reason::AlreadyRedeemed,
+        Reason::CampaignPaused,
+        Reason::CampaignEnded,
+        Reason::NotYetValid,
+        Reason::Expired,
+        Reason::OutsideHours,
+        Reason::MerchantNotEligible,
+        Reason::CategoryNotEligible,
+        Reason::BelowMinSpend,
+        Reason::BasketLimit,
+        Reason::HolderDailyLimit,
+        Reason::OfflineLimit,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Malformed => "malformed",
+            Reason::NoRuleset => "no_ruleset",
+            Reason::UnknownKey => "unknown_key",
+            Reason::BadSignature => "bad_signature",
+            Reason::ClockInvalid => "clock_invalid",
+            Reason::RulesetStale => "ruleset_stale",
+            Reason::UnknownCampaign => "unknown_campaign",
+            Reason::Revoked => "revoked",
+            Reason::AlreadyRedeemed => "already_redeemed",
+            Reason::CampaignPaused => "campaign_paused",
+            Reason::CampaignEnded => "campaign_ended",
+            Reason::NotYetValid => "not_yet_valid",
+            Reason::Expired => "expired",
+            Reason::OutsideHours => "outside_hours",
+            Reason::MerchantNotEligible => "merchant_not_eligible",
+            Reason::CategoryNotEligible => "category_not_eligible",
+            Reason::BelowMinSpend => "below_min_spend",
+            Reason::BasketLimit => "basket_limit",
+            Reason::HolderDailyLimit => "holder_daily_limit",
+            Reason::OfflineLimit => "offline_limit",
+        }
+    }
+
+    pub fn parse(code: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.as_str() == code)
+    }
+}
+
+/// The terminal's identity as the campaign rules see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Terminal {
+    pub merchant_id: String,
+    pub merchant_category: String,
+}
+
+/// What the checkout holds when a code is presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkout {
+    pub basket_total: Money,
+    /// Defaults to `basket_total` when the till does not say.
+    pub eligible_total: Money,
+    /// Coupons already accepted in this checkout (unvoided).
+    pub accepted_count: u64,
+    pub accepted_discount: Money,
+}
+
+impl Checkout {
+    pub fn new(basket_total: Money, eligible_total: Option<Money>) -> Checkout {
+        Checkout {
+            basket_total,
+            eligible_total: eligible_total.unwrap_or(basket_total),
+            accepted_count: 0,
+            accepted_discount: Money::ZERO,
+        }
+    }
+}
+
+/// Unsynced redemptions: accepted, unvoided, their redeem event not yet answered upstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unsynced {
+    pub count: u64,
+    pub value: Money,
+}
+
+/// What the decision needs to know of the ledger. The store implements it with indexed
+/// queries; tests implement it in memory.
+pub trait LedgerView {
+    fn is_revoked(&self, coupon_id: &str) -> bool;
+    /// An unvoided redemption of this coupon exists (any checkout, this one included).
+    fn is_redeemed(&self, coupon_id: &str) -> bool;
+    /// Unvoided redemptions of `campaign_id` by `holder` with `from <= at < until`.
+    fn holder_redemptions(&self, holder: &[u8], campaign_id: &str, from: Timestamp, until: Timestamp) -> u64;
+    fn unsynced(&self) -> Unsynced;
+    /// Last successful contact with upstream, or else when the first rule set was installed.
+    fn last_contact(&self) -> Option<Timestamp>;
+}
+
+/// The outcome, before it is recorded. `coupon` is set once the signature has verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub outcome: Result<Money, Reason>,
+    pub coupon: Option<Coupon>,
+    /// Version of the rule set that judged, when one was installed.
+    pub ruleset_version: Option<u64>,
+}
+
+impl Decision {
+    pub fn accepted(&self) -> bool {
+        self.outcome.is_ok()
+    }
+
+    pub fn reason(&self) -> Option<Reason> {
+        self.outcome.err()
+    }
+
+    pub fn discount(&self) -> Money {
+        self.outcome.unwrap_or(Money::ZERO)
+    }
+}
+
+fn reject(reason: Reason, coupon: Option<&Coupon>, rules: Option<&RuleSet>) -> Decision {
+    Decision { outcome: Err(reason), coupon: coupon.cloned(), ruleset_version: rules.map(|r| r.version) }
+}
+
+fn seconds(ts: Timestamp) -> i64 {
+    ts.as_second()
+}
+
+/// `u64` seconds from a code, compared against `now` without overflow.
+fn code_seconds(s: u64) -> i64 {
+    i64::try_from(s).unwrap_or(i64::MAX)
+}
+
+const CLOCK_TOLERANCE: SignedDuration = SignedDuration::from_secs(300);
+
+/// Decides a scanned code for a checkout, in the order of the spec's table.
+pub fn decide(
+    code: &str,
+    checkout: &Checkout,
+    terminal: &Terminal,
+    rules: Option<&RuleSet>,
+    ledger: &impl LedgerView,
+    now: Timestamp,
+) -> Decision {
+    // 1. malformed
+    let Ok(unverified) = coupon::decode(code) else {
+        return reject(Reason::Malformed, None, rules);
+    };
+    // 2. no_ruleset
+    let Some(rules) = rules else {
+        return reject(Reason::NoRuleset, None, None);
+    };
+    // 3. unknown_key
+    let Some(key) = rules.coupon_key(&b64url_encode(unverified.kid())) else {
+        return reject(Reason::UnknownKey, None, Some(rules));
+    };
+    // 4. bad_signature: alg, signature, issued_at within the key's validity
+    if *unverified.alg() == AlgId::Other {
+        return reject(Reason::BadSignature, None, Some(rules));
+    }
+    let Some(verified) = unverified.verify(&key.key) else {
+        return reject(Reason::BadSignature, None, Some(rules));
+    };
+    let c = &verified.coupon;
+    let issued = code_seconds(c.issued_at);
+    if key.not_before.is_some_and(|nb| issued < seconds(nb)) || key.not_after.is_some_and(|na| issued >= seconds(na)) {
+        return reject(Reason::BadSignature, None, Some(rules));
+    }
+    let verdict = |reason| reject(reason, Some(c), Some(rules));
+    // 5. clock_invalid: more than 300 s before the rule set was issued
+    if now < rules.issued_at - CLOCK_TOLERANCE {
+        return verdict(Reason::ClockInvalid);
+    }
+    // 6. ruleset_stale
+    if now >= rules.expires_at {
+        return verdict(Reason::RulesetStale);
+    }
+    // 7. unknown_campaign
+    let Some(campaign) = rules.campaigns.get(&c.campaign_id) else {
+        return verdict(Reason::UnknownCampaign);
+    };
+    // 8. revoked
+    if ledger.is_revoked(c.coupon_id.as_str()) {
+        return verdict(Reason::Revoked);
+    }
+    // 9. already_redeemed
+    if ledger.is_redeemed(c.coupon_id.as_str()) {
+        return verdict(Reason::AlreadyRedeemed);
+    }
+    // 10. campaign status
+    match campaign.status {
+        CampaignStatus::Active => {}
+        CampaignStatus::Paused => return verdict(Reason::CampaignPaused),
+        CampaignStatus::Ended => return verdict(Reason::CampaignEnded),
+    }
+    // 11. not_yet_valid / 12. expired
+    let now_s = seconds(now);
+    let starts = seconds(campaign.valid_from).max(c.not_before.map_or(i64::MIN, code_seconds));
+    if now_s < starts {
+        return verdict(Reason::NotYetValid);
+    }
+    let ends = seconds(campaign.valid_until).min(c.not_after.map_or(i64::MAX, code_seconds));
+    if now_s >= ends {
+        return verdict(Reason::Expired);
+    }
+    // 13. outside_hours, in the rule set's zone
+    let local = now.to_zoned_datetime(rules.timezone.clone());
+    if !campaign.hours.is_empty() {
+        let minute = (local.hour() as u16) * 60 + local.minute() as u16;
+        if !campaign.hours.iter().any(|&(from, to)| from <= minute && minute < to) {
+            return verdict(Reason::OutsideHours);
+        }
+    }
+    // 14. merchant / 15. category
+    if !campaign.merchants.is_empty() && !campaign.merchants.contains(&terminal.merchant_id) {
+        return verdict(Reason::MerchantNotEligible);
+    }
+    if !campaign.merchant_categories.is_empty() && !campaign.merchant_categories.contains(&terminal.merchant_category) {
+        return verdict(Reason::CategoryNotEligible);
+    }
+    // 16. below_min_spend, or nothing left to discount
+    let left = checkout.eligible_total.0 - checkout.accepted_discount.0;
+    if checkout.eligible_total < campaign.min_spend || left <= 0 {
+        return verdict(Reason::BelowMinSpend);
+    }
+    // 17. basket_limit
+    if checkout.accepted_count >= rules.max_coupons_per_basket {
+        return verdict(Reason::BasketLimit);
+    }
+    // 18. holder_daily_limit, over the local business day
+    if let Some(max) = campaign.max_per_holder_per_day {
+        let (day_start, day_end) = business_day(&local);
+        if ledger.holder_redemptions(&c.holder, &c.campaign_id, day_start, day_end) >= max {
+            return verdict(Reason::HolderDailyLimit);
+        }
+    }
+    // 19. offline_limit, counting this redemption
+    let discount = Money(campaign.face_value.0.min(left));
+    let limits = &rules.offline;
+    if limits.max_unsynced_count.is_some() || limits.max_unsynced_value.is_some() {
+        let unsynced = ledger.unsynced();
+        if limits.max_unsynced_count.is_some_and(|max| unsynced.count + 1 > max)
+            || limits.max_unsynced_value.is_some_and(|max| unsynced.value.0 + discount.0 > max.0)
+        {
+            return verdict(Reason::OfflineLimit);
+        }
+    }
+    if let (Some(hours), Some(since)) = (limits.max_hours_since_sync, ledger.last_contact()) {
+        let allowed = i64::try_from(hours).unwrap_or(i64::MAX / 3600).saturating_mul(3600);
+        if now_s - seconds(since) > allowed {
+            return verdict(Reason::OfflineLimit);
+        }
+    }
+    Decision { outcome: Ok(discount), coupon: Some(c.clone()), ruleset_version: Some(rules.version) }
+}
+
+/// `[start, end)` of the local calendar day holding `local` (23 or 25 hours on DST days).
+pub fn business_day(local: &jiff::ZonedDateTime) -> (Timestamp, Timestamp) {
+    let start = local.start_of_day().map(|z| z.timestamp()).unwrap_or(local.timestamp());
+    let end = local
+        .tomorrow()
+        .and_then(|t| t.start_of_day())
+        .map(|z| z.timestamp())
+        .unwrap_or(start + SignedDuration::from_hours(24));
+    (start, end)
+}

@@ -1,0 +1,19 @@
+//! redeemd: offline redemption of signed CP1 coupon codes at a checkout terminal.
+//!
+//! The path a code takes: [`coupon`] decodes and (with a key from the [`ruleset`])
+//! verifies it, [`decision::decide`] judges it against the rule set and a view of the
+//! [`store`], and the store commits an accepted redemption with its outbox event before
+//! anyone is told. [`cli`] is the command line over all of it. See `ARCHITECTURE.md`.
+
+pub mod agent;
+pub mod base45;
+pub mod cbor;
+pub mod clock;
+pub mod coupon;
+pub mod decision;
+pub mod keys;
+pub mod messages;
+pub mod money;
+pub mod record;
+pub mod ruleset;
+pub mod store;

@@ -1,0 +1,38 @@
+//! The decision record of `spec/ruleset.md`: the JSON shape that `check --json`,
+//! `redeem --json` and the local API print. It only shapes output; it decides nothing.
+
+use crate::decision::Decision;
+use crate::messages::{self, Language};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionRecord {
+    pub decision: String,
+    pub reason: Option<String>,
+    pub discount: i64,
+    pub coupon_id: Option<String>,
+    pub campaign_id: Option<String>,
+    pub redemption_id: Option<String>,
+    pub message: String,
+}
+
+impl DecisionRecord {
+    /// `coupon_id` and `campaign_id` come only from a verified code (the decision holds a
+    /// coupon only then).
+    pub fn new(decision: &Decision, redemption_id: Option<String>, language: Language, digits: u32) -> DecisionRecord {
+        let coupon = decision.coupon.as_ref();
+        let (verdict, reason, message) = match decision.outcome {
+            Ok(discount) => ("accepted", None, messages::accepted(language, discount, digits)),
+            Err(reason) => ("rejected", Some(reason.as_str().to_owned()), messages::rejected(language, reason).to_owned()),
+        };
+        DecisionRecord {
+            decision: verdict.to_owned(),
+            reason,
+            discount: decision.discount().0,
+            coupon_id: coupon.map(|c| c.coupon_id.as_str().to_owned()),
+            campaign_id: coupon.map(|c| c.campaign_id.clone()),
+            redemption_id,
+            message,
+        }
+    }
+}

@@ -1,0 +1,423 @@
+//! Signed rule sets (`spec/ruleset.md`): JWS compact verification against the terminal's
+//! trust anchors, and the validated [`RuleSet`] model decisions run against.
+//!
+//! It owns the wire shape ([`RuleSetWire`]) and every semantic check of it, so the store
+//! can persist the wire form and rebuild the model through the same [`RuleSet::from_wire`].
+//! It never installs anything and never reads the clock: rollback and same-version
+//! handling belong to the store, time rules to the decision.
+
+use crate::coupon::is_id;
+use crate::keys::{b64url_decode, Alg, KeyError, PublicKey};
+use crate::money::{currency_digits, Money};
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
+use thiserror::Error;
+
+/// A key the terminal trusts to sign rule sets; from provisioning, never from a rule set.
+#[derive(Debug, Clone)]
+pub struct TrustAnchor {
+    pub kid: String,
+    pub key: PublicKey,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustAnchorWire {
+    pub kid: String,
+    pub alg: Alg,
+    pub key: String,
+}
+
+#[derive(Debug, Error)]
+pub enum AnchorError {
+    #[error("not a JSON array of {{\"kid\", \"alg\", \"key\"}} objects: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("the list holds no key")]
+    Empty,
+    #[error("trust key {kid:?}: {source}")]
+    Key { kid: String, source: KeyError },
+    #[error("trust key id {0:?} appears twice")]
+    Duplicate(String),
+}
+
+/// Parses a trust-anchor list `[{"kid","alg","key"}]`.
+pub fn parse_anchors(json: &str) -> Result<Vec<TrustAnchor>, AnchorError> {
+    let wires: Vec<TrustAnchorWire> = serde_json::from_str(json)?;
+    anchors_from_wire(&wires)
+}
+
+pub fn anchors_from_wire(wires: &[TrustAnchorWire]) -> Result<Vec<TrustAnchor>, AnchorError> {
+    if wires.is_empty() {
+        return Err(AnchorError::Empty);
+    }
+    let mut seen = HashSet::new();
+    wires
+        .iter()
+        .map(|w| {
+            if !seen.insert(w.kid.as_str()) {
+                return Err(AnchorError::Duplicate(w.kid.clone()));
+            }
+            let key = PublicKey::from_base64url(w.alg, &w.key)
+                .map_err(|source| AnchorError::Key { kid: w.kid.clone(), source })?;
+            Ok(TrustAnchor { kid: w.kid.clone(), key })
+        })
+        .collect()
+}
+
+/// Why a rule set is refused whole. The installed one stays in force.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum Refusal {
+    #[error("not a JWS compact text (three base64url parts joined by dots): {0}")]
+    Envelope(&'static str),
+    #[error("JWS header: {0}")]
+    Header(String),
+    #[error("signed by key {0:?}, which is not one of this terminal's rule-set trust anchors")]
+    UntrustedKid(String),
+    #[error("header alg {header} does not match trust anchor {kid:?} ({anchor})")]
+    AlgMismatch { kid: String, header: String, anchor: &'static str },
+    #[error("signature does not verify with trust anchor {0:?}")]
+    BadSignature(String),
+    #[error("payload is not a rule set: {0}")]
+    Payload(String),
+    #[error("format {0} is not supported (only format 1)")]
+    Format(u64),
+    #[error("version {offered} is older than the installed version {installed} (rollback)")]
+    Rollback { installed: u64, offered: u64 },
+}
+
+impl Refusal {
+    /// A short machine code for logs and reports.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::Envelope(_) => "envelope",
+            Refusal::Header(_) => "header",
+            Refusal::UntrustedKid(_) => "untrusted_kid",
+            Refusal::AlgMismatch { .. } => "alg_mismatch",
+            Refusal::BadSignature(_) => "bad_signature",
+            Refusal::Payload(_) => "payload",
+            Refusal::Format(_) => "format",
+            Refusal::Rollback { .. } => "rollback",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct JwsHeader {
+    alg: String,
+    kid: String,
+    typ: Option<String>,
+}
+
+/// A rule set whose signature verified and whose payload is valid.
+#[derive(Debug, Clone)]
+pub struct VerifiedRuleSet {
+    /// The JWS text exactly as received (outer white space trimmed), kept to re-verify.
+    pub jws: String,
+    pub wire: RuleSetWire,
+    pub rules: RuleSet,
+}
+
+/// Verifies a JWS compact rule set against `anchors` and validates its payload.
+pub fn verify(jws: &str, anchors: &[TrustAnchor]) -> Result<VerifiedRuleSet, Refusal> {
+    let jws = jws.trim();
+    let mut parts = jws.split('.');
+    let (Some(h64), Some(p64), Some(s64), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(Refusal::Envelope("not three parts"));
+    };
+    let header = b64url_decode(h64).map_err(|_| Refusal::Envelope("header is not base64url"))?;
+    let header: JwsHeader =
+        serde_json::from_slice(&header).map_err(|e| Refusal::Header(format!("not the expected JSON object: {e}")))?;
+    if let Some(typ) = &header.typ {
+        if typ != "ruleset+json" {
+            return Err(Refusal::Header(format!("typ {typ:?} is not \"ruleset+json\"")));
+        }
+    }
+    let anchor = anchors.iter().find(|a| a.kid == header.kid).ok_or_else(|| Refusal::UntrustedKid(header.kid.clone()))?;
+    if header.alg != anchor.key.alg().as_str() {
+        return Err(Refusal::AlgMismatch { kid: header.kid, header: header.alg, anchor: anchor.key.alg().as_str() });
+    }
+    let signature = b64url_decode(s64).map_err(|_| Refusal::Envelope("signature is not base64url"))?;
+    let signing_input = &jws[..h64.len() + 1 + p64.len()];
+    if !anchor.key.verify(signing_input.as_bytes(), &signature) {
+        return Err(Refusal::BadSignature(anchor.kid.clone()));
+    }
+    let payload = b64url_decode(p64).map_err(|_| Refusal::Envelope("payload is not base64url"))?;
+    let wire: RuleSetWire = serde_json::from_slice(&payload).map_err(|e| Refusal::Payload(e.to_string()))?;
+    let rules = RuleSet::from_wire(&wire)?;
+    Ok(VerifiedRuleSet { jws: jws.to_owned(), wire, rules })
+}
+
+// ---------------------------------------------------------------- wire shape
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RuleSetWire {
+    pub format: u64,
+    pub version: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    pub issued_at: String,
+    pub expires_at: String,
+    pub timezone: String,
+    pub currency: String,
+    pub coupon_keys: Vec<CouponKeyWire>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_coupons_per_basket: Option<u64>,
+    pub campaigns: Vec<CampaignWire>,
+    #[serde(default)]
+    pub revoked: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offline: Option<OfflineWire>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CouponKeyWire {
+    pub kid: String,
+    pub alg: Alg,
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CampaignWire {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<BTreeMap<String, String>>,
+    pub face_value: i64,
+    pub min_spend: i64,
+    pub valid_from: String,
+    pub valid_until: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hours: Option<Vec<HoursWire>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merchant_categories: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merchants: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_per_holder_per_day: Option<u64>,
+    pub status: CampaignStatus,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HoursWire {
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct OfflineWire {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_unsynced_count: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_unsynced_value: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_hours_since_sync: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CampaignStatus {
+    Active,
+    Paused,
+    Ended,
+}
+
+// ---------------------------------------------------------------- model
+
+#[derive(Debug, Clone)]
+pub struct RuleSet {
+    pub version: u64,
+    pub issuer: Option<String>,
+    pub issued_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub timezone_name: String,
+    pub timezone: TimeZone,
+    pub currency: String,
+    pub coupon_keys: Vec<CouponKey>,
+    pub max_coupons_per_basket: u64,
+    pub campaigns: BTreeMap<String, Campaign>,
+    pub offline: OfflineLimits,
+    pub revoked_count: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct CouponKey {
+    pub kid: String,
+    pub key: PublicKey,
+    pub not_before: Option<Timestamp>,
+    pub not_after: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Campaign {
+    pub id: String,
+    pub name: BTreeMap<String, String>,
+    pub face_value: Money,
+    pub min_spend: Money,
+    pub valid_from: Timestamp,
+    pub valid_until: Timestamp,
+    /// Local `[from, to)` windows in minutes after midnight; empty means all day.
+    pub hours: Vec<(u16, u16)>,
+    pub merchant_categories: Vec<String>,
+    pub merchants: Vec<String>,
+    pub max_per_holder_per_day: Option<u64>,
+    pub status: CampaignStatus,
+}
+
+impl Campaign {
+    /// The name in `language`, falling back to English, then the id.
+    pub fn display_name(&self, language: &str) -> &str {
+        self.name.get(language).or_else(|| self.name.get("en")).map_or(&self.id, |s| s.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OfflineLimits {
+    pub max_unsynced_count: Option<u64>,
+    pub max_unsynced_value: Option<Money>,
+    pub max_hours_since_sync: Option<u64>,
+}
+
+fn invalid(msg: String) -> Refusal {
+    Refusal::Payload(msg)
+}
+
+fn instant(field: &str, text: &str) -> Result<Timestamp, Refusal> {
+    // RFC 3339 demands an offset; jiff's Timestamp parser demands one too.
+    text.parse::<Timestamp>().map_err(|e| invalid(format!("{field} {text:?} is not an RFC 3339 instant: {e}")))
+}
+
+/// `"HH:MM"` → minutes after midnight; `24:00` only where `allow_24` is set.
+fn clock_minutes(text: &str, allow_24: bool) -> Option<u16> {
+    let (h, m) = text.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 || !h.bytes().chain(m.bytes()).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+    match (h, m) {
+        (24, 0) if allow_24 => Some(24 * 60),
+        (0..=23, 0..=59) => Some(h * 60 + m),
+        _ => None,
+    }
+}
+
+impl RuleSet {
+    /// Validates the wire form: every rule of `spec/ruleset.md` that the JSON types alone
+    /// do not enforce.
+    pub fn from_wire(w: &RuleSetWire) -> Result<RuleSet, Refusal> {
+        if w.format != 1 {
+            return Err(Refusal::Format(w.format));
+        }
+        if w.version < 1 {
+            return Err(invalid("version must be at least 1".into()));
+        }
+        let issued_at = instant("issued_at", &w.issued_at)?;
+        let expires_at = instant("expires_at", &w.expires_at)?;
+        let timezone = TimeZone::get(&w.timezone)
+            .map_err(|_| invalid(format!("timezone {:?} is not an IANA time zone name", w.timezone)))?;
+        if w.currency.len() != 3 || !w.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(invalid(format!("currency {:?} is not an ISO 4217 code", w.currency)));
+        }
+        let mut coupon_keys = Vec::with_capacity(w.coupon_keys.len());
+        for k in &w.coupon_keys {
+            if coupon_keys.iter().any(|c: &CouponKey| c.kid == k.kid) {
+                return Err(invalid(format!("coupon key {:?} appears twice", k.kid)));
+            }
+            let key = PublicKey::from_base64url(k.alg, &k.key)
+                .map_err(|e| invalid(format!("coupon key {:?}: {e}", k.kid)))?;
+            let not_before = k.not_before.as_deref().map(|t| instant("coupon_keys[].not_before", t)).transpose()?;
+            let not_after = k.not_after.as_deref().map(|t| instant("coupon_keys[].not_after", t)).transpose()?;
+            coupon_keys.push(CouponKey { kid: k.kid.clone(), key, not_before, not_after });
+        }
+        let max_coupons_per_basket = w.max_coupons_per_basket.unwrap_or(1);
+        if max_coupons_per_basket < 1 {
+            return Err(invalid("max_coupons_per_basket must be at least 1".into()));
+        }
+        let mut campaigns = BTreeMap::new();
+        for c in &w.campaigns {
+            let campaign = Campaign::from_wire(c)?;
+            if campaigns.insert(c.id.clone(), campaign).is_some() {
+                return Err(invalid(format!("campaign {:?} appears twice", c.id)));
+            }
+        }
+        let offline = match &w.offline {
+            None => OfflineLimits::default(),
+            Some(o) => {
+                if o.max_unsynced_value.is_some_and(|v| v < 0) {
+                    return Err(invalid("offline.max_unsynced_value must not be negative".into()));
+                }
+                OfflineLimits {
+                    max_unsynced_count: o.max_unsynced_count,
+                    max_unsynced_value: o.max_unsynced_value.map(Money),
+                    max_hours_since_sync: o.max_hours_since_sync,
+                }
+            }
+        };
+        Ok(RuleSet {
+            version: w.version,
+            issuer: w.issuer.clone(),
+            issued_at,
+            expires_at,
+            timezone_name: w.timezone.clone(),
+            timezone,
+            currency: w.currency.clone(),
+            coupon_keys,
+            max_coupons_per_basket,
+            campaigns,
+            offline,
+            revoked_count: w.revoked.as_ref().map_or(0, Vec::len),
+        })
+    }
+
+    pub fn currency_digits(&self) -> u32 {
+        currency_digits(&self.currency)
+    }
+
+    pub fn coupon_key(&self, kid: &str) -> Option<&CouponKey> {
+        self.coupon_keys.iter().find(|k| k.kid == kid)
+    }
+}
+
+impl Campaign {
+    fn from_wire(c: &CampaignWire) -> Result<Campaign, Refusal> {
+        let at = |what: &str| format!("campaign {:?}: {what}", c.id);
+        if !is_id(&c.id) {
+            return Err(invalid(format!("campaign id {:?} must be 1..64 characters of A-Z a-z 0-9 . _ -", c.id)));
+        }
+        if c.face_value < 1 {
+            return Err(invalid(at("face_value must be at least 1")));
+        }
+        if c.min_spend < 0 {
+            return Err(invalid(at("min_spend must not be negative")));
+        }
+        let mut hours = Vec::new();
+        for h in c.hours.iter().flatten() {
+            let from = clock_minutes(&h.from, false);
+            let to = clock_minutes(&h.to, true);
+            match (from, to) {
+                (Some(f), Some(t)) if f < t => hours.push((f, t)),
+                _ => return Err(invalid(at(&format!("hours {:?}-{:?} is not a HH:MM window with from < to", h.from, h.to)))),
+            }
+        }
+        if c.max_per_holder_per_day == Some(0) {
+            return Err(invalid(at("max_per_holder_per_day must be at least 1")));
+        }
+        Ok(Campaign {
+            id: c.id.clone(),
+            name: c.name.clone().unwrap_or_default(),
+            face_value: Money(c.face_value),
+            min_spend: Money(c.min_spend),
+            valid_from: instant("valid_from", &c.valid_from)?,
+            valid_until: instant("valid_until", &c.valid_until)?,
+            hours,
+            merchant_categories: c.merchant_categories.clone().unwrap_or_default(),
+            merchants: c.merchants.clone().unwrap_or_default(),
+            max_per_holder_per_day: c.max_per_holder_per_day,
+            status: c.status,
+        })
+    }
+}

@@ -1,0 +1,611 @@
+//! The ledger: the only module that speaks SQL. It owns the SQLite file (WAL,
+//! `synchronous=FULL`, numbered migrations), the rule set in force, checkouts,
+//! redemptions, voids and the append-only outbox.
+//!
+//! Every write is one transaction: a redemption and its outbox event commit together,
+//! before the caller can report the decision. Rows are never deleted (triggers refuse
+//! it); states are marked. It does not decide anything — [`crate::decision::decide`] does,
+//! through the [`LedgerView`] this module implements over an open transaction.
+
+use crate::clock::rfc3339;
+use crate::coupon::Coupon;
+use crate::decision::{self, Checkout, Decision, LedgerView, Terminal, Unsynced};
+use crate::keys::b64url_encode;
+use crate::money::Money;
+use crate::ruleset::{CampaignWire, Refusal, RuleSet, RuleSetWire, VerifiedRuleSet};
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+const MIGRATIONS: &[(&str, &str)] = &[("0001_ledger", include_str!("../migrations/0001_ledger.sql"))];
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("database {path}: {source}")]
+    Open { path: PathBuf, source: rusqlite::Error },
+    #[error("database {0} does not exist; run `redeemd init` first")]
+    Missing(PathBuf),
+    #[error("database schema version {found} is newer than this redeemd understands ({known}); upgrade redeemd")]
+    TooNew { found: i64, known: i64 },
+    #[error("database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("stored rule set {version} no longer validates: {source}")]
+    StoredRuleSet { version: u64, source: Refusal },
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+fn ms(ts: Timestamp) -> i64 {
+    ts.as_millisecond()
+}
+
+fn from_ms(ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// UUIDv7 from our clock (not the system's) and fresh random bits.
+pub fn new_uuid(now: Timestamp) -> String {
+    let secs = u64::try_from(now.as_second()).unwrap_or(0);
+    let nanos = u32::try_from(now.subsec_nanosecond()).unwrap_or(0);
+    uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, secs, nanos)).to_string()
+}
+
+pub struct Store {
+    conn: Connection,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Install {
+    Installed { previous: Option<u64> },
+    Unchanged,
+}
+
+/// The rule set in force, as loaded from the database.
+#[derive(Debug, Clone)]
+pub struct Installed {
+    pub rules: RuleSet,
+    pub installed_at: Timestamp,
+}
+
+/// Where a code is presented.
+#[derive(Debug, Clone)]
+pub enum CheckoutRef<'a> {
+    /// An open checkout of the ledger.
+    Existing(&'a str),
+    /// A checkout of one code (the command line): written only if the code is accepted.
+    Single { basket_total: Money, eligible_total: Option<Money>, pos_ref: Option<&'a str> },
+}
+
+/// A decision and, when accepted, the redemption it wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub decision: Decision,
+    pub redemption_id: Option<String>,
+    pub checkout_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VoidOutcome {
+    Voided { coupon_id: String, discount: Money },
+    AlreadyVoided { at: Timestamp },
+    NotFound,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedemptionRow {
+    pub redemption_id: String,
+    pub checkout_id: String,
+    pub coupon_id: String,
+    pub campaign_id: String,
+    pub discount: Money,
+    pub basket_total: Money,
+    pub eligible_total: Money,
+    pub at: Timestamp,
+    pub voided_at: Option<Timestamp>,
+    /// `pending` until every event is answered, then the answer to the redeem event.
+    pub state: String,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Store> {
+        let conn = Connection::open(path).map_err(|source| StoreError::Open { path: path.into(), source })?;
+        let mut store = Store { conn };
+        store.configure().map_err(|e| match e {
+            StoreError::Sql(source) => StoreError::Open { path: path.into(), source },
+            other => other,
+        })?;
+        Ok(store)
+    }
+
+    /// Opens an existing database; a missing file is an error that says to run `init`.
+    pub fn open_existing(path: &Path) -> Result<Store> {
+        if !path.exists() {
+            return Err(StoreError::Missing(path.into()));
+        }
+        Store::open(path)
+    }
+
+    fn configure(&mut self) -> Result<()> {
+        let c = &self.conn;
+        c.busy_timeout(std::time::Duration::from_secs(10))?;
+        let mode: String = c.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Corrupt(format!("journal_mode is {mode}, not wal")));
+        }
+        c.pragma_update(None, "synchronous", "FULL")?;
+        c.pragma_update(None, "foreign_keys", "ON")?;
+        self.migrate()
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let known = MIGRATIONS.len() as i64;
+        let found: i64 = self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if found > known {
+            return Err(StoreError::TooNew { found, known });
+        }
+        for (index, (_, sql)) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", index as i64 + 1)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    pub fn schema_version(&self) -> Result<i64> {
+        Ok(self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+    }
+
+    // ------------------------------------------------------------ rule sets
+
+    /// Installs a verified rule set atomically: refuses a rollback, does nothing for the
+    /// version in force, else swaps campaigns and revoked ids in one transaction.
+    pub fn install_ruleset(&mut self, verified: &VerifiedRuleSet, now: Timestamp) -> Result<Result<Install, Refusal>> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current: Option<u64> = tx.query_row("SELECT MAX(version) FROM ruleset", [], |r| r.get(0))?;
+        let offered = verified.rules.version;
+        match current {
+            Some(installed) if offered < installed => return Ok(Err(Refusal::Rollback { installed, offered })),
+            Some(installed) if offered == installed => return Ok(Ok(Install::Unchanged)),
+            _ => {}
+        }
+        let header = RuleSetWire { campaigns: Vec::new(), revoked: None, ..verified.wire.clone() };
+        let header_json = serde_json::to_string(&header).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        tx.execute(
+            "INSERT INTO ruleset (version, jws, header_json, issued_at_ms, expires_at_ms, installed_ms, revoked_count)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                offered,
+                verified.jws,
+                header_json,
+                ms(verified.rules.issued_at),
+                ms(verified.rules.expires_at),
+                ms(now),
+                verified.rules.revoked_count as i64
+            ],
+        )?;
+        tx.execute("DELETE FROM campaign", [])?;
+        tx.execute("DELETE FROM revoked", [])?;
+        {
+            let mut insert = tx.prepare("INSERT INTO campaign (id, wire_json) VALUES (?1, ?2)")?;
+            for c in &verified.wire.campaigns {
+                let json = serde_json::to_string(c).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                insert.execute(params![c.id, json])?;
+            }
+            let mut insert = tx.prepare("INSERT OR IGNORE INTO revoked (coupon_id) VALUES (?1)")?;
+            for id in verified.wire.revoked.iter().flatten() {
+                insert.execute([id])?;
+            }
+        }
+        tx.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('first_ruleset_ms', ?1)", [ms(now).to_string()])?;
+        tx.commit()?;
+        Ok(Ok(Install::Installed { previous: current }))
+    }
+
+    /// The rule set in force, rebuilt through the same validation as an import.
+    pub fn ruleset(&self) -> Result<Option<Installed>> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT version, header_json, installed_ms, revoked_count FROM ruleset ORDER BY version DESC LIMIT 1",
+                [],
+                |r| Ok((r.get::<_, u64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?)),
+            )
+            .optional()?;
+        let Some((version, header_json, installed_ms, revoked_count)) = row else {
+            return Ok(None);
+        };
+        let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("rule set {version}: {e}"));
+        let mut wire: RuleSetWire = serde_json::from_str(&header_json).map_err(corrupt)?;
+        let mut stmt = self.conn.prepare("SELECT wire_json FROM campaign ORDER BY id")?;
+        let campaigns = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        for json in campaigns {
+            wire.campaigns.push(serde_json::from_str::<CampaignWire>(&json?).map_err(corrupt)?);
+        }
+        let mut rules = RuleSet::from_wire(&wire).map_err(|source| StoreError::StoredRuleSet { version, source })?;
+        rules.revoked_count = revoked_count as usize;
+        Ok(Some(Installed { rules, installed_at: from_ms(installed_ms) }))
+    }
+
+    /// The verified JWS text of the rule set in force, to re-verify at start.
+    pub fn ruleset_jws(&self) -> Result<Option<(u64, String)>> {
+        Ok(self
+            .conn
+            .query_row("SELECT version, jws FROM ruleset ORDER BY version DESC LIMIT 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?)
+    }
+
+    // ------------------------------------------------------------ decisions
+
+    /// Opens a checkout and returns its id.
+    pub fn open_checkout(
+        &mut self,
+        basket_total: Money,
+        eligible_total: Option<Money>,
+        pos_ref: Option<&str>,
+        now: Timestamp,
+    ) -> Result<String> {
+        let id = new_uuid(now);
+        self.conn.execute(
+            "INSERT INTO checkout (id, basket_total, eligible_total, pos_ref, opened_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, basket_total.0, eligible_total.unwrap_or(basket_total).0, pos_ref, ms(now)],
+        )?;
+        Ok(id)
+    }
+
+    /// Decides `code` for a checkout and, when accepted, commits the redemption and its
+    /// outbox event in the same transaction before returning.
+    pub fn present(
+        &mut self,
+        checkout: CheckoutRef<'_>,
+        code: &str,
+        terminal: &Terminal,
+        rules: Option<&RuleSet>,
+        now: Timestamp,
+    ) -> Result<Recorded> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (view, checkout_id) = checkout_view(&tx, &checkout)?;
+        let decision = decide_in(&tx, code, &view, terminal, rules, now)?;
+        let (Ok(discount), Some(coupon), Some(rules)) = (decision.outcome, &decision.coupon, rules) else {
+            // Nothing is written for a refusal: the transaction rolls back on drop.
+            return Ok(Recorded { decision, redemption_id: None, checkout_id });
+        };
+        let checkout_id = match checkout_id {
+            Some(id) => id,
+            None => {
+                let id = new_uuid(now);
+                tx.execute(
+                    "INSERT INTO checkout (id, basket_total, eligible_total, pos_ref, opened_ms, status, closed_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'paid', ?5)",
+                    params![id, view.basket_total.0, view.eligible_total.0, pos_ref(&checkout), ms(now)],
+                )?;
+                id
+            }
+        };
+        let redemption_id = new_uuid(now);
+        tx.prepare_cached(
+            "INSERT INTO redemption (id, checkout_id, coupon_id, campaign_id, holder, code, discount,
+                 basket_total, eligible_total, currency, ruleset_version, at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )?
+        .execute(params![
+            redemption_id,
+            checkout_id,
+            coupon.coupon_id.as_str(),
+            coupon.campaign_id,
+            coupon.holder,
+            code,
+            discount.0,
+            view.basket_total.0,
+            view.eligible_total.0,
+            rules.currency,
+            rules.version,
+            ms(now)
+        ])?;
+        let at = rfc3339(now, &rules.timezone);
+        let event = RedeemEvent { redemption_id: &redemption_id, coupon, code, view: &view, discount, rules, at };
+        append_event(&tx, "redeem", &redemption_id, |event_id, seq| event.to_json(event_id, seq), now)?;
+        tx.commit()?;
+        Ok(Recorded { decision, redemption_id: Some(redemption_id), checkout_id: Some(checkout_id) })
+    }
+
+    /// What would happen, writing nothing (`check`).
+    pub fn evaluate(
+        &mut self,
+        checkout: CheckoutRef<'_>,
+        code: &str,
+        terminal: &Terminal,
+        rules: Option<&RuleSet>,
+        now: Timestamp,
+    ) -> Result<Decision> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let (view, _) = checkout_view(&tx, &checkout)?;
+        decide_in(&tx, code, &view, terminal, rules, now)
+    }
+
+    /// Voids a redemption: its coupon is free again, and a void event joins the outbox.
+    /// `timezone` only shapes how the event's `at` is written.
+    pub fn void(
+        &mut self,
+        redemption_id: &str,
+        reason: Option<&str>,
+        timezone: &TimeZone,
+        now: Timestamp,
+    ) -> Result<VoidOutcome> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let row = tx
+            .query_row(
+                "SELECT coupon_id, discount, voided_ms FROM redemption WHERE id = ?1",
+                [redemption_id],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<i64>>(2)?)),
+            )
+            .optional()?;
+        let Some((coupon_id, discount, voided)) = row else {
+            return Ok(VoidOutcome::NotFound);
+        };
+        if let Some(at) = voided {
+            return Ok(VoidOutcome::AlreadyVoided { at: from_ms(at) });
+        }
+        tx.execute("UPDATE redemption SET voided_ms = ?2 WHERE id = ?1", params![redemption_id, ms(now)])?;
+        tx.execute("INSERT INTO void (redemption_id, reason, at_ms) VALUES (?1, ?2, ?3)", params![redemption_id, reason, ms(now)])?;
+        let at = rfc3339(now, timezone);
+        append_event(
+            &tx,
+            "void",
+            redemption_id,
+            |event_id, seq| {
+                serde_json::json!({
+                    "event_id": event_id, "seq": seq, "type": "void", "redemption_id": redemption_id,
+                    "at": at, "reason": reason,
+                })
+                .to_string()
+            },
+            now,
+        )?;
+        tx.commit()?;
+        Ok(VoidOutcome::Voided { coupon_id, discount: Money(discount) })
+    }
+
+    /// Records a successful contact with upstream (the sync issue calls this).
+    pub fn mark_contact(&mut self, now: Timestamp) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('last_contact_ms', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [ms(now).to_string()],
+        )?;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ reading
+
+    /// Redemptions with `from <= at < until`, oldest first.
+    pub fn redemptions_between(&self, from: Timestamp, until: Timestamp) -> Result<Vec<RedemptionRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT r.id, r.checkout_id, r.coupon_id, r.campaign_id, r.discount, r.basket_total, r.eligible_total,
+                    r.at_ms, r.voided_ms,
+                    CASE WHEN EXISTS (SELECT 1 FROM outbox o WHERE o.redemption_id = r.id AND o.state = 'pending')
+                         THEN 'pending' ELSE r.forward_state END
+             FROM redemption r WHERE r.at_ms >= ?1 AND r.at_ms < ?2 ORDER BY r.at_ms, r.id",
+        )?;
+        let rows = stmt.query_map(params![ms(from), ms(until)], |r| {
+            Ok(RedemptionRow {
+                redemption_id: r.get(0)?,
+                checkout_id: r.get(1)?,
+                coupon_id: r.get(2)?,
+                campaign_id: r.get(3)?,
+                discount: Money(r.get(4)?),
+                basket_total: Money(r.get(5)?),
+                eligible_total: Money(r.get(6)?),
+                at: from_ms(r.get(7)?),
+                voided_at: r.get::<_, Option<i64>>(8)?.map(from_ms),
+                state: r.get(9)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// `(seq, event_id, type, state)` of every outbox row, in seq order.
+    pub fn outbox(&self) -> Result<Vec<(i64, String, String, String)>> {
+        let mut stmt = self.conn.prepare("SELECT seq, event_id, type, state FROM outbox ORDER BY seq")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Counts for `doctor`-style summaries and tests.
+    pub fn counts(&self) -> Result<Counts> {
+        let one = |sql: &str| -> Result<i64> { Ok(self.conn.query_row(sql, [], |r| r.get(0))?) };
+        Ok(Counts {
+            redemptions: one("SELECT COUNT(*) FROM redemption")?,
+            voids: one("SELECT COUNT(*) FROM void")?,
+            checkouts: one("SELECT COUNT(*) FROM checkout")?,
+            outbox: one("SELECT COUNT(*) FROM outbox")?,
+            rulesets: one("SELECT COUNT(*) FROM ruleset")?,
+        })
+    }
+
+    pub fn unsynced(&self) -> Result<Unsynced> {
+        Ok(unsynced(&self.conn)?)
+    }
+
+    /// Direct access for benchmarks and tests that compare against raw SQLite.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub redemptions: i64,
+    pub voids: i64,
+    pub checkouts: i64,
+    pub outbox: i64,
+    pub rulesets: i64,
+}
+
+fn pos_ref<'a>(checkout: &CheckoutRef<'a>) -> Option<&'a str> {
+    match checkout {
+        CheckoutRef::Single { pos_ref, .. } => *pos_ref,
+        CheckoutRef::Existing(_) => None,
+    }
+}
+
+/// The checkout as the decision sees it: totals plus what it already accepted.
+fn checkout_view(conn: &Connection, checkout: &CheckoutRef<'_>) -> Result<(Checkout, Option<String>)> {
+    match *checkout {
+        CheckoutRef::Single { basket_total, eligible_total, .. } => Ok((Checkout::new(basket_total, eligible_total), None)),
+        CheckoutRef::Existing(id) => {
+            let (basket, eligible, count, discount): (i64, i64, u64, i64) = conn
+                .prepare_cached(
+                    "SELECT c.basket_total, c.eligible_total,
+                            (SELECT COUNT(*) FROM redemption r WHERE r.checkout_id = c.id AND r.voided_ms IS NULL),
+                            (SELECT IFNULL(SUM(discount), 0) FROM redemption r WHERE r.checkout_id = c.id AND r.voided_ms IS NULL)
+                     FROM checkout c WHERE c.id = ?1",
+                )?
+                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .optional()?
+                .ok_or_else(|| StoreError::Corrupt(format!("checkout {id} does not exist")))?;
+            let view = Checkout {
+                basket_total: Money(basket),
+                eligible_total: Money(eligible),
+                accepted_count: count,
+                accepted_discount: Money(discount),
+            };
+            Ok((view, Some(id.to_owned())))
+        }
+    }
+}
+
+fn decide_in(
+    conn: &Connection,
+    code: &str,
+    checkout: &Checkout,
+    terminal: &Terminal,
+    rules: Option<&RuleSet>,
+    now: Timestamp,
+) -> Result<Decision> {
+    let view = SqlLedger { conn, error: RefCell::new(None) };
+    let decision = decision::decide(code, checkout, terminal, rules, &view, now);
+    match view.error.into_inner() {
+        Some(e) => Err(e.into()),
+        None => Ok(decision),
+    }
+}
+
+struct RedeemEvent<'a> {
+    redemption_id: &'a str,
+    coupon: &'a Coupon,
+    code: &'a str,
+    view: &'a Checkout,
+    discount: Money,
+    rules: &'a RuleSet,
+    at: String,
+}
+
+impl RedeemEvent<'_> {
+    fn to_json(&self, event_id: &str, seq: i64) -> String {
+        serde_json::json!({
+            "event_id": event_id, "seq": seq, "type": "redeem", "redemption_id": self.redemption_id,
+            "coupon_id": self.coupon.coupon_id.as_str(), "campaign_id": self.coupon.campaign_id,
+            "holder": b64url_encode(&self.coupon.holder), "code": self.code,
+            "basket_total": self.view.basket_total.0, "eligible_total": self.view.eligible_total.0,
+            "discount": self.discount.0, "currency": self.rules.currency, "at": self.at,
+            "ruleset_version": self.rules.version,
+        })
+        .to_string()
+    }
+}
+
+/// Appends one event with the next `seq` inside the caller's transaction.
+fn append_event(
+    conn: &Connection,
+    kind: &str,
+    redemption_id: &str,
+    body: impl FnOnce(&str, i64) -> String,
+    now: Timestamp,
+) -> Result<()> {
+    let seq: i64 = conn.prepare_cached("SELECT IFNULL(MAX(seq), 0) + 1 FROM outbox")?.query_row([], |r| r.get(0))?;
+    let event_id = new_uuid(now);
+    let body = body(&event_id, seq);
+    conn.prepare_cached(
+        "INSERT INTO outbox (seq, event_id, type, redemption_id, body, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![seq, event_id, kind, redemption_id, body, ms(now)])?;
+    Ok(())
+}
+
+fn unsynced(conn: &Connection) -> rusqlite::Result<Unsynced> {
+    let (count, value): (u64, i64) = conn
+        .prepare_cached(
+            "SELECT COUNT(*), IFNULL(SUM(discount), 0) FROM redemption
+             WHERE voided_ms IS NULL AND forward_state = 'pending'",
+        )?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(Unsynced { count, value: Money(value) })
+}
+
+/// [`LedgerView`] over an open transaction. The trait is infallible (the decision is
+/// pure); the first SQL error is kept and turns the whole decision into an error.
+struct SqlLedger<'c> {
+    conn: &'c Connection,
+    error: RefCell<Option<rusqlite::Error>>,
+}
+
+impl SqlLedger<'_> {
+    fn query<T: Default>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> T {
+        match f(self.conn) {
+            Ok(v) => v,
+            Err(e) => {
+                self.error.borrow_mut().get_or_insert(e);
+                T::default()
+            }
+        }
+    }
+}
+
+impl LedgerView for SqlLedger<'_> {
+    fn is_revoked(&self, coupon_id: &str) -> bool {
+        self.query(|c| c.prepare_cached("SELECT 1 FROM revoked WHERE coupon_id = ?1")?.exists([coupon_id]))
+    }
+
+    fn is_redeemed(&self, coupon_id: &str) -> bool {
+        self.query(|c| {
+            c.prepare_cached("SELECT 1 FROM redemption WHERE coupon_id = ?1 AND voided_ms IS NULL")?.exists([coupon_id])
+        })
+    }
+
+    fn holder_redemptions(&self, holder: &[u8], campaign_id: &str, from: Timestamp, until: Timestamp) -> u64 {
+        self.query(|c| {
+            c.prepare_cached(
+                "SELECT COUNT(*) FROM redemption
+                 WHERE holder = ?1 AND campaign_id = ?2 AND at_ms >= ?3 AND at_ms < ?4 AND voided_ms IS NULL",
+            )?
+            .query_row(params![holder, campaign_id, ms(from), ms(until)], |r| r.get(0))
+        })
+    }
+
+    fn unsynced(&self) -> Unsynced {
+        self.query(unsynced)
+    }
+
+    fn last_contact(&self) -> Option<Timestamp> {
+        self.query(|c| {
+            let value: Option<String> = c
+                .prepare_cached(
+                    "SELECT value FROM meta WHERE key = 'last_contact_ms'
+                     UNION ALL SELECT value FROM meta WHERE key = 'first_ruleset_ms' LIMIT 1",
+                )?
+                .query_row([], |r| r.get(0))
+                .optional()?;
+            Ok(value.and_then(|v| v.parse::<i64>().ok()).map(from_ms))
+        })
+    }
+}
