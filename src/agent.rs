@@ -7,9 +7,9 @@
 
 use crate::clock::Clock;
 use crate::decision::{Decision, Terminal};
-use crate::record::DecisionRecord;
 use crate::messages::Language;
 use crate::money::currency_digits;
+use crate::record::DecisionRecord;
 use crate::ruleset::{self, Refusal, TrustAnchor};
 use crate::store::{CheckoutRef, Install, Installed, Recorded, Store, StoreError, VoidOutcome};
 use jiff::tz::TimeZone;
@@ -102,7 +102,12 @@ impl Agent {
     }
 
     /// What would happen at `at` (default now); writes nothing.
-    pub fn check(&mut self, checkout: CheckoutRef<'_>, code: &str, at: Option<Timestamp>) -> Result<Decision, StoreError> {
+    pub fn check(
+        &mut self,
+        checkout: CheckoutRef<'_>,
+        code: &str,
+        at: Option<Timestamp>,
+    ) -> Result<Decision, StoreError> {
         let now = at.unwrap_or_else(|| self.clock.now());
         let rules = self.installed.as_ref().map(|i| &i.rules);
         self.store.evaluate(checkout, code, &self.terminal, rules, now)

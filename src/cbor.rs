@@ -255,10 +255,8 @@ mod tests {
     use super::*;
 
     fn check(hex_input: &str, expect: Result<Value, CborError>) {
-        let bytes: Vec<u8> = (0..hex_input.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&hex_input[i..i + 2], 16).unwrap())
-            .collect();
+        let bytes: Vec<u8> =
+            (0..hex_input.len()).step_by(2).map(|i| u8::from_str_radix(&hex_input[i..i + 2], 16).unwrap()).collect();
         assert_eq!(from_slice(&bytes), expect, "input {hex_input}");
     }
 

@@ -225,8 +225,7 @@ impl fmt::Display for CouponId {
 
 /// The id character set shared by coupon and campaign ids.
 pub fn is_id(text: &str) -> bool {
-    (1..=64).contains(&text.len())
-        && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    (1..=64).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Parses the payload map (integer keys; unknown integer keys ignored).

@@ -63,11 +63,8 @@ impl PublicKey {
     pub fn from_raw(alg: Alg, raw: &[u8]) -> Result<PublicKey, KeyError> {
         match alg {
             Alg::EdDSA => {
-                let bytes: [u8; 32] = raw.try_into().map_err(|_| KeyError::Length {
-                    alg: "EdDSA",
-                    want: 32,
-                    got: raw.len(),
-                })?;
+                let bytes: [u8; 32] =
+                    raw.try_into().map_err(|_| KeyError::Length { alg: "EdDSA", want: 32, got: raw.len() })?;
                 ed25519_dalek::VerifyingKey::from_bytes(&bytes)
                     .map(PublicKey::Ed25519)
                     .map_err(|_| KeyError::Invalid("EdDSA"))

@@ -8,12 +8,16 @@
 pub mod agent;
 pub mod base45;
 pub mod cbor;
+pub mod cli;
 pub mod clock;
+pub mod config;
 pub mod coupon;
 pub mod decision;
+pub mod issuer;
 pub mod keys;
 pub mod messages;
 pub mod money;
 pub mod record;
+pub mod report;
 pub mod ruleset;
 pub mod store;

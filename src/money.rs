@@ -35,8 +35,8 @@ impl fmt::Display for Money {
 /// ISO 4217 minor-unit digits; 2 unless the currency is known to differ.
 pub fn currency_digits(currency: &str) -> u32 {
     match currency {
-        "JPY" | "KRW" | "VND" | "CLP" | "ISK" | "PYG" | "UGX" | "XAF" | "XOF" | "XPF" | "RWF" | "KMF"
-        | "GNF" | "DJF" | "BIF" | "VUV" => 0,
+        "JPY" | "KRW" | "VND" | "CLP" | "ISK" | "PYG" | "UGX" | "XAF" | "XOF" | "XPF" | "RWF" | "KMF" | "GNF"
+        | "DJF" | "BIF" | "VUV" => 0,
         "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
         _ => 2,
     }
@@ -77,11 +77,7 @@ pub fn parse_amount(text: &str, digits: u32) -> Result<Money, AmountError> {
     let whole: i64 = whole.parse().map_err(|_| too_large())?;
     let padded = format!("{frac:0<width$}", width = digits as usize);
     let frac: i64 = if padded.is_empty() { 0 } else { padded.parse().map_err(|_| too_large())? };
-    whole
-        .checked_mul(10i64.pow(digits))
-        .and_then(|m| m.checked_add(frac))
-        .map(Money)
-        .ok_or_else(too_large)
+    whole.checked_mul(10i64.pow(digits)).and_then(|m| m.checked_add(frac)).map(Money).ok_or_else(too_large)
 }
 
 #[cfg(test)]

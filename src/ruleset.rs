@@ -134,7 +134,8 @@ pub fn verify(jws: &str, anchors: &[TrustAnchor]) -> Result<VerifiedRuleSet, Ref
             return Err(Refusal::Header(format!("typ {typ:?} is not \"ruleset+json\"")));
         }
     }
-    let anchor = anchors.iter().find(|a| a.kid == header.kid).ok_or_else(|| Refusal::UntrustedKid(header.kid.clone()))?;
+    let anchor =
+        anchors.iter().find(|a| a.kid == header.kid).ok_or_else(|| Refusal::UntrustedKid(header.kid.clone()))?;
     if header.alg != anchor.key.alg().as_str() {
         return Err(Refusal::AlgMismatch { kid: header.kid, header: header.alg, anchor: anchor.key.alg().as_str() });
     }
@@ -400,7 +401,12 @@ impl Campaign {
             let to = clock_minutes(&h.to, true);
             match (from, to) {
                 (Some(f), Some(t)) if f < t => hours.push((f, t)),
-                _ => return Err(invalid(at(&format!("hours {:?}-{:?} is not a HH:MM window with from < to", h.from, h.to)))),
+                _ => {
+                    return Err(invalid(at(&format!(
+                        "hours {:?}-{:?} is not a HH:MM window with from < to",
+                        h.from, h.to
+                    ))))
+                }
             }
         }
         if c.max_per_holder_per_day == Some(0) {

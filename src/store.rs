@@ -343,11 +343,9 @@ impl Store {
     ) -> Result<VoidOutcome> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let row = tx
-            .query_row(
-                "SELECT coupon_id, discount, voided_ms FROM redemption WHERE id = ?1",
-                [redemption_id],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<i64>>(2)?)),
-            )
+            .query_row("SELECT coupon_id, discount, voided_ms FROM redemption WHERE id = ?1", [redemption_id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<i64>>(2)?))
+            })
             .optional()?;
         let Some((coupon_id, discount, voided)) = row else {
             return Ok(VoidOutcome::NotFound);
@@ -356,7 +354,10 @@ impl Store {
             return Ok(VoidOutcome::AlreadyVoided { at: from_ms(at) });
         }
         tx.execute("UPDATE redemption SET voided_ms = ?2 WHERE id = ?1", params![redemption_id, ms(now)])?;
-        tx.execute("INSERT INTO void (redemption_id, reason, at_ms) VALUES (?1, ?2, ?3)", params![redemption_id, reason, ms(now)])?;
+        tx.execute(
+            "INSERT INTO void (redemption_id, reason, at_ms) VALUES (?1, ?2, ?3)",
+            params![redemption_id, reason, ms(now)],
+        )?;
         let at = rfc3339(now, timezone);
         append_event(
             &tx,
@@ -461,7 +462,9 @@ fn pos_ref<'a>(checkout: &CheckoutRef<'a>) -> Option<&'a str> {
 /// The checkout as the decision sees it: totals plus what it already accepted.
 fn checkout_view(conn: &Connection, checkout: &CheckoutRef<'_>) -> Result<(Checkout, Option<String>)> {
     match *checkout {
-        CheckoutRef::Single { basket_total, eligible_total, .. } => Ok((Checkout::new(basket_total, eligible_total), None)),
+        CheckoutRef::Single { basket_total, eligible_total, .. } => {
+            Ok((Checkout::new(basket_total, eligible_total), None))
+        }
         CheckoutRef::Existing(id) => {
             let (basket, eligible, count, discount): (i64, i64, u64, i64) = conn
                 .prepare_cached(

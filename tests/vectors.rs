@@ -162,7 +162,8 @@ fn run_decision_case(case: &Value) -> Result<(), String> {
 
 #[test]
 fn base45_rfc_examples() {
-    let data: Value = serde_json::from_str(&std::fs::read_to_string(vectors_dir().join("external/base45.json")).unwrap()).unwrap();
+    let data: Value =
+        serde_json::from_str(&std::fs::read_to_string(vectors_dir().join("external/base45.json")).unwrap()).unwrap();
     for pair in data["encode"].as_array().unwrap() {
         let (plain, encoded) = (pair[0].as_str().unwrap(), pair[1].as_str().unwrap());
         assert_eq!(redeemd::base45::encode(plain.as_bytes()), encoded);
@@ -195,7 +196,11 @@ fn cose_working_group_examples() {
     let cases = lines("external/cose-sign1.jsonl");
     assert_eq!(cases.len(), 12);
     for case in cases {
-        let got = sign1_verdict(&hex(case["cose_hex"].as_str().unwrap()), case["key_alg"].as_str().unwrap(), case["key"].as_str().unwrap());
+        let got = sign1_verdict(
+            &hex(case["cose_hex"].as_str().unwrap()),
+            case["key_alg"].as_str().unwrap(),
+            case["key"].as_str().unwrap(),
+        );
         assert_eq!(got, case["expect"].as_str().unwrap(), "{}", case["title"]);
     }
 }

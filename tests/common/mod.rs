@@ -36,8 +36,15 @@ pub fn assert_copy_matches_shared(sub: &str) {
             let rel = path.strip_prefix(&shared).unwrap();
             let copy = vectors_dir().join(rel);
             let want = std::fs::read(&path).unwrap();
-            let got = std::fs::read(&copy).unwrap_or_else(|_| panic!("{} is missing from tests/vectors; copy it from {}", rel.display(), path.display()));
-            assert!(got == want, "tests/vectors/{} differs from {}; copy the shared file again", rel.display(), path.display());
+            let got = std::fs::read(&copy).unwrap_or_else(|_| {
+                panic!("{} is missing from tests/vectors; copy it from {}", rel.display(), path.display())
+            });
+            assert!(
+                got == want,
+                "tests/vectors/{} differs from {}; copy the shared file again",
+                rel.display(),
+                path.display()
+            );
             compared += 1;
         }
     }

@@ -1,0 +1,626 @@
+//! The `redeemd` command line (`spec/terminal-interfaces.md`): argument parsing with clap,
+//! one function per command, and the mapping of outcomes to exit codes — 0 accepted,
+//! 1 rejected, 2 usage or configuration error, 3 any other failure — decided here only.
+//!
+//! Commands are thin: they parse values, call the [`Agent`] and print. No SQL, no
+//! decision logic and no clock reads live here.
+
+use crate::agent::{Agent, ImportError};
+use crate::clock::SystemClock;
+use crate::config::{self, Config};
+use crate::decision::Terminal;
+use crate::issuer::{CodeSpec, Issuer};
+use crate::messages::Language;
+use crate::money::{parse_amount, Money};
+use crate::record::DecisionRecord;
+use crate::report::{self, ReportContext};
+use crate::ruleset::{self, parse_anchors};
+use crate::store::{CheckoutRef, Install, Store, StoreError, VoidOutcome};
+use anyhow::{anyhow, Context as _};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use jiff::Timestamp;
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+const EXAMPLES: &str = "\
+Examples:
+  redeemd --config ./t/redeemd.toml init --data-dir ./t/data --merchant-id M-000123 \\
+          --merchant-category dining --trust-key trust-keys.json
+  redeemd --config ./t/redeemd.toml ruleset import ruleset.jws
+  redeemd --config ./t/redeemd.toml check 'CP1:NCF...' --amount 58.00 --at 2026-11-28T12:00:00+08:00
+  redeemd --config ./t/redeemd.toml redeem 'CP1:NCF...' --amount 58 --json
+  redeemd --config ./t/redeemd.toml report daily --format table
+  redeemd demo
+
+Exit status: 0 accepted (or done), 1 rejected, 2 usage or configuration error, 3 other failure.";
+
+#[derive(Debug, Parser)]
+#[command(name = "redeemd", version, about = "Offline coupon redemption for checkout terminals", after_help = EXAMPLES)]
+pub struct Cli {
+    /// Configuration file
+    #[arg(long, global = true, env = "REDEEMD_CONFIG", default_value = config::DEFAULT_PATH, value_name = "PATH")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write a config for a terminal provisioned by hand (no upstream) and create its ledger
+    Init(InitArgs),
+    /// Import or show the signed rule set
+    #[command(subcommand)]
+    Ruleset(RulesetCommand),
+    /// Say what would happen to a code, writing nothing
+    Check(CheckArgs),
+    /// Decide a code and, when accepted, record the redemption
+    Redeem(RedeemArgs),
+    /// Void a redemption; its coupon can be redeemed again
+    Void(VoidArgs),
+    /// Reports for the store manager
+    #[command(subcommand)]
+    Report(ReportCommand),
+    /// Run a self-contained offline demonstration in a temporary directory
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+struct InitArgs {
+    /// Directory for the ledger and the trust anchors (created if missing)
+    #[arg(long, value_name = "DIR")]
+    data_dir: PathBuf,
+    #[arg(long, value_name = "ID")]
+    merchant_id: String,
+    #[arg(long, value_name = "CAT")]
+    merchant_category: String,
+    /// Rule-set trust anchors: JSON [{"kid","alg","key"}]
+    #[arg(long, value_name = "FILE")]
+    trust_key: PathBuf,
+    /// IANA zone for business days until a rule set is installed
+    #[arg(long, value_name = "TZ", default_value = config::DEFAULT_TIMEZONE)]
+    timezone: String,
+    /// Language of cashier messages
+    #[arg(long, value_enum, default_value = "zh-cn")]
+    language: LanguageArg,
+    /// Overwrite an existing config file (the ledger is kept)
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LanguageArg {
+    #[value(name = "zh-cn", alias = "zh-CN")]
+    ZhCn,
+    En,
+}
+
+#[derive(Debug, Subcommand)]
+enum RulesetCommand {
+    /// Verify and install a signed rule set (JWS compact text)
+    Import {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Version, validity, campaigns, revoked count and age of the rule set in force
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct CodeArgs {
+    /// The scanned code, exactly as read (quote it: codes contain spaces); `-` reads stdin
+    #[arg(value_name = "CODE", allow_hyphen_values = true)]
+    code: String,
+    /// Basket total in major units, e.g. 58 or 58.50
+    #[arg(long, value_name = "DEC")]
+    amount: String,
+    /// The part of the basket the coupon applies to (default: the whole basket)
+    #[arg(long, value_name = "DEC")]
+    eligible: Option<String>,
+    /// Print the decision record as one JSON line
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    code: CodeArgs,
+    /// Evaluate at another instant (RFC 3339), every time rule included
+    #[arg(long, value_name = "RFC3339")]
+    at: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct RedeemArgs {
+    #[command(flatten)]
+    code: CodeArgs,
+}
+
+#[derive(Debug, Args)]
+struct VoidArgs {
+    #[arg(value_name = "REDEMPTION_ID")]
+    redemption_id: String,
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ReportCommand {
+    /// The day's write-offs: per campaign, per hour, totals, leverage, forwarding state
+    Daily {
+        /// Business day (default: today in the rule set's zone)
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        date: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: ReportFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Keep the demo terminal here instead of a temporary directory
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+/// An error with the exit status it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(error: E) -> Failure {
+        Failure { code: 3, error: error.into() }
+    }
+}
+
+/// Usage or configuration error: exit status 2.
+fn usage(error: impl Into<anyhow::Error>) -> Failure {
+    Failure { code: 2, error: error.into() }
+}
+
+type CliResult<T = ExitCode> = Result<T, Failure>;
+
+pub fn main() -> ExitCode {
+    let level = std::env::var("REDEEMD_LOG").ok().and_then(|l| l.parse().ok()).unwrap_or(tracing::Level::WARN);
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(level).with_target(false).init();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!("redeemd: {:#}", failure.error);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> CliResult {
+    match cli.command {
+        Command::Init(args) => init(&cli.config, args),
+        Command::Ruleset(RulesetCommand::Import { file }) => ruleset_import(&cli.config, &file),
+        Command::Ruleset(RulesetCommand::Show { json }) => ruleset_show(&cli.config, json),
+        Command::Check(args) => present(&cli.config, args.code, Some(args.at)),
+        Command::Redeem(args) => present(&cli.config, args.code, None),
+        Command::Void(args) => void(&cli.config, &args),
+        Command::Report(ReportCommand::Daily { date, format }) => report_daily(&cli.config, date.as_deref(), format),
+        Command::Demo(args) => demo(args),
+    }
+}
+
+fn load_config(path: &Path) -> CliResult<Config> {
+    Config::load(path).map_err(usage)
+}
+
+fn open_agent(config: &Config) -> CliResult<Agent> {
+    let keys_path = config.trust_keys_path();
+    let keys = std::fs::read_to_string(&keys_path)
+        .with_context(|| {
+            format!("cannot read trust keys {}; run `redeemd init` again or fix trust-keys", keys_path.display())
+        })
+        .map_err(usage)?;
+    let anchors = parse_anchors(&keys).with_context(|| format!("trust keys {}", keys_path.display())).map_err(usage)?;
+    let store = Store::open_existing(&config.database_path()).map_err(|e| match e {
+        StoreError::Missing(_) => usage(e),
+        other => Failure::from(other),
+    })?;
+    let terminal =
+        Terminal { merchant_id: config.merchant_id.clone(), merchant_category: config.merchant_category.clone() };
+    Ok(Agent::new(store, terminal, anchors, config.language, config.timezone(), Box::new(SystemClock))?)
+}
+
+fn init(config_path: &Path, args: InitArgs) -> CliResult {
+    if config_path.exists() && !args.force {
+        return Err(usage(anyhow!(
+            "config file {} already exists; pass --force to overwrite it (the ledger is kept)",
+            config_path.display()
+        )));
+    }
+    let keys = std::fs::read_to_string(&args.trust_key)
+        .with_context(|| format!("cannot read trust key file {}", args.trust_key.display()))
+        .map_err(usage)?;
+    let anchors = parse_anchors(&keys)
+        .with_context(|| format!("trust key file {} is not a list of rule-set keys", args.trust_key.display()))
+        .map_err(usage)?;
+    let config = Config {
+        data_dir: absolute(&args.data_dir),
+        merchant_id: args.merchant_id,
+        merchant_category: args.merchant_category,
+        timezone: args.timezone,
+        language: match args.language {
+            LanguageArg::ZhCn => Language::ZhCn,
+            LanguageArg::En => Language::En,
+        },
+        trust_keys: None,
+    };
+    config.check().map_err(|m| usage(anyhow!(m)))?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    write_file(&config.trust_keys_path(), keys.as_bytes(), 0o644)?;
+    let store = Store::open(&config.database_path())?;
+    drop(store);
+    if let Some(parent) = config_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    write_file(config_path, config.to_toml().as_bytes(), 0o644)?;
+    println!("wrote {}", config_path.display());
+    println!("  merchant {} ({}), timezone {}", config.merchant_id, config.merchant_category, config.timezone);
+    println!("  {} rule-set trust key(s) in {}", anchors.len(), config.trust_keys_path().display());
+    println!("  ledger {}", config.database_path().display());
+    println!("next: redeemd --config {} ruleset import FILE", config_path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
+
+/// Writes a file atomically (temporary file, fsync, rename) with `mode`.
+fn write_file(path: &Path, bytes: &[u8], mode: u32) -> CliResult<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let tmp = path.with_extension("tmp");
+    let result = (|| -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    result.with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+fn ruleset_import(config_path: &Path, file: &Path) -> CliResult {
+    let config = load_config(config_path)?;
+    let bytes =
+        std::fs::read(file).with_context(|| format!("cannot read rule set file {}", file.display())).map_err(usage)?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        usage(anyhow!("rule set file {} is not text (a JWS compact rule set is ASCII)", file.display()))
+    })?;
+    let mut agent = open_agent(&config)?;
+    let before = agent.installed().map(|i| i.rules.version);
+    match agent.import_ruleset(&text) {
+        Ok(Install::Installed { previous }) => {
+            let rules = &agent.installed().ok_or_else(|| anyhow!("installed rule set vanished"))?.rules;
+            let was = previous.map_or_else(|| "none".to_owned(), |v| v.to_string());
+            println!(
+                "installed rule set version {} (was {was}): {} campaigns, {} revoked, valid until {}",
+                rules.version,
+                rules.campaigns.len(),
+                rules.revoked_count,
+                rules.expires_at
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Install::Unchanged) => {
+            println!("rule set version {} is already in force; nothing changed", before.unwrap_or_default());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ImportError::Refused(refusal)) => {
+            let kept =
+                before.map_or_else(|| "no rule set is installed".to_owned(), |v| format!("version {v} stays in force"));
+            Err(anyhow!("rule set {} refused: {refusal}; {kept}", file.display()).into())
+        }
+        Err(ImportError::Store(e)) => Err(e.into()),
+    }
+}
+
+fn ruleset_show(config_path: &Path, json: bool) -> CliResult {
+    let config = load_config(config_path)?;
+    let agent = open_agent(&config)?;
+    let now = agent.now();
+    let Some(installed) = agent.installed() else {
+        if json {
+            println!("{}", serde_json::json!({"version": null, "installed": false}));
+        } else {
+            println!("no rule set installed; import one with `redeemd ruleset import FILE`");
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let rules = &installed.rules;
+    // Re-verify the stored text: the tables must never be trusted beyond their JWS.
+    let anchors = parse_anchors(&std::fs::read_to_string(config.trust_keys_path())?)?;
+    let signature = match agent.store().ruleset_jws()? {
+        Some((_, jws)) => match ruleset::verify(&jws, &anchors) {
+            Ok(v) if v.rules.version == rules.version => "verified".to_owned(),
+            Ok(v) => format!("stored text is version {}", v.rules.version),
+            Err(e) => format!("FAILED: {e}"),
+        },
+        None => "missing".to_owned(),
+    };
+    let age_s = (now - installed.installed_at).as_secs();
+    if json {
+        let campaigns: Vec<_> = rules
+            .campaigns
+            .values()
+            .map(|c| {
+                serde_json::json!({"id": c.id, "name": c.name, "face_value": c.face_value.0, "min_spend": c.min_spend.0,
+                "status": c.status, "valid_from": c.valid_from.to_string(), "valid_until": c.valid_until.to_string()})
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "installed": true, "version": rules.version, "issuer": rules.issuer,
+                "issued_at": rules.issued_at.to_string(), "expires_at": rules.expires_at.to_string(),
+                "timezone": rules.timezone_name, "currency": rules.currency,
+                "campaigns": rules.campaigns.len(), "revoked": rules.revoked_count,
+                "installed_at": installed.installed_at.to_string(), "age_seconds": age_s,
+                "signature": signature, "campaign_list": campaigns,
+            })
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let digits = rules.currency_digits();
+    println!("rule set version {} from {}", rules.version, rules.issuer.as_deref().unwrap_or("(issuer not named)"));
+    println!("  issued   {}", rules.issued_at);
+    println!("  expires  {}{}", rules.expires_at, if now >= rules.expires_at { "  (EXPIRED: refresh it)" } else { "" });
+    println!("  installed {} ({} h ago), signature {signature}", installed.installed_at, age_s / 3600);
+    println!(
+        "  timezone {}, currency {}, max {} coupon(s) per basket",
+        rules.timezone_name, rules.currency, rules.max_coupons_per_basket
+    );
+    println!("  {} revoked coupon ids", rules.revoked_count);
+    println!("  {} campaign(s):", rules.campaigns.len());
+    for c in rules.campaigns.values() {
+        println!(
+            "    {:<20} {:<8} {} off from {}  {}",
+            c.id,
+            format!("{:?}", c.status).to_lowercase(),
+            c.face_value.display(digits),
+            c.min_spend.display(digits),
+            c.display_name(config.language.tag())
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads the code argument; `-` reads one code from stdin (its final line ending dropped,
+/// spaces kept: space is a base45 character).
+fn read_code(arg: &str) -> CliResult<String> {
+    if arg != "-" {
+        return Ok(arg.to_owned());
+    }
+    const MAX_STDIN: u64 = 4 << 20;
+    let mut buf = Vec::new();
+    std::io::stdin().take(MAX_STDIN + 1).read_to_end(&mut buf).context("cannot read the code from stdin")?;
+    if buf.len() as u64 > MAX_STDIN {
+        return Err(usage(anyhow!("the code on stdin is longer than 4 MiB; a CP1 code is at most 1,504 characters")));
+    }
+    let mut text = String::from_utf8_lossy(&buf).into_owned();
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    Ok(text)
+}
+
+fn amount(flag: &str, text: &str, digits: u32) -> CliResult<Money> {
+    parse_amount(text, digits).map_err(|e| usage(anyhow!("--{flag}: {e}")))
+}
+
+fn present(config_path: &Path, args: CodeArgs, check_at: Option<Option<String>>) -> CliResult {
+    let config = load_config(config_path)?;
+    let mut agent = open_agent(&config)?;
+    let digits = agent.currency_digits();
+    let basket_total = amount("amount", &args.amount, digits)?;
+    let eligible_total = args.eligible.as_deref().map(|e| amount("eligible", e, digits)).transpose()?;
+    if let Some(eligible) = eligible_total.filter(|e| *e > basket_total) {
+        return Err(usage(anyhow!(
+            "--eligible {} is more than --amount {}; the eligible part cannot exceed the basket",
+            eligible.display(digits),
+            basket_total.display(digits)
+        )));
+    }
+    let code = read_code(&args.code)?;
+    let single = CheckoutRef::Single { basket_total, eligible_total, pos_ref: None };
+    let (decision, redemption_id) = match check_at {
+        Some(at) => {
+            let at = at
+                .map(|t| {
+                    t.parse::<Timestamp>()
+                        .map_err(|e| usage(anyhow!("--at {t:?} is not an RFC 3339 instant with offset: {e}")))
+                })
+                .transpose()?;
+            (agent.check(single, &code, at)?, None)
+        }
+        None => {
+            let recorded = agent.redeem(single, &code)?;
+            (recorded.decision, recorded.redemption_id)
+        }
+    };
+    let record = agent.record(&decision, redemption_id);
+    print_record(&record, args.json, digits, agent.currency().unwrap_or("CNY"));
+    Ok(if decision.accepted() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn print_record(record: &DecisionRecord, json: bool, digits: u32, currency: &str) {
+    let mut out = std::io::stdout().lock();
+    if json {
+        let _ = writeln!(out, "{}", serde_json::to_string(record).unwrap_or_default());
+    } else if record.decision == "accepted" {
+        let _ = writeln!(
+            out,
+            "ACCEPTED  {} {currency} off  coupon {}  campaign {}",
+            Money(record.discount).display(digits),
+            record.coupon_id.as_deref().unwrap_or("-"),
+            record.campaign_id.as_deref().unwrap_or("-")
+        );
+        if let Some(id) = &record.redemption_id {
+            let _ = writeln!(out, "  redemption {id}");
+        }
+        let _ = writeln!(out, "  {}", record.message);
+    } else {
+        let _ = writeln!(out, "REJECTED  {}", record.reason.as_deref().unwrap_or("-"));
+        if let Some(coupon) = &record.coupon_id {
+            let _ = writeln!(out, "  coupon {coupon}  campaign {}", record.campaign_id.as_deref().unwrap_or("-"));
+        }
+        let _ = writeln!(out, "  {}", record.message);
+    }
+    let _ = out.flush();
+}
+
+fn void(config_path: &Path, args: &VoidArgs) -> CliResult {
+    let config = load_config(config_path)?;
+    let mut agent = open_agent(&config)?;
+    let digits = agent.currency_digits();
+    match agent.void(&args.redemption_id, args.reason.as_deref())? {
+        VoidOutcome::Voided { coupon_id, discount } => {
+            println!(
+                "voided redemption {} (coupon {coupon_id}, {} off); the coupon can be redeemed again",
+                args.redemption_id,
+                discount.display(digits)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        VoidOutcome::AlreadyVoided { at } => {
+            println!("redemption {} was already voided at {at}; nothing changed", args.redemption_id);
+            Ok(ExitCode::SUCCESS)
+        }
+        VoidOutcome::NotFound => Err(anyhow!(
+            "no redemption {} in this ledger; `redeemd report daily` lists the day's redemption ids",
+            args.redemption_id
+        )
+        .into()),
+    }
+}
+
+fn report_daily(config_path: &Path, date: Option<&str>, format: ReportFormat) -> CliResult {
+    let config = load_config(config_path)?;
+    let agent = open_agent(&config)?;
+    let tz = agent.timezone();
+    let date = match date {
+        Some(d) => d
+            .parse::<jiff::civil::Date>()
+            .map_err(|e| usage(anyhow!("--date {d:?} is not a date like 2026-11-28: {e}")))?,
+        None => agent.now().to_zoned_datetime(tz.clone()).date(),
+    };
+    let rules = agent.installed().map(|i| &i.rules);
+    let tz_name = rules.map_or(config.timezone.as_str(), |r| r.timezone_name.as_str());
+    let names = rules
+        .map(|r| {
+            r.campaigns.values().map(|c| (c.id.clone(), c.display_name(config.language.tag()).to_owned())).collect()
+        })
+        .unwrap_or_default();
+    let ctx = ReportContext {
+        timezone_name: tz_name,
+        timezone: &tz,
+        currency: agent.currency().unwrap_or("CNY"),
+        digits: agent.currency_digits(),
+        names,
+    };
+    let report = report::daily(agent.store(), date, &ctx)?;
+    let text = match format {
+        ReportFormat::Json => report.to_json() + "\n",
+        ReportFormat::Csv => report.to_csv(),
+        ReportFormat::Table => report.to_table(),
+    };
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A whole offline round trip on an embedded demo issuer: no network, no shared files.
+fn demo(args: DemoArgs) -> CliResult {
+    let (_tmp, dir) = match args.dir {
+        Some(dir) => (None, dir),
+        None => {
+            let tmp = tempdir()?;
+            let dir = tmp.0.clone();
+            (Some(tmp), dir)
+        }
+    };
+    let issuer = Issuer::from_seed(42);
+    let now = Timestamp::now();
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let keys = dir.join("demo-trust-keys.json");
+    std::fs::write(&keys, issuer.trust_anchors_json())?;
+    let jws_path = dir.join("demo-ruleset.jws");
+    std::fs::write(
+        &jws_path,
+        issuer.sign_ruleset(&issuer.ruleset_payload(1, now, &["DEMO-DINING"], &["DEMO-REVOKED"])),
+    )?;
+    let config_path = dir.join("redeemd.toml");
+    let data_dir = dir.join("data");
+    let step = |title: &str| println!("\n== {title}");
+    step("init: a terminal provisioned by hand");
+    init(
+        &config_path,
+        InitArgs {
+            data_dir: data_dir.clone(),
+            merchant_id: "M-DEMO".into(),
+            merchant_category: "dining".into(),
+            trust_key: keys,
+            timezone: config::DEFAULT_TIMEZONE.into(),
+            language: LanguageArg::En,
+            force: true,
+        },
+    )?;
+    step("ruleset import: a signed rule set from the demo issuer");
+    ruleset_import(&config_path, &jws_path)?;
+    let code = issuer.code(&CodeSpec::new(format!("DEMO-{}", now.as_second()), "DEMO-DINING", now));
+    let code_args = |amount: &str| CodeArgs { code: code.clone(), amount: amount.into(), eligible: None, json: false };
+    step(&format!("redeem a coupon on a 58.00 basket\n   code: {code}"));
+    present(&config_path, code_args("58.00"), None)?;
+    step("the same coupon again");
+    present(&config_path, code_args("58.00"), None)?;
+    step("report daily");
+    report_daily(&config_path, None, ReportFormat::Table)?;
+    println!("demo terminal in {} (config {})", dir.display(), config_path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A temporary directory removed on drop (std only; the demo needs no more).
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempdir() -> CliResult<TempDir> {
+    let mut nonce = [0u8; 8];
+    getrandom::fill(&mut nonce).map_err(|e| anyhow!("no randomness for a temporary directory: {e}"))?;
+    let dir = std::env::temp_dir().join(format!("redeemd-demo-{}", u64::from_le_bytes(nonce)));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(TempDir(dir))
+}

@@ -1,0 +1,131 @@
+//! The terminal's configuration file (TOML, kebab-case keys, unknown keys refused) and the
+//! paths derived from it. `packaging/redeemd.toml` is the annotated example; a test keeps
+//! it parseable.
+//!
+//! It owns reading, checking and writing the file; it must not open the database or
+//! interpret rule sets.
+
+use crate::messages::Language;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+pub const DEFAULT_PATH: &str = "/etc/redeemd/redeemd.toml";
+pub const DEFAULT_TIMEZONE: &str = "Asia/Shanghai";
+pub const TRUST_KEYS_FILE: &str = "trust-keys.json";
+pub const DATABASE_FILE: &str = "ledger.sqlite";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Config {
+    /// Where the ledger and the trust anchors live.
+    pub data_dir: PathBuf,
+    pub merchant_id: String,
+    pub merchant_category: String,
+    /// IANA zone for business days until a rule set (whose zone then governs) is installed.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// Language of cashier messages: "zh-CN" or "en".
+    #[serde(default)]
+    pub language: Language,
+    /// Rule-set trust anchors; default `<data-dir>/trust-keys.json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_keys: Option<PathBuf>,
+}
+
+fn default_timezone() -> String {
+    DEFAULT_TIMEZONE.to_owned()
+}
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist; create it with `redeemd init` or pass --config")]
+    Missing(PathBuf),
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ConfigError::Missing(path.into())),
+            Err(source) => return Err(ConfigError::Read { path: path.into(), source }),
+        };
+        let config: Config =
+            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
+        config.check().map_err(|message| ConfigError::Invalid { path: path.into(), message })?;
+        Ok(config)
+    }
+
+    /// Semantic checks the types do not make.
+    pub fn check(&self) -> Result<(), String> {
+        if self.merchant_id.trim().is_empty() {
+            return Err("merchant-id is empty".into());
+        }
+        if self.merchant_category.trim().is_empty() {
+            return Err("merchant-category is empty".into());
+        }
+        if jiff::tz::TimeZone::get(&self.timezone).is_err() {
+            return Err(format!("timezone {:?} is not an IANA time zone name (like \"Asia/Shanghai\")", self.timezone));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err("data-dir is empty".into());
+        }
+        Ok(())
+    }
+
+    pub fn to_toml(&self) -> String {
+        let body = toml::to_string(self).unwrap_or_default();
+        format!("# redeemd terminal configuration; see packaging/redeemd.toml for every key.\n{body}")
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join(DATABASE_FILE)
+    }
+
+    pub fn trust_keys_path(&self) -> PathBuf {
+        self.trust_keys.clone().unwrap_or_else(|| self.data_dir.join(TRUST_KEYS_FILE))
+    }
+
+    pub fn timezone(&self) -> jiff::tz::TimeZone {
+        jiff::tz::TimeZone::get(&self.timezone).unwrap_or(jiff::tz::TimeZone::UTC)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_annotated_example_parses() {
+        let text = include_str!("../packaging/redeemd.toml");
+        let config: Config = toml::from_str(text).unwrap();
+        config.check().unwrap();
+        assert_eq!(config.language, Language::ZhCn);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = toml::from_str::<Config>("data-dir='/x'\nmerchant-id='M'\nmerchant-category='c'\nmerchant='M'\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn round_trips() {
+        let config = Config {
+            data_dir: "/var/lib/redeemd".into(),
+            merchant_id: "M-1".into(),
+            merchant_category: "dining".into(),
+            timezone: "Asia/Shanghai".into(),
+            language: Language::En,
+            trust_keys: None,
+        };
+        assert_eq!(toml::from_str::<Config>(&config.to_toml()).unwrap(), config);
+    }
+}
