@@ -115,10 +115,10 @@ struct CodeArgs {
     #[arg(value_name = "CODE", allow_hyphen_values = true)]
     code: String,
     /// Basket total in major units, e.g. 58 or 58.50
-    #[arg(long, value_name = "DEC")]
+    #[arg(long, value_name = "DEC", allow_hyphen_values = true)]
     amount: String,
     /// The part of the basket the coupon applies to (default: the whole basket)
-    #[arg(long, value_name = "DEC")]
+    #[arg(long, value_name = "DEC", allow_hyphen_values = true)]
     eligible: Option<String>,
     /// Print the decision record as one JSON line
     #[arg(long)]

@@ -58,3 +58,153 @@ pub fn hex(text: &str) -> Vec<u8> {
 pub fn ts(text: &str) -> jiff::Timestamp {
     text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
 }
+
+/// A terminal made with the real binary in a temporary directory, with a demo issuer
+/// whose rule sets are valid around the real now.
+pub struct TestTerminal {
+    pub dir: tempfile::TempDir,
+    pub issuer: redeemd::issuer::Issuer,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> serde_json::Value {
+        let line = self.stdout.lines().next().unwrap_or_else(|| panic!("no output; stderr: {}", self.stderr));
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
+    }
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_redeemd")
+}
+
+impl TestTerminal {
+    /// `init` done, no rule set yet.
+    pub fn new() -> TestTerminal {
+        let dir = tempfile::tempdir().unwrap();
+        let issuer = redeemd::issuer::Issuer::from_seed(9);
+        std::fs::write(dir.path().join("anchors.json"), issuer.trust_anchors_json()).unwrap();
+        let t = TestTerminal { dir, issuer };
+        let anchors = t.path("anchors.json");
+        let data = t.path("data");
+        let r = t.run(&[
+            "init",
+            "--data-dir",
+            &data,
+            "--merchant-id",
+            "M-000123",
+            "--merchant-category",
+            "dining",
+            "--trust-key",
+            &anchors,
+            "--language",
+            "en",
+        ]);
+        assert_eq!(r.code, 0, "init: {}", r.stderr);
+        t
+    }
+
+    /// `init` plus an installed rule set (version 5) with campaigns DINING and GROCERY.
+    pub fn with_ruleset() -> TestTerminal {
+        let t = TestTerminal::new();
+        let file = t.write_ruleset("rs5.jws", 5, &["DINING", "GROCERY"], &["REVOKED-1"]);
+        let r = t.run(&["ruleset", "import", &file]);
+        assert_eq!(r.code, 0, "import: {}", r.stderr);
+        t
+    }
+
+    pub fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).to_str().unwrap().to_owned()
+    }
+
+    pub fn config(&self) -> String {
+        self.path("redeemd.toml")
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("data/ledger.sqlite")
+    }
+
+    pub fn write_ruleset(&self, name: &str, version: u64, campaigns: &[&str], revoked: &[&str]) -> String {
+        let payload = self.issuer.ruleset_payload(version, jiff::Timestamp::now(), campaigns, revoked);
+        let path = self.path(name);
+        std::fs::write(&path, self.issuer.sign_ruleset(&payload)).unwrap();
+        path
+    }
+
+    pub fn code(&self, coupon_id: &str, campaign: &str) -> String {
+        let spec = redeemd::issuer::CodeSpec::new(coupon_id, campaign, jiff::Timestamp::now());
+        self.issuer.code(&spec)
+    }
+
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(binary());
+        cmd.arg("--config").arg(self.config()).args(args).env_remove("REDEEMD_CONFIG").env("REDEEMD_LOG", "error");
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_with_stdin(args, None)
+    }
+
+    pub fn run_with_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Run {
+        use std::io::Write;
+        let mut cmd = self.command(args);
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let mut input = child.stdin.take().unwrap();
+        let data = stdin.unwrap_or_default().to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = input.write_all(&data);
+        });
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Every row of every table, in a stable order: equal fingerprints = unchanged ledger.
+    pub fn fingerprint(&self) -> String {
+        db_fingerprint(&self.db())
+    }
+}
+
+pub fn db_fingerprint(path: &Path) -> String {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mut tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    tables.retain(|t| !t.starts_with("sqlite_"));
+    let mut out = String::new();
+    for table in tables {
+        let mut stmt = conn.prepare(&format!("SELECT * FROM \"{table}\" ORDER BY 1")).unwrap();
+        let columns = stmt.column_count();
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((0..columns).map(|i| format!("{:?}", r.get_ref(i).unwrap())).collect::<Vec<_>>().join("|"))
+            })
+            .unwrap();
+        out.push_str(&format!("[{table}]\n"));
+        for row in rows {
+            out.push_str(&row.unwrap());
+            out.push('\n');
+        }
+    }
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    out.push_str(&format!("user_version={version}\n"));
+    out
+}
