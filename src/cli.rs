@@ -6,7 +6,7 @@
 //! decision logic and no clock reads live here.
 
 use crate::agent::{Agent, ImportError};
-use crate::clock::SystemClock;
+use crate::clock::{rfc3339, SystemClock};
 use crate::config::{self, Config};
 use crate::decision::Terminal;
 use crate::issuer::{CodeSpec, Issuer};
@@ -325,7 +325,7 @@ fn ruleset_import(config_path: &Path, file: &Path) -> CliResult {
                 rules.version,
                 rules.campaigns.len(),
                 rules.revoked_count,
-                rules.expires_at
+                rfc3339(rules.expires_at, &rules.timezone)
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -390,9 +390,11 @@ fn ruleset_show(config_path: &Path, json: bool) -> CliResult {
     }
     let digits = rules.currency_digits();
     println!("rule set version {} from {}", rules.version, rules.issuer.as_deref().unwrap_or("(issuer not named)"));
-    println!("  issued   {}", rules.issued_at);
-    println!("  expires  {}{}", rules.expires_at, if now >= rules.expires_at { "  (EXPIRED: refresh it)" } else { "" });
-    println!("  installed {} ({} h ago), signature {signature}", installed.installed_at, age_s / 3600);
+    let local = |ts| rfc3339(ts, &rules.timezone);
+    println!("  issued    {}", local(rules.issued_at));
+    let expired = if now >= rules.expires_at { "  (EXPIRED: refresh it)" } else { "" };
+    println!("  expires   {}{expired}", local(rules.expires_at));
+    println!("  installed {} ({} h ago), signature {signature}", local(installed.installed_at), age_s / 3600);
     println!(
         "  timezone {}, currency {}, max {} coupon(s) per basket",
         rules.timezone_name, rules.currency, rules.max_coupons_per_basket

@@ -38,6 +38,9 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// About 64 MiB of WAL at 4 KiB pages.
+const AUTOCHECKPOINT_PAGES: i64 = 16_384;
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 fn ms(ts: Timestamp) -> i64 {
@@ -141,6 +144,10 @@ impl Store {
         }
         c.pragma_update(None, "synchronous", "FULL")?;
         c.pragma_update(None, "foreign_keys", "ON")?;
+        // Checkpoints belong between scans, not inside one: the owner calls `checkpoint()`
+        // when idle, SQLite checkpoints at close, and this large threshold is only the
+        // safety net for an owner that never idles.
+        c.pragma_update(None, "wal_autocheckpoint", AUTOCHECKPOINT_PAGES)?;
         self.migrate()
     }
 
@@ -283,11 +290,17 @@ impl Store {
             Some(id) => id,
             None => {
                 let id = new_uuid(now);
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT INTO checkout (id, basket_total, eligible_total, pos_ref, opened_ms, status, closed_ms)
                      VALUES (?1, ?2, ?3, ?4, ?5, 'paid', ?5)",
-                    params![id, view.basket_total.0, view.eligible_total.0, pos_ref(&checkout), ms(now)],
-                )?;
+                )?
+                .execute(params![
+                    id,
+                    view.basket_total.0,
+                    view.eligible_total.0,
+                    pos_ref(&checkout),
+                    ms(now)
+                ])?;
                 id
             }
         };
@@ -374,6 +387,13 @@ impl Store {
         )?;
         tx.commit()?;
         Ok(VoidOutcome::Voided { coupon_id, discount: Money(discount) })
+    }
+
+    /// Copies the WAL back into the database file (PASSIVE: never waits for readers).
+    /// Call it when no decision is in flight, e.g. on the daemon's idle tick.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        Ok(())
     }
 
     /// Records a successful contact with upstream (the sync issue calls this).

@@ -1,0 +1,226 @@
+//! `cargo bench --bench ledger`: the figures README.md quotes, each next to its raw
+//! baseline measured in the same run.
+//!
+//! 1. decide+commit latency (p50/p99) and durable redemptions/s on a ledger holding 10^6
+//!    redemptions, 10^4 campaigns and 10^6 revoked ids, against a bare one-row
+//!    `INSERT`+`COMMIT` with the same pragmas (WAL, synchronous=FULL) on the same disk;
+//! 2. CP1 decode+verify per second against a bare Ed25519 verify.
+//!
+//! Sizes can be lowered for a quick look: `REDEEMD_BENCH_ROWS=100000 cargo bench --bench ledger`.
+
+use jiff::{SignedDuration, Timestamp};
+use redeemd::coupon;
+use redeemd::decision::Terminal;
+use redeemd::issuer::{CodeSpec, Issuer};
+use redeemd::keys::b64url_encode;
+use redeemd::money::Money;
+use redeemd::ruleset;
+use redeemd::store::{CheckoutRef, Store};
+use std::time::{Duration, Instant};
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+fn main() {
+    let rows = env("REDEEMD_BENCH_ROWS", 1_000_000);
+    let revoked_n = env("REDEEMD_BENCH_REVOKED", 1_000_000);
+    let campaigns_n = env("REDEEMD_BENCH_CAMPAIGNS", 10_000);
+    let samples = env("REDEEMD_BENCH_SAMPLES", 2_000);
+    // Under target/ so the numbers are for the disk the project lives on, not a tmpfs.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let now: Timestamp = "2026-11-28T04:00:00Z".parse().unwrap();
+    let issuer = Issuer::from_seed(3);
+    let anchors = ruleset::parse_anchors(&issuer.trust_anchors_json()).unwrap();
+
+    eprintln!("building a rule set: {campaigns_n} campaigns, {revoked_n} revoked ids");
+    let t = Instant::now();
+    let ids: Vec<String> = (0..campaigns_n).map(|i| format!("CAMP-{i:05}")).collect();
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let revoked: Vec<String> = (0..revoked_n).map(|i| format!("REV-{i:09}")).collect();
+    let revoked_refs: Vec<&str> = revoked.iter().map(String::as_str).collect();
+    let mut payload = issuer.ruleset_payload(1, now, &id_refs, &revoked_refs);
+    for c in payload["campaigns"].as_array_mut().unwrap() {
+        c["max_per_holder_per_day"] = 3.into();
+    }
+    payload["offline"] = serde_json::json!({"max_unsynced_count": 1_000_000, "max_unsynced_value": 1_000_000_000, "max_hours_since_sync": 72});
+    let jws = issuer.sign_ruleset(&payload);
+    let verified = ruleset::verify(&jws, &anchors).unwrap();
+    let mut store = Store::open(&dir.path().join("ledger.sqlite")).unwrap();
+    store.install_ruleset(&verified, now).unwrap().unwrap();
+    eprintln!("  {:.1} MB JWS verified and installed in {:.1?}", jws.len() as f64 / 1e6, t.elapsed());
+
+    eprintln!("filling the ledger with {rows} forwarded redemptions");
+    let t = Instant::now();
+    prefill(store.connection(), rows, now);
+    eprintln!("  done in {:.1?}", t.elapsed());
+    if std::env::var("NOCKPT").is_ok() {
+        store.connection().pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+        store.connection().execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+    }
+    let rules = store.ruleset().unwrap().unwrap().rules;
+    let terminal = Terminal { merchant_id: "M-1".into(), merchant_category: "dining".into() };
+
+    // decide + commit, each a fresh coupon of a random campaign
+    let codes: Vec<String> = (0..samples)
+        .map(|i| {
+            let mut spec = CodeSpec::new(format!("BENCH-{i}"), ids[i * 7919 % ids.len()].clone(), now);
+            spec.holder = format!("holder-{:06}", i % 5000).into_bytes();
+            issuer.code(&spec)
+        })
+        .collect();
+    let at = now + SignedDuration::from_secs(3600);
+    {
+        let mut lat = Vec::new();
+        for code in codes.iter().take(500) {
+            let t = Instant::now();
+            let single = CheckoutRef::Single { basket_total: Money(5800), eligible_total: None, pos_ref: None };
+            let d = store.evaluate(single, code, &terminal, Some(&rules), at).unwrap();
+            lat.push(t.elapsed());
+            assert!(d.accepted());
+        }
+        lat.sort();
+        eprintln!(
+            "decide only (read transaction, no write) p50 {} p99 {}",
+            ms(percentile(&lat, 0.5)),
+            ms(percentile(&lat, 0.99))
+        );
+    }
+    let mut latencies = Vec::with_capacity(samples);
+    let mut checkpoints = Vec::new();
+    let started = Instant::now();
+    for (i, code) in codes.iter().enumerate() {
+        // The daemon checkpoints on its idle tick, between scans; here every 100 scans,
+        // outside the timed decision but inside the throughput figure.
+        if i % 100 == 99 {
+            let t = Instant::now();
+            store.checkpoint().unwrap();
+            checkpoints.push(t.elapsed());
+        }
+        let t = Instant::now();
+        let single = CheckoutRef::Single { basket_total: Money(5800), eligible_total: None, pos_ref: None };
+        let recorded = store.present(single, code, &terminal, Some(&rules), at).unwrap();
+        latencies.push(t.elapsed());
+        assert!(recorded.decision.accepted(), "{:?}", recorded.decision.outcome);
+    }
+    let redeem_total = started.elapsed();
+    latencies.sort();
+
+    checkpoints.sort();
+    // the bare baseline: one row, one transaction, same pragmas, same directory
+    let bare = rusqlite::Connection::open(dir.path().join("bare.sqlite")).unwrap();
+    let _: String = bare.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).unwrap();
+    bare.pragma_update(None, "synchronous", "FULL").unwrap();
+    bare.pragma_update(None, "wal_autocheckpoint", 16_384).unwrap();
+    bare.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, payload TEXT NOT NULL)").unwrap();
+    let mut bare_latencies = Vec::with_capacity(samples);
+    let started = Instant::now();
+    for i in 0..samples {
+        let t = Instant::now();
+        bare.execute_batch("BEGIN IMMEDIATE").unwrap();
+        bare.prepare_cached("INSERT INTO t (payload) VALUES (?1)").unwrap().execute([format!("row {i}")]).unwrap();
+        bare.execute_batch("COMMIT").unwrap();
+        bare_latencies.push(t.elapsed());
+    }
+    let bare_total = started.elapsed();
+    bare_latencies.sort();
+
+    // decode + verify against a bare Ed25519 verify of a same-sized message
+    let key = rules.coupon_keys[0].key.clone();
+    let verify_n = env("REDEEMD_BENCH_VERIFY", 20_000);
+    let code = &codes[0];
+    let t = Instant::now();
+    for _ in 0..verify_n {
+        let unverified = coupon::decode(std::hint::black_box(code)).unwrap();
+        let k = rules.coupon_key(&b64url_encode(unverified.kid())).unwrap();
+        assert!(unverified.verify(&k.key).is_some());
+    }
+    let decode_rate = verify_n as f64 / t.elapsed().as_secs_f64();
+    let sign1 = coupon::parse_sign1(&coupon::inflate(&redeemd::base45::decode(&code[4..]).unwrap()).unwrap()).unwrap();
+    let message = sign1.to_be_signed();
+    let t = Instant::now();
+    for _ in 0..verify_n {
+        assert!(key.verify(std::hint::black_box(&message), &sign1.signature));
+    }
+    let bare_verify_rate = verify_n as f64 / t.elapsed().as_secs_f64();
+
+    let p99 = percentile(&latencies, 0.99);
+    let bare_p99 = percentile(&bare_latencies, 0.99);
+    println!("ledger: {rows} redemptions, {campaigns_n} campaigns, {revoked_n} revoked ids; {samples} samples");
+    println!(
+        "decide+commit     p50 {}  p99 {}  max {}",
+        ms(percentile(&latencies, 0.5)),
+        ms(p99),
+        ms(*latencies.last().unwrap())
+    );
+    println!(
+        "bare INSERT+COMMIT p50 {}  p99 {}  max {}",
+        ms(percentile(&bare_latencies, 0.5)),
+        ms(bare_p99),
+        ms(*bare_latencies.last().unwrap())
+    );
+    println!("p99 ratio          {:.2}x  (target <= 1.5x)", p99.as_secs_f64() / bare_p99.as_secs_f64());
+    if !checkpoints.is_empty() {
+        println!(
+            "idle checkpoint (every 100 decisions, untimed above) p50 {}  max {}",
+            ms(percentile(&checkpoints, 0.5)),
+            ms(*checkpoints.last().unwrap())
+        );
+    }
+    let rate = samples as f64 / redeem_total.as_secs_f64();
+    let bare_rate = samples as f64 / bare_total.as_secs_f64();
+    println!("durable redemptions/s {rate:.0}  bare inserts/s {bare_rate:.0}  ratio {:.2}", rate / bare_rate);
+    println!(
+        "decode+verify/s {decode_rate:.0}  bare Ed25519 verify/s {bare_verify_rate:.0}  ratio {:.2}  (target >= 0.8)",
+        decode_rate / bare_verify_rate
+    );
+}
+
+/// Bulk rows straight into the tables, in one transaction: synced redemptions (their
+/// redeem events answered), so the ledger is big but the unsynced set stays small.
+fn prefill(conn: &rusqlite::Connection, rows: usize, now: Timestamp) {
+    conn.execute_batch("BEGIN").unwrap();
+    {
+        let mut checkout = conn
+            .prepare("INSERT INTO checkout (id, basket_total, eligible_total, opened_ms, status) VALUES (?1, 5800, 5800, ?2, 'paid')")
+            .unwrap();
+        let mut redemption = conn
+            .prepare(
+                "INSERT INTO redemption (id, checkout_id, coupon_id, campaign_id, holder, code, discount, basket_total,
+                     eligible_total, currency, ruleset_version, at_ms, forward_state)
+                 VALUES (?1, ?1, ?2, ?3, ?4, 'CP1:', 1000, 5800, 5800, 'CNY', 1, ?5, 'forwarded')",
+            )
+            .unwrap();
+        let mut outbox = conn
+            .prepare(
+                "INSERT INTO outbox (seq, event_id, type, redemption_id, body, created_ms, state)
+                 VALUES (?1, ?2, 'redeem', ?3, '{}', ?4, 'accepted')",
+            )
+            .unwrap();
+        let base = now.as_millisecond() - 30 * 24 * 3600 * 1000;
+        for i in 0..rows {
+            let id = format!("00000000-0000-7000-8000-{i:012}");
+            let at = base + (i as i64) * 2000;
+            checkout.execute(rusqlite::params![id, at]).unwrap();
+            redemption
+                .execute(rusqlite::params![
+                    id,
+                    format!("OLD-{i:09}"),
+                    format!("CAMP-{:05}", i % 10_000),
+                    format!("holder-{:06}", i % 50_000).into_bytes(),
+                    at
+                ])
+                .unwrap();
+            outbox.execute(rusqlite::params![i as i64 + 1, format!("e-{id}"), id, at]).unwrap();
+        }
+    }
+    conn.execute_batch("COMMIT").unwrap();
+}
