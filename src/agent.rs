@@ -94,6 +94,22 @@ impl Agent {
         Ok(install)
     }
 
+    /// Re-verifies the stored JWS of the rule set in force against the trust anchors: the
+    /// indexed tables are never trusted beyond the signed text they came from.
+    pub fn reverify_installed(&self) -> Result<Option<u64>, ImportError> {
+        let Some((version, jws)) = self.store.ruleset_jws()? else {
+            return Ok(None);
+        };
+        let verified = ruleset::verify(&jws, &self.anchors)?;
+        if verified.rules.version != version {
+            return Err(ImportError::Refused(Refusal::Payload(format!(
+                "stored text is version {}, the row says {version}",
+                verified.rules.version
+            ))));
+        }
+        Ok(Some(version))
+    }
+
     /// Decides a code and records it when accepted; always at the clock's now.
     pub fn redeem(&mut self, checkout: CheckoutRef<'_>, code: &str) -> Result<Recorded, StoreError> {
         let now = self.clock.now();

@@ -14,7 +14,7 @@ use crate::messages::Language;
 use crate::money::{parse_amount, Money};
 use crate::record::DecisionRecord;
 use crate::report::{self, ReportContext};
-use crate::ruleset::{self, parse_anchors};
+use crate::ruleset::parse_anchors;
 use crate::store::{CheckoutRef, Install, Store, StoreError, VoidOutcome};
 use anyhow::{anyhow, Context as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -355,15 +355,10 @@ fn ruleset_show(config_path: &Path, json: bool) -> CliResult {
         return Ok(ExitCode::SUCCESS);
     };
     let rules = &installed.rules;
-    // Re-verify the stored text: the tables must never be trusted beyond their JWS.
-    let anchors = parse_anchors(&std::fs::read_to_string(config.trust_keys_path())?)?;
-    let signature = match agent.store().ruleset_jws()? {
-        Some((_, jws)) => match ruleset::verify(&jws, &anchors) {
-            Ok(v) if v.rules.version == rules.version => "verified".to_owned(),
-            Ok(v) => format!("stored text is version {}", v.rules.version),
-            Err(e) => format!("FAILED: {e}"),
-        },
-        None => "missing".to_owned(),
+    let signature = match agent.reverify_installed() {
+        Ok(Some(_)) => "verified".to_owned(),
+        Ok(None) => "missing".to_owned(),
+        Err(e) => format!("FAILED: {e}"),
     };
     let age_s = (now - installed.installed_at).as_secs();
     if json {

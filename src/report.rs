@@ -189,23 +189,22 @@ impl DailyReport {
             out.push_str("  No redemptions on this day.\n");
             return out;
         }
-        let header = |out: &mut String, first: &str| {
-            let _ = writeln!(
-                out,
-                "{first:<28} {:>7} {:>5} {:>12} {:>12} {:>9}",
-                "coupons", "voids", "discount", "baskets", "leverage"
-            );
+        let row = |out: &mut String, label: &str, cells: [String; 5]| {
+            let [coupons, voids, discount, baskets, leverage] = cells;
+            let _ = writeln!(out, "{label:<28} {coupons:>7} {voids:>5} {discount:>12} {baskets:>12} {leverage:>9}");
+        };
+        let header = |out: &mut String, label: &str| {
+            row(out, label, ["coupons", "voids", "discount", "baskets", "leverage"].map(String::from));
         };
         let line = |out: &mut String, label: &str, t: &Totals| {
-            let _ = writeln!(
-                out,
-                "{label:<28} {:>7} {:>5} {:>12} {:>12} {:>9}",
-                t.redemptions,
-                t.voids,
+            let cells = [
+                t.redemptions.to_string(),
+                t.voids.to_string(),
                 self.money(t.discount),
                 self.money(t.basket_total),
-                leverage(t)
-            );
+                leverage(t),
+            ];
+            row(out, label, cells);
         };
         header(&mut out, "campaign");
         for c in &self.campaigns {
