@@ -6,7 +6,7 @@
 //! decision logic and no clock reads live here.
 
 use crate::agent::{Agent, ImportError};
-use crate::clock::{rfc3339, SystemClock};
+use crate::clock::{rfc3339, Clock as _, SystemClock};
 use crate::config::{self, Config};
 use crate::decision::Terminal;
 use crate::issuer::{CodeSpec, Issuer};
@@ -15,6 +15,8 @@ use crate::money::{parse_amount, Money};
 use crate::record::DecisionRecord;
 use crate::report::{self, ReportContext};
 use crate::ruleset::parse_anchors;
+use crate::scanner::transport::{self, PortSpec, Scanner, ScannerEvent};
+use crate::scanner::{profile, sheet};
 use crate::store::{CheckoutRef, Install, Store, StoreError, VoidOutcome};
 use anyhow::{anyhow, Context as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -63,6 +65,45 @@ enum Command {
     Report(ReportCommand),
     /// Run a self-contained offline demonstration in a temporary directory
     Demo(DemoArgs),
+    /// Barcode scanners: list ports, watch scans, print a setup sheet
+    #[command(subcommand)]
+    Scanner(ScannerCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ScannerCommand {
+    /// Serial ports with their USB ids and the matching firmware profile, and the profiles
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read scans live and print each frame or discard
+    #[command(after_help = "Example:\n  redeemd scanner test --port auto --profile zebra-ds2208 --count 3 --json")]
+    Test {
+        /// Serial device path, a /dev/serial/by-id/... link, or `auto` (by the profile's USB ids)
+        #[arg(long, value_name = "PATH|auto")]
+        port: String,
+        /// Firmware profile id (see `redeemd scanner list`)
+        #[arg(long, value_name = "ID")]
+        profile: String,
+        /// Stop after this many delivered frames
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+        /// Stop after this many seconds
+        #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+        timeout: f64,
+        /// One JSON object per line
+        #[arg(long)]
+        json: bool,
+    },
+    /// Render the profile's setup codes and a sample coupon as a printable PNG
+    #[command(after_help = "Example:\n  redeemd scanner sheet --profile honeywell-xenon-1950g --out xenon-setup.png")]
+    Sheet {
+        #[arg(long, value_name = "ID")]
+        profile: String,
+        #[arg(long, value_name = "FILE.png")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -196,7 +237,13 @@ type CliResult<T = ExitCode> = Result<T, Failure>;
 
 pub fn main() -> ExitCode {
     let level = std::env::var("REDEEMD_LOG").ok().and_then(|l| l.parse().ok()).unwrap_or(tracing::Level::WARN);
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(level).with_target(false).init();
+    use std::io::IsTerminal as _;
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -223,6 +270,11 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Void(args) => void(&cli.config, &args),
         Command::Report(ReportCommand::Daily { date, format }) => report_daily(&cli.config, date.as_deref(), format),
         Command::Demo(args) => demo(args),
+        Command::Scanner(ScannerCommand::List { json }) => scanner_list(json),
+        Command::Scanner(ScannerCommand::Test { port, profile, count, timeout, json }) => {
+            scanner_test(&port, &profile, count, timeout, json)
+        }
+        Command::Scanner(ScannerCommand::Sheet { profile, out }) => scanner_sheet(&profile, &out),
     }
 }
 
@@ -565,8 +617,8 @@ fn demo(args: DemoArgs) -> CliResult {
             (Some(tmp), dir)
         }
     };
-    let issuer = Issuer::from_seed(42);
-    let now = Timestamp::now();
+    let issuer = Issuer::from_seed(DEMO_SEED);
+    let now = SystemClock.now();
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let keys = dir.join("demo-trust-keys.json");
     std::fs::write(&keys, issuer.trust_anchors_json())?;
@@ -602,6 +654,112 @@ fn demo(args: DemoArgs) -> CliResult {
     step("report daily");
     report_daily(&config_path, None, ReportFormat::Table)?;
     println!("demo terminal in {} (config {})", dir.display(), config_path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+const DEMO_SEED: u8 = 42;
+
+fn scanner_list(json: bool) -> CliResult {
+    let profiles = profile::builtin()?;
+    let ports = transport::list_ports(&profiles)?;
+    if json {
+        let profiles: Vec<_> =
+            profiles.iter().map(|p| serde_json::json!({"id": p.id, "vendor": p.vendor, "model": p.model})).collect();
+        println!("{}", serde_json::json!({"ports": ports, "profiles": profiles}));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if ports.is_empty() {
+        println!("no serial ports found (is the scanner in USB serial / CDC mode? see its setup sheet)");
+    }
+    for p in &ports {
+        let usb = p.usb.as_ref().map_or_else(
+            || "not USB".to_owned(),
+            |u| {
+                format!(
+                    "USB {}:{} {} {}{}",
+                    u.vid,
+                    u.pid,
+                    u.manufacturer.as_deref().unwrap_or("?"),
+                    u.product.as_deref().unwrap_or("?"),
+                    u.serial_number.as_deref().map(|s| format!(" serial {s}")).unwrap_or_default()
+                )
+            },
+        );
+        let matched = if p.profiles.is_empty() { "no profile matches".to_owned() } else { p.profiles.join(", ") };
+        println!("{}  {usb}  -> {matched}", p.port);
+        for link in &p.by_id {
+            println!("    {link}");
+        }
+    }
+    println!("\nfirmware profiles:");
+    for p in &profiles {
+        println!("  {:<28} {} {}", p.id, p.vendor, p.model);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn scanner_test(port: &str, profile_id: &str, count: Option<u64>, timeout: f64, json: bool) -> CliResult {
+    let profile = profile::find(profile_id).map_err(usage)?;
+    if !(timeout.is_finite() && timeout > 0.0) {
+        return Err(usage(anyhow!("--timeout {timeout} must be a positive number of seconds")));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(timeout.min(1e9));
+    let scanner = Scanner::spawn(PortSpec::parse(port), profile);
+    let mut delivered = 0u64;
+    let mut out = std::io::stdout().lock();
+    while count.is_none_or(|n| delivered < n) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let Some(event) = scanner.recv_timeout(left) else {
+            continue;
+        };
+        let line = match event {
+            ScannerEvent::Connected { port } => {
+                eprintln!("connected to {port}");
+                continue;
+            }
+            ScannerEvent::Unavailable { error } if error.needs_action() => return Err(anyhow!(error).into()),
+            ScannerEvent::Unavailable { error } => {
+                eprintln!("waiting for the scanner: {error}");
+                continue;
+            }
+            ScannerEvent::Disconnected { reason } => {
+                eprintln!("disconnected ({reason}); waiting for it to come back");
+                continue;
+            }
+            ScannerEvent::Frame { text, aim, bytes } => {
+                delivered += 1;
+                if json {
+                    serde_json::json!({"event": "frame", "text": text, "aim": aim, "bytes": bytes}).to_string()
+                } else {
+                    format!("frame {} {bytes} bytes: {text}", aim.as_deref().unwrap_or("(no aim)"))
+                }
+            }
+            ScannerEvent::Discarded { reason, bytes } => {
+                if json {
+                    serde_json::json!({"event": "discarded", "reason": reason.as_str(), "bytes": bytes}).to_string()
+                } else {
+                    format!("discarded {} ({bytes} bytes)", reason.as_str())
+                }
+            }
+        };
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+    if let Some(n) = count.filter(|n| delivered < *n) {
+        eprintln!("timeout after {timeout} s: {delivered} of {n} frames");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn scanner_sheet(profile_id: &str, out: &Path) -> CliResult {
+    let profile = profile::find(profile_id).map_err(usage)?;
+    let sample = Issuer::from_seed(DEMO_SEED).code(&CodeSpec::new("SAMPLE-0001", "DEMO-DINING", SystemClock.now()));
+    let img = sheet::render(&profile, &sample)?;
+    img.save_with_format(out, image::ImageFormat::Png).with_context(|| format!("cannot write {}", out.display()))?;
+    println!("wrote {} ({} setup codes, sample coupon)", out.display(), profile.setup_codes.len());
     Ok(ExitCode::SUCCESS)
 }
 

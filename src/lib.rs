@@ -20,4 +20,5 @@ pub mod money;
 pub mod record;
 pub mod report;
 pub mod ruleset;
+pub mod scanner;
 pub mod store;

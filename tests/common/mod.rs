@@ -2,6 +2,8 @@
 //! the committed copy of the vectors equals `../shared/vectors` where that exists.
 #![allow(dead_code)]
 
+pub mod scanner;
+
 use std::path::{Path, PathBuf};
 
 /// The committed copy, so a clone outside the workplace runs the same cases.

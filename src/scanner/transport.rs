@@ -1,0 +1,425 @@
+//! The serial transport: finds and opens the scanner's port (a path, a
+//! `/dev/serial/by-id/…` link, or `auto` by USB id), applies the profile's settings,
+//! sends its init sequence, feeds bytes to the [`Decoder`] and delivers
+//! [`ScannerEvent`]s over a channel. It survives unplugging: it reports `Disconnected`,
+//! retries with backoff (100 ms doubling to 1 s) and resumes on replug, never panicking.
+//!
+//! One thread per scanner, blocking reads with a short timeout; the only module that
+//! touches serial ports. It decides nothing about the codes it reads.
+
+use super::decoder::{Decoder, DiscardReason, Event};
+use super::profile::{FlowControl, Parity, Profile, Protocol};
+use super::{ssi, Feedback};
+use serde::Serialize;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// How long one read waits; bounds feedback latency and the gap-timeout granularity.
+const READ_TIMEOUT: Duration = Duration::from_millis(20);
+const BACKOFF_START: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum TransportError {
+    #[error("{0} does not exist (unplugged? `redeemd scanner list` shows the ports)")]
+    NotFound(String),
+    #[error(
+        "permission denied opening {0}: add this user to the `dialout` group \
+         (sudo usermod -aG dialout $USER, then log in again) or install packaging/60-redeemd-scanner.rules"
+    )]
+    Permission(String),
+    #[error("{0} is busy: another program holds it (ModemManager, another redeemd?); `fuser {0}` tells which")]
+    Busy(String),
+    #[error("cannot open {port}: {message}")]
+    Open { port: String, message: String },
+    #[error("no serial port matches profile {profile} ({wanted}); plug the scanner in, or give --port PATH")]
+    NoMatch { profile: String, wanted: String },
+    #[error("several ports match profile {profile}: {ports}; give --port PATH")]
+    Ambiguous { profile: String, ports: String },
+    #[error("cannot list serial ports: {0}")]
+    List(String),
+}
+
+/// Where to find the scanner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortSpec {
+    Path(PathBuf),
+    /// The USB serial port whose VID:PID the profile names (or the only one).
+    Auto,
+}
+
+impl PortSpec {
+    pub fn parse(text: &str) -> PortSpec {
+        if text == "auto" {
+            PortSpec::Auto
+        } else {
+            PortSpec::Path(PathBuf::from(text))
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UsbInfo {
+    pub vid: String,
+    pub pid: String,
+    pub serial_number: Option<String>,
+    pub manufacturer: Option<String>,
+    pub product: Option<String>,
+    pub interface: Option<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PortInfo {
+    pub port: String,
+    /// Stable `/dev/serial/by-id/…` names pointing at this port.
+    pub by_id: Vec<String>,
+    pub usb: Option<UsbInfo>,
+    /// Ids of the profiles whose USB ids match.
+    pub profiles: Vec<String>,
+}
+
+/// The system's serial ports with their USB ids and matching profiles.
+pub fn list_ports(profiles: &[Profile]) -> Result<Vec<PortInfo>, TransportError> {
+    if !Path::new("/sys/class/tty").is_dir() {
+        // serialport panics without it (minimal containers): say so instead.
+        return Err(TransportError::List("/sys/class/tty is missing".into()));
+    }
+    let ports = serialport::available_ports().map_err(|e| TransportError::List(e.to_string()))?;
+    let by_id = by_id_links();
+    let mut out: Vec<PortInfo> = ports
+        .into_iter()
+        .map(|p| {
+            let usb = match &p.port_type {
+                serialport::SerialPortType::UsbPort(u) => Some((u.vid, u.pid, u.clone())),
+                _ => None,
+            };
+            let matched = usb
+                .as_ref()
+                .map(|(vid, pid, _)| {
+                    profiles.iter().filter(|pr| pr.matches_usb(*vid, *pid)).map(|pr| pr.id.clone()).collect()
+                })
+                .unwrap_or_default();
+            let canonical = std::fs::canonicalize(&p.port_name).unwrap_or_else(|_| PathBuf::from(&p.port_name));
+            PortInfo {
+                by_id: by_id.iter().filter(|(_, target)| *target == canonical).map(|(link, _)| link.clone()).collect(),
+                usb: usb.map(|(vid, pid, u)| UsbInfo {
+                    vid: format!("{vid:04x}"),
+                    pid: format!("{pid:04x}"),
+                    serial_number: u.serial_number,
+                    manufacturer: u.manufacturer,
+                    product: u.product,
+                    interface: u.interface,
+                }),
+                port: p.port_name,
+                profiles: matched,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.port.cmp(&b.port));
+    Ok(out)
+}
+
+fn by_id_links() -> Vec<(String, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir("/dev/serial/by-id") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::canonicalize(e.path()).ok().map(|t| (e.path().to_string_lossy().into_owned(), t)))
+        .collect()
+}
+
+/// Picks the port for `auto`: the one whose USB id the profile names; for a profile
+/// without USB ids, the only USB serial port there is.
+pub fn resolve_auto(profile: &Profile, ports: &[PortInfo]) -> Result<PathBuf, TransportError> {
+    let candidates: Vec<&PortInfo> = if profile.usb.is_empty() {
+        ports.iter().filter(|p| p.usb.is_some()).collect()
+    } else {
+        ports.iter().filter(|p| p.profiles.contains(&profile.id)).collect()
+    };
+    match candidates.as_slice() {
+        [one] => Ok(PathBuf::from(one.by_id.first().unwrap_or(&one.port))),
+        [] => Err(TransportError::NoMatch {
+            profile: profile.id.clone(),
+            wanted: if profile.usb.is_empty() {
+                "any USB serial port".into()
+            } else {
+                profile.usb.iter().map(|u| format!("{:04x}:{:04x}", u.vid, u.pid)).collect::<Vec<_>>().join(", ")
+            },
+        }),
+        many => Err(TransportError::Ambiguous {
+            profile: profile.id.clone(),
+            ports: many.iter().map(|p| p.port.as_str()).collect::<Vec<_>>().join(", "),
+        }),
+    }
+}
+
+/// Opens `path` with the profile's serial settings.
+pub fn open(path: &Path, profile: &Profile) -> Result<serialport::TTYPort, TransportError> {
+    let name = path.to_string_lossy().into_owned();
+    if !path.exists() {
+        return Err(TransportError::NotFound(name));
+    }
+    let s = &profile.serial;
+    let builder = serialport::new(name.clone(), s.baud)
+        .data_bits(match s.data_bits {
+            5 => serialport::DataBits::Five,
+            6 => serialport::DataBits::Six,
+            7 => serialport::DataBits::Seven,
+            _ => serialport::DataBits::Eight,
+        })
+        .parity(match s.parity {
+            Parity::None => serialport::Parity::None,
+            Parity::Odd => serialport::Parity::Odd,
+            Parity::Even => serialport::Parity::Even,
+        })
+        .stop_bits(if s.stop_bits == 2 { serialport::StopBits::Two } else { serialport::StopBits::One })
+        .flow_control(match s.flow_control {
+            FlowControl::None => serialport::FlowControl::None,
+            FlowControl::Software => serialport::FlowControl::Software,
+            FlowControl::Hardware => serialport::FlowControl::Hardware,
+        })
+        .timeout(READ_TIMEOUT);
+    builder.open_native().map_err(|e| classify(&name, &e))
+}
+
+fn classify(port: &str, e: &serialport::Error) -> TransportError {
+    let message = e.description.clone();
+    let lower = message.to_lowercase();
+    match e.kind {
+        serialport::ErrorKind::Io(std::io::ErrorKind::PermissionDenied) => TransportError::Permission(port.into()),
+        serialport::ErrorKind::Io(std::io::ErrorKind::NotFound) => TransportError::NotFound(port.into()),
+        _ if lower.contains("busy") || lower.contains("lock") || lower.contains("would block") => {
+            TransportError::Busy(port.into())
+        }
+        _ if lower.contains("permission") => TransportError::Permission(port.into()),
+        _ => TransportError::Open { port: port.into(), message },
+    }
+}
+
+/// What the scanner thread reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScannerEvent {
+    Connected {
+        port: String,
+    },
+    /// The port could not be opened (reported once per distinct error, then retried).
+    Unavailable {
+        error: TransportError,
+    },
+    Disconnected {
+        reason: String,
+    },
+    Frame {
+        text: String,
+        aim: Option<String>,
+        bytes: usize,
+    },
+    Discarded {
+        reason: DiscardReason,
+        bytes: usize,
+    },
+}
+
+enum Command {
+    Feedback(Feedback),
+    Stop,
+}
+
+/// A running scanner: events come out of `events`; feedback goes in.
+pub struct Scanner {
+    events: Receiver<ScannerEvent>,
+    commands: Sender<Command>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TransportError {
+    /// Errors that waiting will not fix: the installer must act.
+    pub fn needs_action(&self) -> bool {
+        matches!(self, TransportError::Permission(_) | TransportError::Busy(_) | TransportError::Ambiguous { .. })
+    }
+}
+
+impl Scanner {
+    /// Starts the scanner thread. It keeps trying until stopped: a missing port is
+    /// reported once as `Disconnected` and retried.
+    pub fn spawn(spec: PortSpec, profile: Profile) -> Scanner {
+        let (event_tx, events) = mpsc::channel();
+        let (commands, command_rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("scanner".into())
+            .spawn(move || run(spec, profile, event_tx, command_rx))
+            .expect("spawning the scanner thread");
+        Scanner { events, commands, thread: Some(thread) }
+    }
+
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<ScannerEvent> {
+        self.events.recv_timeout(timeout).ok()
+    }
+
+    /// Beeps good or bad, as the profile says (nothing when it does not know how).
+    pub fn feedback(&self, feedback: Feedback) {
+        let _ = self.commands.send(Command::Feedback(feedback));
+    }
+
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        let _ = self.commands.send(Command::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Scanner {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn feedback_bytes(profile: &Profile, feedback: Feedback) -> Vec<u8> {
+    let c = &profile.commands;
+    let (plain, ssi_command) = match feedback {
+        Feedback::Good => (&c.good_read, &c.ssi_good_read),
+        Feedback::Bad => (&c.bad_read, &c.ssi_bad_read),
+    };
+    match (profile.framing.protocol, ssi_command) {
+        (Protocol::ZebraSsi, Some(cmd)) => ssi::packet(cmd.opcode, ssi::SOURCE_HOST, 0, &cmd.data),
+        _ => plain.clone(),
+    }
+}
+
+/// Outcome of one connection.
+enum Ended {
+    Stop,
+    Lost(String),
+}
+
+fn run(spec: PortSpec, profile: Profile, events: Sender<ScannerEvent>, commands: Receiver<Command>) {
+    let started = Instant::now();
+    let mut backoff = BACKOFF_START;
+    let mut last_report: Option<String> = None;
+    loop {
+        let attempt = match &spec {
+            PortSpec::Path(p) => Ok(p.clone()),
+            PortSpec::Auto => {
+                list_ports(std::slice::from_ref(&profile)).and_then(|ports| resolve_auto(&profile, &ports))
+            }
+        }
+        .and_then(|path| open(&path, &profile).map(|port| (path, port)));
+        match attempt {
+            Ok((path, port)) => {
+                backoff = BACKOFF_START;
+                let name = path.to_string_lossy().into_owned();
+                match connected(port, &name, &profile, &events, &commands, started) {
+                    Ended::Stop => return,
+                    Ended::Lost(reason) => {
+                        tracing::info!(%reason, "scanner disconnected");
+                        if events.send(ScannerEvent::Disconnected { reason: reason.clone() }).is_err() {
+                            return;
+                        }
+                        last_report = Some(reason);
+                    }
+                }
+            }
+            Err(error) => {
+                let reason = error.to_string();
+                if last_report.as_deref() != Some(&reason) {
+                    tracing::info!(%reason, "scanner not available");
+                    if events.send(ScannerEvent::Unavailable { error }).is_err() {
+                        return;
+                    }
+                    last_report = Some(reason);
+                }
+            }
+        }
+        // Wait out the backoff, still answering Stop promptly.
+        match commands.recv_timeout(backoff) {
+            Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+            Ok(Command::Feedback(_)) | Err(RecvTimeoutError::Timeout) => {}
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+fn connected(
+    mut port: serialport::TTYPort,
+    name: &str,
+    profile: &Profile,
+    events: &Sender<ScannerEvent>,
+    commands: &Receiver<Command>,
+    started: Instant,
+) -> Ended {
+    let _ = serialport::SerialPort::clear(&port, serialport::ClearBuffer::Input);
+    for command in &profile.commands.init {
+        if let Err(e) = port.write_all(command) {
+            return Ended::Lost(format!("writing the init sequence: {e}"));
+        }
+    }
+    // Told only now, so nothing the scanner sends after this is flushed away above.
+    tracing::info!(port = %name, profile = %profile.id, "scanner connected");
+    if events.send(ScannerEvent::Connected { port: name.to_owned() }).is_err() {
+        return Ended::Stop;
+    }
+    let mut decoder = Decoder::new(&profile.framing);
+    let mut buf = vec![0u8; 4096];
+    let mut out = Vec::new();
+    let mut warned_too_long = false;
+    loop {
+        match commands.try_recv() {
+            Ok(Command::Stop) | Err(TryRecvError::Disconnected) => return Ended::Stop,
+            Ok(Command::Feedback(f)) => {
+                let bytes = feedback_bytes(profile, f);
+                if !bytes.is_empty() {
+                    if let Err(e) = port.write_all(&bytes) {
+                        return Ended::Lost(format!("writing feedback: {e}"));
+                    }
+                }
+            }
+            Err(TryRecvError::Empty) => {}
+        }
+        let read = port.read(&mut buf);
+        let now_ms = started.elapsed().as_millis() as u64;
+        match read {
+            Ok(0) => return Ended::Lost("the port closed".into()),
+            Ok(n) => decoder.push(&buf[..n], now_ms, &mut out),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut || e.kind() == std::io::ErrorKind::WouldBlock => {
+                decoder.tick(now_ms, &mut out)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Ended::Lost(format!("reading: {e}")),
+        }
+        for event in out.drain(..) {
+            let event = match event {
+                Event::Send(bytes) => {
+                    if let Err(e) = port.write_all(&bytes) {
+                        return Ended::Lost(format!("writing a handshake: {e}"));
+                    }
+                    continue;
+                }
+                Event::Frame { text, aim, bytes } => ScannerEvent::Frame { text, aim, bytes },
+                Event::Discarded { reason, bytes } => {
+                    if reason == DiscardReason::TooLong && !warned_too_long {
+                        warned_too_long = true;
+                        tracing::warn!(
+                            bytes,
+                            max = profile.framing.max_frame,
+                            "over-long frame discarded (logged once)"
+                        );
+                    }
+                    ScannerEvent::Discarded { reason, bytes }
+                }
+            };
+            if events.send(event).is_err() {
+                return Ended::Stop;
+            }
+        }
+    }
+}
