@@ -119,11 +119,7 @@ impl Decoder {
         }
         self.last_byte_ms = now_ms;
         match self.framing.protocol {
-            Protocol::Plain => {
-                for &b in bytes {
-                    self.plain_byte(b, now_ms, out);
-                }
-            }
+            Protocol::Plain => self.plain_bytes(bytes, now_ms, out),
             Protocol::ZebraSsi => {
                 for &b in bytes {
                     self.ssi_byte(b, now_ms, out);
@@ -174,7 +170,7 @@ impl Decoder {
 
     // ---------------------------------------------------------------- plain
 
-    fn is_terminator(&mut self, b: u8) -> bool {
+    fn is_terminator(&self, b: u8) -> bool {
         match self.framing.terminator {
             Terminator::Cr => b == b'\r',
             Terminator::Lf => b == b'\n',
@@ -184,20 +180,30 @@ impl Decoder {
         }
     }
 
-    fn plain_byte(&mut self, b: u8, now_ms: u64, out: &mut Vec<Event>) {
-        let after_cr = std::mem::replace(&mut self.after_cr, b == b'\r');
-        if self.is_terminator(b) {
-            if b == b'\n' && after_cr {
-                return; // the LF of a CR LF: part of the terminator just handled
+    /// Copies runs of data in bulk and handles each terminator.
+    fn plain_bytes(&mut self, mut rest: &[u8], now_ms: u64, out: &mut Vec<Event>) {
+        while let Some(&first) = rest.first() {
+            // The LF of a CR LF whose CR ended the frame: part of that terminator.
+            if std::mem::take(&mut self.after_cr) && first == b'\n' {
+                rest = &rest[1..];
+                continue;
             }
+            let end = rest.iter().position(|&b| self.is_terminator(b));
+            let data = &rest[..end.unwrap_or(rest.len())];
+            let room = self.framing.max_frame - self.buf.len();
+            if data.len() <= room {
+                self.buf.extend_from_slice(data);
+            } else {
+                // Too long: drop up to the next terminator, reported once for the frame.
+                self.buf.extend_from_slice(&data[..room]);
+                self.overflow += data.len() - room;
+            }
+            let Some(end) = end else {
+                return;
+            };
+            self.after_cr = rest[end] == b'\r';
             self.end_plain_frame(now_ms, out);
-            return;
-        }
-        if self.buf.len() < self.framing.max_frame {
-            self.buf.push(b);
-        } else {
-            // Too long: drop up to the next terminator, reported once for the frame.
-            self.overflow += 1;
+            rest = &rest[end + 1..];
         }
     }
 

@@ -423,3 +423,52 @@ fn connected(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scanner::profile;
+
+    #[test]
+    fn open_errors_say_what_to_do() {
+        let denied = serialport::Error::new(serialport::ErrorKind::Io(std::io::ErrorKind::PermissionDenied), "EACCES");
+        let e = classify("/dev/ttyACM0", &denied);
+        assert_eq!(e, TransportError::Permission("/dev/ttyACM0".into()));
+        assert!(e.to_string().contains("dialout"), "{e}");
+        let busy = serialport::Error::new(serialport::ErrorKind::NoDevice, "Device or resource busy");
+        assert!(matches!(classify("/dev/ttyACM0", &busy), TransportError::Busy(_)));
+        assert!(TransportError::Busy("x".into()).needs_action());
+        assert!(!TransportError::NotFound("x".into()).needs_action());
+    }
+
+    fn port(name: &str, vid: &str, pid: &str, profiles: &[&str]) -> PortInfo {
+        PortInfo {
+            port: name.into(),
+            by_id: vec![],
+            usb: Some(UsbInfo {
+                vid: vid.into(),
+                pid: pid.into(),
+                serial_number: None,
+                manufacturer: None,
+                product: None,
+                interface: None,
+            }),
+            profiles: profiles.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn auto_picks_the_matching_port_or_says_why_not() {
+        let zebra = profile::find("zebra-ds2208").unwrap();
+        let generic = profile::find("generic-cdc").unwrap();
+        let ports = vec![
+            port("/dev/ttyACM0", "05e0", "1701", &["zebra-ds2208", "zebra-ds4608-ssi", "zebra-ds9308"]),
+            port("/dev/ttyACM1", "1eab", "1a06", &["newland-hr22"]),
+        ];
+        assert_eq!(resolve_auto(&zebra, &ports).unwrap(), PathBuf::from("/dev/ttyACM0"));
+        assert!(matches!(resolve_auto(&generic, &ports), Err(TransportError::Ambiguous { .. })));
+        assert_eq!(resolve_auto(&generic, &ports[1..]).unwrap(), PathBuf::from("/dev/ttyACM1"));
+        let none = resolve_auto(&zebra, &ports[1..]).unwrap_err();
+        assert!(none.to_string().contains("05e0:1701"), "{none}");
+    }
+}
