@@ -60,6 +60,10 @@ impl Agent {
         &self.store
     }
 
+    pub fn store_mut(&mut self) -> &mut Store {
+        &mut self.store
+    }
+
     pub fn language(&self) -> Language {
         self.language
     }

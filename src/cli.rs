@@ -18,6 +18,8 @@ use crate::ruleset::parse_anchors;
 use crate::scanner::transport::{self, PortSpec, Scanner, ScannerEvent};
 use crate::scanner::{profile, sheet};
 use crate::store::{CheckoutRef, Install, Store, StoreError, VoidOutcome};
+use crate::sync::Syncer;
+use crate::upstream::{Endpoint, Upstream, UpstreamError};
 use anyhow::{anyhow, Context as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use jiff::Timestamp;
@@ -65,9 +67,42 @@ enum Command {
     Report(ReportCommand),
     /// Run a self-contained offline demonstration in a temporary directory
     Demo(DemoArgs),
+    /// Enroll with upstream, write the config and token, fetch the first rule set
+    #[command(
+        after_help = "Example:\n  redeemd --config /etc/redeemd/redeemd.toml provision --upstream https://coupons.example.cn/ \\\n      --enrollment-code K7PX-93QD --ca upstream-ca.pem --data-dir /var/lib/redeemd"
+    )]
+    Provision(ProvisionArgs),
+    /// Heartbeat, rule-set refresh and forwarding of the outbox to upstream
+    Sync {
+        /// One full round, then exit: 0 when nothing is left undelivered, else 3
+        #[arg(long)]
+        once: bool,
+    },
     /// Barcode scanners: list ports, watch scans, print a setup sheet
     #[command(subcommand)]
     Scanner(ScannerCommand),
+}
+
+#[derive(Debug, Args)]
+struct ProvisionArgs {
+    /// Base URL of the issuer platform (https://; http:// only to a loopback host)
+    #[arg(long, value_name = "URL")]
+    upstream: String,
+    /// The one-time code the issuer gave for this terminal
+    #[arg(long, value_name = "CODE")]
+    enrollment_code: String,
+    /// Upstream's CA certificate (PEM), trusted in addition to the system roots
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// Directory for the ledger, token and trust anchors
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/redeemd")]
+    data_dir: PathBuf,
+    /// Terminal label sent to upstream (default: the host name)
+    #[arg(long, value_name = "TEXT")]
+    label: Option<String>,
+    /// Language of cashier messages
+    #[arg(long, value_enum, default_value = "zh-cn")]
+    language: LanguageArg,
 }
 
 #[derive(Debug, Subcommand)]
@@ -270,6 +305,8 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Void(args) => void(&cli.config, &args),
         Command::Report(ReportCommand::Daily { date, format }) => report_daily(&cli.config, date.as_deref(), format),
         Command::Demo(args) => demo(args),
+        Command::Provision(args) => provision(&cli.config, args),
+        Command::Sync { once } => sync(&cli.config, once),
         Command::Scanner(ScannerCommand::List { json }) => scanner_list(json),
         Command::Scanner(ScannerCommand::Test { port, profile, count, timeout, json }) => {
             scanner_test(&port, &profile, count, timeout, json)
@@ -322,6 +359,7 @@ fn init(config_path: &Path, args: InitArgs) -> CliResult {
             LanguageArg::En => Language::En,
         },
         trust_keys: None,
+        upstream: None,
     };
     config.check().map_err(|m| usage(anyhow!(m)))?;
     std::fs::create_dir_all(&config.data_dir)
@@ -658,6 +696,218 @@ fn demo(args: DemoArgs) -> CliResult {
 }
 
 const DEMO_SEED: u8 = 42;
+
+fn runtime() -> CliResult<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?)
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "redeemd-terminal".into())
+}
+
+fn upstream_failure(e: UpstreamError) -> Failure {
+    match e {
+        UpstreamError::InsecureUrl(_) => usage(e),
+        other => Failure::from(anyhow!(other)),
+    }
+}
+
+fn provision(config_path: &Path, args: ProvisionArgs) -> CliResult {
+    crate::upstream::check_url(&args.upstream).map_err(upstream_failure)?;
+    let data_dir = absolute(&args.data_dir);
+    let ca_pem = match &args.ca {
+        Some(path) => Some(
+            std::fs::read(path)
+                .with_context(|| format!("cannot read the CA file {}", path.display()))
+                .map_err(usage)?,
+        ),
+        None => None,
+    };
+    let endpoint = Endpoint {
+        base_url: args.upstream.clone(),
+        ca_pem: ca_pem.clone(),
+        system_roots: true,
+        timeout: std::time::Duration::from_secs(10),
+    };
+    let client = Upstream::new(&endpoint, None).map_err(upstream_failure)?;
+    let label = args.label.clone().unwrap_or_else(host_name);
+    let rt = runtime()?;
+    let enrollment = rt.block_on(client.enroll(&args.enrollment_code, &label)).map_err(upstream_failure)?;
+    let anchors = crate::ruleset::anchors_from_wire(&enrollment.ruleset_keys)
+        .context("the enrollment answer's ruleset_keys are not usable trust anchors")?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let ca_file = match &ca_pem {
+        Some(pem) => {
+            let path = data_dir.join(config::UPSTREAM_CA_FILE);
+            write_file(&path, pem, 0o644)?;
+            Some(path)
+        }
+        None => None,
+    };
+    let config = Config {
+        data_dir: data_dir.clone(),
+        merchant_id: enrollment.merchant_id.clone(),
+        merchant_category: enrollment.merchant_category.clone(),
+        timezone: enrollment.timezone.clone(),
+        language: match args.language {
+            LanguageArg::ZhCn => Language::ZhCn,
+            LanguageArg::En => Language::En,
+        },
+        trust_keys: None,
+        upstream: Some(config::UpstreamConfig {
+            url: args.upstream.clone(),
+            terminal_id: enrollment.terminal_id.clone(),
+            ca_file,
+            system_roots: true,
+            token_file: None,
+            timeout_secs: 10,
+            refresh_minutes: 5,
+            heartbeat_secs: 60,
+        }),
+    };
+    config.check().map_err(|m| anyhow!("the enrollment answer gives an unusable configuration: {m}"))?;
+    write_file(
+        &config.token_path().unwrap_or_else(|| data_dir.join(config::TOKEN_FILE)),
+        enrollment.token.as_bytes(),
+        0o600,
+    )?;
+    let keys = serde_json::to_string_pretty(&enrollment.ruleset_keys)?;
+    write_file(&config.trust_keys_path(), keys.as_bytes(), 0o644)?;
+    drop(Store::open(&config.database_path())?);
+    if let Some(parent) = config_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    write_file(config_path, config.to_toml().as_bytes(), 0o644)?;
+    let mut agent = open_agent(&config)?;
+    crate::sync::reset_after_provision(&agent)?;
+    println!(
+        "enrolled as terminal {} ({label}) of merchant {} {}",
+        enrollment.terminal_id, enrollment.merchant_id, enrollment.merchant_name
+    );
+    println!(
+        "  category {}, timezone {}, {} rule-set trust key(s)",
+        enrollment.merchant_category,
+        enrollment.timezone,
+        anchors.len()
+    );
+    println!("  config {}", config_path.display());
+    println!("  token {} (mode 0600)", config.token_path().unwrap_or_default().display());
+    println!("  ledger {}", config.database_path().display());
+    let mut syncer = syncer(&config, &mut agent)?;
+    let fetched = rt.block_on(async { syncer.step_refresh().await });
+    match fetched {
+        Ok(()) => {
+            println!("  rule set: {}", syncer.summary.ruleset.as_deref().unwrap_or("-"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Err(anyhow!(
+            "enrolled, but the first rule set could not be installed: {e}; run `redeemd sync --once` to retry"
+        )
+        .into()),
+    }
+}
+
+fn syncer<'a>(config: &Config, agent: &'a mut Agent) -> CliResult<Syncer<'a>> {
+    let Some(up) = &config.upstream else {
+        return Err(usage(anyhow!(
+            "this terminal was set up by hand (no [upstream] in the config); provision it with `redeemd provision`"
+        )));
+    };
+    let token_path = config.token_path().unwrap_or_default();
+    let token = std::fs::read_to_string(&token_path)
+        .with_context(|| {
+            format!("cannot read the token {}; re-provision with `redeemd provision`", token_path.display())
+        })
+        .map_err(usage)?;
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(meta) = std::fs::metadata(&token_path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!("token file {} is readable by others: chmod 600 it", token_path.display());
+            }
+        }
+    }
+    let ca_pem = match &up.ca_file {
+        Some(path) => Some(
+            std::fs::read(path)
+                .with_context(|| format!("cannot read the CA file {}", path.display()))
+                .map_err(usage)?,
+        ),
+        None => None,
+    };
+    let endpoint = Endpoint {
+        base_url: up.url.clone(),
+        ca_pem,
+        system_roots: up.system_roots,
+        timeout: std::time::Duration::from_secs(up.timeout_secs),
+    };
+    let upstream = Upstream::new(&endpoint, Some(token.trim().to_owned())).map_err(upstream_failure)?;
+    let mut syncer = Syncer::new(agent, upstream, up.terminal_id.clone(), config.data_dir.clone())?;
+    use std::io::IsTerminal as _;
+    if std::io::stderr().is_terminal() {
+        syncer.progress = Box::new(|done, total| {
+            if let Some(total) = total.filter(|t| *t > 1 << 20) {
+                eprint!("\rdownloading rule set: {:.1} / {:.1} MB", done as f64 / 1e6, total as f64 / 1e6);
+                if done >= total {
+                    eprintln!();
+                }
+            }
+        });
+    }
+    Ok(syncer)
+}
+
+fn sync(config_path: &Path, once: bool) -> CliResult {
+    let config = load_config(config_path)?;
+    let mut agent = open_agent(&config)?;
+    let cadence = {
+        let up = config.upstream.as_ref();
+        crate::sync::Cadence {
+            heartbeat: std::time::Duration::from_secs(up.map_or(60, |u| u.heartbeat_secs)),
+            refresh: std::time::Duration::from_secs(up.map_or(5, |u| u.refresh_minutes) * 60),
+        }
+    };
+    let mut syncer = syncer(&config, &mut agent)?;
+    let rt = runtime()?;
+    if !once {
+        let shutdown = async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+            }
+        };
+        rt.block_on(syncer.run_forever(cadence, shutdown)).map_err(|e| anyhow!(e))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let result = rt.block_on(syncer.run_once());
+    let s = &syncer.summary;
+    if let Some(skew) = s.heartbeat_skew_s {
+        let warn = if skew.abs() > crate::sync::CLOCK_SKEW_LIMIT { "  WARNING: fix this terminal's clock" } else { "" };
+        println!("heartbeat ok, clock {skew:+} s from the server's{warn}");
+    }
+    if let Some(r) = &s.ruleset {
+        println!("rule set: {r}");
+    }
+    let [accepted, duplicate, conflict, rejected] = s.by_status;
+    println!(
+        "forwarded {} event(s): {accepted} accepted, {duplicate} duplicate, {conflict} conflict, {rejected} rejected{}",
+        s.forwarded,
+        if s.parked > 0 { format!("; {} parked (bad request)", s.parked) } else { String::new() }
+    );
+    match result {
+        Ok(()) => {
+            println!("nothing left to deliver");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Err(anyhow!(e).into()),
+    }
+}
 
 fn scanner_list(json: bool) -> CliResult {
     let profiles = profile::builtin()?;

@@ -31,7 +31,55 @@ pub struct Config {
     /// Rule-set trust anchors; default `<data-dir>/trust-keys.json`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust_keys: Option<PathBuf>,
+    /// The issuer platform; absent on a terminal provisioned by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<UpstreamConfig>,
 }
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Base URL, https:// (http:// only to a loopback host).
+    pub url: String,
+    pub terminal_id: String,
+    /// PEM CA certificate(s) of upstream, from provisioning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Also trust the system's root certificates (default true).
+    #[serde(default = "yes")]
+    pub system_roots: bool,
+    /// Bearer token file (mode 0600); default `<data-dir>/token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    /// Request timeout in seconds (default 10).
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+    /// Rule-set refresh period in minutes (default 5).
+    #[serde(default = "default_refresh")]
+    pub refresh_minutes: u64,
+    /// Heartbeat period in seconds (default 60).
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_secs: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_timeout() -> u64 {
+    10
+}
+
+fn default_refresh() -> u64 {
+    5
+}
+
+fn default_heartbeat() -> u64 {
+    60
+}
+
+pub const TOKEN_FILE: &str = "token";
+pub const UPSTREAM_CA_FILE: &str = "upstream-ca.pem";
 
 fn default_timezone() -> String {
     DEFAULT_TIMEZONE.to_owned()
@@ -76,6 +124,12 @@ impl Config {
         if self.data_dir.as_os_str().is_empty() {
             return Err("data-dir is empty".into());
         }
+        if let Some(u) = &self.upstream {
+            crate::upstream::check_url(&u.url).map_err(|e| format!("upstream.url: {e}"))?;
+            if u.timeout_secs == 0 || u.refresh_minutes == 0 || u.heartbeat_secs == 0 {
+                return Err("upstream timeout-secs, refresh-minutes and heartbeat-secs must be at least 1".into());
+            }
+        }
         Ok(())
     }
 
@@ -90,6 +144,11 @@ impl Config {
 
     pub fn trust_keys_path(&self) -> PathBuf {
         self.trust_keys.clone().unwrap_or_else(|| self.data_dir.join(TRUST_KEYS_FILE))
+    }
+
+    pub fn token_path(&self) -> Option<PathBuf> {
+        let u = self.upstream.as_ref()?;
+        Some(u.token_file.clone().unwrap_or_else(|| self.data_dir.join(TOKEN_FILE)))
     }
 
     pub fn timezone(&self) -> jiff::tz::TimeZone {
@@ -125,6 +184,16 @@ mod tests {
             timezone: "Asia/Shanghai".into(),
             language: Language::En,
             trust_keys: None,
+            upstream: Some(UpstreamConfig {
+                url: "https://upstream.example/".into(),
+                terminal_id: "T-0042".into(),
+                ca_file: Some("/var/lib/redeemd/upstream-ca.pem".into()),
+                system_roots: true,
+                token_file: None,
+                timeout_secs: 10,
+                refresh_minutes: 5,
+                heartbeat_secs: 60,
+            }),
         };
         assert_eq!(toml::from_str::<Config>(&config.to_toml()).unwrap(), config);
     }

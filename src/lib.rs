@@ -22,3 +22,5 @@ pub mod report;
 pub mod ruleset;
 pub mod scanner;
 pub mod store;
+pub mod sync;
+pub mod upstream;

@@ -22,7 +22,7 @@ pub struct TrustAnchor {
     pub key: PublicKey,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrustAnchorWire {
     pub kid: String,

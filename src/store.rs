@@ -13,6 +13,7 @@ use crate::decision::{self, Checkout, Decision, LedgerView, Terminal, Unsynced};
 use crate::keys::b64url_encode;
 use crate::money::Money;
 use crate::ruleset::{CampaignWire, Refusal, RuleSet, RuleSetWire, VerifiedRuleSet};
+use crate::upstream::{EventResult, EventStatus};
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -406,6 +407,105 @@ impl Store {
         Ok(())
     }
 
+    // ------------------------------------------------------------ sync state
+
+    /// A terminal-wide setting kept across restarts (sync cursor state, ETag, pauses).
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+            .query_row([key], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Sets (`Some`) or clears (`None`) a terminal-wide setting.
+    pub fn set_meta(&self, key: &str, value: Option<&str>) -> Result<()> {
+        match value {
+            Some(v) => self.conn.prepare_cached(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute(params![key, v])?,
+            None => self.conn.prepare_cached("DELETE FROM meta WHERE key = ?1")?.execute([key])?,
+        };
+        Ok(())
+    }
+
+    /// The oldest `limit` events still waiting for an answer, in `seq` order.
+    pub fn pending_events(&self, limit: usize) -> Result<Vec<OutboxEvent>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, event_id, type, redemption_id, body FROM outbox WHERE state = 'pending' ORDER BY seq LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit as i64], |r| {
+            Ok(OutboxEvent {
+                seq: r.get(0)?,
+                event_id: r.get(1)?,
+                kind: r.get(2)?,
+                redemption_id: r.get(3)?,
+                body: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Events not yet answered: `(pending, parked)`.
+    pub fn undelivered(&self) -> Result<(u64, u64)> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*) FILTER (WHERE state = 'pending'), COUNT(*) FILTER (WHERE state = 'parked') FROM outbox",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?)
+    }
+
+    /// Marks each event with upstream's answer, and each redeem event's redemption with
+    /// its forwarding state, in one transaction. Answers for events no longer pending
+    /// (a crash between send and mark, then a resend) are applied only once.
+    pub fn apply_results(&mut self, events: &[OutboxEvent], results: &[EventResult], now: Timestamp) -> Result<()> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut mark = tx.prepare_cached(
+                "UPDATE outbox SET state = ?2, answer = ?3, answered_ms = ?4 WHERE seq = ?1 AND state IN ('pending', 'parked')",
+            )?;
+            let mut forwarded = tx.prepare_cached("UPDATE redemption SET forward_state = ?2 WHERE id = ?1")?;
+            for (event, result) in events.iter().zip(results) {
+                let changed = mark.execute(params![event.seq, result.status.as_str(), result.raw, ms(now)])?;
+                if changed == 1 && event.kind == "redeem" {
+                    let state = match result.status {
+                        EventStatus::Accepted | EventStatus::Duplicate => "forwarded",
+                        EventStatus::Conflict => "conflict",
+                        EventStatus::Rejected => "rejected",
+                    };
+                    forwarded.execute(params![event.redemption_id, state])?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Parks a batch upstream called bad (400): kept, reported, not sent again by itself.
+    pub fn park(&mut self, events: &[OutboxEvent], reason: &str, now: Timestamp) -> Result<()> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut park = tx.prepare_cached(
+                "UPDATE outbox SET state = 'parked', answer = ?2, answered_ms = ?3 WHERE seq = ?1 AND state = 'pending'",
+            )?;
+            let answer = serde_json::json!({"status": "parked", "reason": reason}).to_string();
+            for event in events {
+                park.execute(params![event.seq, answer, ms(now)])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Puts parked events back in the queue (after the cause was fixed upstream).
+    pub fn unpark(&mut self) -> Result<usize> {
+        Ok(self.conn.execute(
+            "UPDATE outbox SET state = 'pending', answer = NULL, answered_ms = NULL WHERE state = 'parked'",
+            [],
+        )?)
+    }
+
     // ------------------------------------------------------------ reading
 
     /// Redemptions with `from <= at < until`, oldest first.
@@ -413,7 +513,7 @@ impl Store {
         let mut stmt = self.conn.prepare(
             "SELECT r.id, r.checkout_id, r.coupon_id, r.campaign_id, r.discount, r.basket_total, r.eligible_total,
                     r.at_ms, r.voided_ms,
-                    CASE WHEN EXISTS (SELECT 1 FROM outbox o WHERE o.redemption_id = r.id AND o.state = 'pending')
+                    CASE WHEN EXISTS (SELECT 1 FROM outbox o WHERE o.redemption_id = r.id AND o.state IN ('pending', 'parked'))
                          THEN 'pending' ELSE r.forward_state END
              FROM redemption r WHERE r.at_ms >= ?1 AND r.at_ms < ?2 ORDER BY r.at_ms, r.id",
         )?;
@@ -461,6 +561,16 @@ impl Store {
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
+}
+
+/// One outbox row as the forwarder sends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEvent {
+    pub seq: i64,
+    pub event_id: String,
+    pub kind: String,
+    pub redemption_id: String,
+    pub body: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod scanner;
+pub mod upstream;
 
 use std::path::{Path, PathBuf};
 
@@ -86,12 +87,17 @@ pub fn binary() -> &'static str {
 }
 
 impl TestTerminal {
+    /// A directory and an issuer, nothing set up (for `provision`).
+    pub fn bare(seed: u8) -> TestTerminal {
+        let dir = tempfile::tempdir().unwrap();
+        let issuer = redeemd::issuer::Issuer::from_seed(seed);
+        std::fs::write(dir.path().join("anchors.json"), issuer.trust_anchors_json()).unwrap();
+        TestTerminal { dir, issuer }
+    }
+
     /// `init` done, no rule set yet.
     pub fn new() -> TestTerminal {
-        let dir = tempfile::tempdir().unwrap();
-        let issuer = redeemd::issuer::Issuer::from_seed(9);
-        std::fs::write(dir.path().join("anchors.json"), issuer.trust_anchors_json()).unwrap();
-        let t = TestTerminal { dir, issuer };
+        let t = TestTerminal::bare(9);
         let anchors = t.path("anchors.json");
         let data = t.path("data");
         let r = t.run(&[

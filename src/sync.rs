@@ -1,0 +1,509 @@
+//! Store-and-forward to upstream: heartbeat, rule-set refresh and the outbox forwarder.
+//!
+//! The decisions are a sans-IO core — [`next_action`] turns (state, now) into an
+//! [`Action`], [`after`] folds a request's outcome into the state (backoff with full
+//! jitter from 1 s to 5 min, `Retry-After`, the 401 pause) — and [`Syncer`] is the thin
+//! IO shell that carries actions out with [`Upstream`] and the [`Agent`]. All state that
+//! matters lives in the ledger (outbox marks, `meta`), so a restart resumes where it was.
+//! Nothing is deleted: events are only marked.
+
+use crate::agent::{Agent, ImportError};
+use crate::store::{Install, OutboxEvent, StoreError};
+use crate::upstream::{EventStatus, RulesetFetch, Upstream, UpstreamError, AGENT_VERSION};
+use jiff::{SignedDuration, Timestamp};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// At most this many events per request (spec).
+pub const BATCH: usize = 500;
+pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
+pub const BACKOFF_CAP: Duration = Duration::from_secs(300);
+/// A clock further than this from the server's is a warning.
+pub const CLOCK_SKEW_LIMIT: i64 = 300;
+/// New events are forwarded within this.
+pub const POLL: Duration = Duration::from_secs(2);
+
+pub const PAUSED_401: &str = "re-provision needed: upstream refused the terminal's token (401)";
+
+const META_FAILURES: &str = "sync.failures";
+const META_NEXT_ATTEMPT: &str = "sync.next_attempt_ms";
+const META_PAUSED: &str = "sync.paused";
+const META_LAST_ERROR: &str = "sync.last_error";
+const META_ETAG: &str = "sync.etag";
+pub const META_CLOCK_SKEW: &str = "sync.clock_skew_s";
+
+/// What the forwarder remembers between requests (and, but for the cadence, restarts).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncState {
+    pub failures: u32,
+    pub next_attempt: Option<Timestamp>,
+    pub paused: Option<String>,
+    pub last_error: Option<String>,
+    pub last_heartbeat: Option<Timestamp>,
+    pub last_refresh: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cadence {
+    pub heartbeat: Duration,
+    pub refresh: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Heartbeat,
+    Refresh,
+    Forward,
+    Wait(Duration),
+    Paused(String),
+}
+
+fn since(now: Timestamp, then: Timestamp) -> Duration {
+    Duration::try_from(now - then).unwrap_or(Duration::ZERO)
+}
+
+/// The next thing to do. After start (nothing done yet): heartbeat, refresh, forward.
+pub fn next_action(state: &SyncState, cadence: Cadence, pending: bool, now: Timestamp) -> Action {
+    if let Some(reason) = &state.paused {
+        return Action::Paused(reason.clone());
+    }
+    if let Some(at) = state.next_attempt.filter(|at| *at > now) {
+        return Action::Wait(since(at, now));
+    }
+    let due = |last: Option<Timestamp>, every: Duration| last.is_none_or(|l| since(now, l) >= every);
+    if due(state.last_heartbeat, cadence.heartbeat) {
+        return Action::Heartbeat;
+    }
+    if due(state.last_refresh, cadence.refresh) {
+        return Action::Refresh;
+    }
+    if pending {
+        return Action::Forward;
+    }
+    let until =
+        |last: Option<Timestamp>, every: Duration| last.map_or(Duration::ZERO, |l| every.saturating_sub(since(now, l)));
+    Action::Wait(
+        until(state.last_heartbeat, cadence.heartbeat).min(until(state.last_refresh, cadence.refresh)).min(POLL),
+    )
+}
+
+/// Full jitter: uniformly in `[0, min(cap, base·2^(failures-1))]`, but never sooner than
+/// upstream's `Retry-After`.
+pub fn backoff_delay(failures: u32, jitter: f64, retry_after: Option<Duration>) -> Duration {
+    let exp = BACKOFF_BASE.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+    let ceiling = exp.min(BACKOFF_CAP);
+    ceiling.mul_f64(jitter.clamp(0.0, 1.0)).max(retry_after.unwrap_or(Duration::ZERO))
+}
+
+/// Folds one request's outcome into the state.
+pub fn after(state: &mut SyncState, outcome: &Result<(), UpstreamError>, now: Timestamp, jitter: f64) {
+    match outcome {
+        // A 400 is about that batch, which is parked: the link itself is fine.
+        Ok(()) | Err(UpstreamError::BadRequest(_)) => {
+            state.failures = 0;
+            state.next_attempt = None;
+            state.last_error = outcome.as_ref().err().map(ToString::to_string);
+        }
+        Err(UpstreamError::Unauthorized) => {
+            state.paused = Some(PAUSED_401.into());
+            state.last_error = Some(PAUSED_401.into());
+        }
+        Err(e) => {
+            state.failures = state.failures.saturating_add(1);
+            let delay = backoff_delay(state.failures, jitter, e.retry_after());
+            state.next_attempt = Some(now + SignedDuration::try_from(delay).unwrap_or(SignedDuration::ZERO));
+            state.last_error = Some(e.to_string());
+        }
+    }
+}
+
+pub fn jitter() -> f64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        return 0.5;
+    }
+    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// What one round or step achieved, for the command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub heartbeat_skew_s: Option<i64>,
+    pub ruleset: Option<String>,
+    pub forwarded: u64,
+    pub by_status: [u64; 4],
+    pub parked: u64,
+}
+
+impl Summary {
+    fn count(&mut self, status: EventStatus) {
+        self.forwarded += 1;
+        self.by_status[status as usize] += 1;
+    }
+}
+
+/// The IO shell: carries actions out against upstream and the ledger.
+pub struct Syncer<'a> {
+    pub agent: &'a mut Agent,
+    pub upstream: Upstream,
+    pub terminal_id: String,
+    pub download_dir: PathBuf,
+    /// Called with (bytes, total) while a rule set downloads.
+    pub progress: Box<dyn FnMut(u64, Option<u64>) + 'a>,
+    pub state: SyncState,
+    pub summary: Summary,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Heartbeat,
+    Refresh,
+    Forward,
+}
+
+impl<'a> Syncer<'a> {
+    pub fn new(
+        agent: &'a mut Agent,
+        upstream: Upstream,
+        terminal_id: String,
+        download_dir: PathBuf,
+    ) -> Result<Self, StoreError> {
+        let state = load_state(agent)?;
+        Ok(Syncer {
+            agent,
+            upstream,
+            terminal_id,
+            download_dir,
+            progress: Box::new(|_, _| {}),
+            state,
+            summary: Summary::default(),
+        })
+    }
+
+    fn save_state(&mut self) -> Result<(), StoreError> {
+        let store = self.agent.store();
+        let failures = self.state.failures.to_string();
+        store.set_meta(META_FAILURES, (self.state.failures > 0).then_some(failures.as_str()))?;
+        let next = self.state.next_attempt.map(|t| t.as_millisecond().to_string());
+        store.set_meta(META_NEXT_ATTEMPT, next.as_deref())?;
+        store.set_meta(META_PAUSED, self.state.paused.as_deref())?;
+        store.set_meta(META_LAST_ERROR, self.state.last_error.as_deref())?;
+        Ok(())
+    }
+
+    fn contact(&mut self) -> Result<(), UpstreamError> {
+        let now = self.agent.now();
+        self.agent.store_mut().mark_contact(now).map_err(local)
+    }
+
+    async fn heartbeat(&mut self) -> Result<(), UpstreamError> {
+        let store = self.agent.store();
+        let unsynced = store.unsynced().map_err(local)?.count;
+        let tz = self.agent.timezone();
+        let now = self.agent.now();
+        let body = serde_json::json!({
+            "terminal_id": self.terminal_id, "agent_version": AGENT_VERSION,
+            "ruleset_version": self.agent.installed().map(|i| i.rules.version),
+            "unsynced": unsynced, "scanner": "not_running",
+            "time": crate::clock::rfc3339(now, &tz),
+        });
+        let server_time = self.upstream.heartbeat(&body).await?;
+        let skew = (self.agent.now() - server_time).as_secs();
+        let warning = (skew.abs() > CLOCK_SKEW_LIMIT).then(|| skew.to_string());
+        if warning.is_some() {
+            tracing::warn!(skew_s = skew, "terminal clock is off the server's by more than {CLOCK_SKEW_LIMIT} s");
+        }
+        self.agent.store().set_meta(META_CLOCK_SKEW, warning.as_deref()).map_err(local)?;
+        self.summary.heartbeat_skew_s = Some(skew);
+        self.contact()
+    }
+
+    async fn refresh(&mut self) -> Result<(), UpstreamError> {
+        let etag = self.agent.store().meta(META_ETAG).map_err(local)?;
+        // Only send the tag while a rule set is installed (a fresh terminal wants one).
+        let etag = etag.filter(|_| self.agent.installed().is_some());
+        std::fs::create_dir_all(&self.download_dir).map_err(|e| local_io(&self.download_dir, e))?;
+        let tmp = self.download_dir.join("ruleset.download");
+        let fetched = self.upstream.fetch_ruleset(etag.as_deref(), &tmp, &mut self.progress).await;
+        let outcome = match fetched {
+            Ok(RulesetFetch::NotModified) => {
+                self.summary.ruleset = Some("not modified".into());
+                Ok(())
+            }
+            Ok(RulesetFetch::Fetched { etag, bytes }) => {
+                let text = std::fs::read(&tmp).map_err(|e| local_io(&tmp, e))?;
+                let text = String::from_utf8_lossy(&text);
+                match self.agent.import_ruleset(&text) {
+                    Ok(install) => {
+                        self.agent.store().set_meta(META_ETAG, etag.as_deref()).map_err(local)?;
+                        let version = self.agent.installed().map_or(0, |i| i.rules.version);
+                        self.summary.ruleset = Some(match install {
+                            Install::Installed { .. } => format!("installed version {version} ({bytes} bytes)"),
+                            Install::Unchanged => format!("unchanged (version {version})"),
+                        });
+                    }
+                    Err(ImportError::Refused(refusal)) => {
+                        // Logged by the agent; the old rule set stays in force, and the
+                        // next refresh fetches again (the ETag is not stored).
+                        let kept = self
+                            .agent
+                            .installed()
+                            .map_or("none installed".into(), |i| format!("version {} kept", i.rules.version));
+                        self.summary.ruleset = Some(format!("REFUSED ({refusal}); {kept}"));
+                    }
+                    Err(ImportError::Store(e)) => return Err(local(e)),
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
+        let _ = std::fs::remove_file(&tmp);
+        outcome?;
+        self.contact()
+    }
+
+    /// Sends one batch of the oldest pending events; `Ok(0)` when there were none.
+    async fn forward(&mut self) -> Result<usize, UpstreamError> {
+        let events: Vec<OutboxEvent> = self.agent.store().pending_events(BATCH).map_err(local)?;
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let bodies: Vec<(String, String)> = events.iter().map(|e| (e.event_id.clone(), e.body.clone())).collect();
+        match self.upstream.post_events(&self.terminal_id, &bodies).await {
+            Ok(results) => {
+                let now = self.agent.now();
+                self.agent.store_mut().apply_results(&events, &results, now).map_err(local)?;
+                for r in &results {
+                    self.summary.count(r.status);
+                    if matches!(r.status, EventStatus::Conflict | EventStatus::Rejected) {
+                        tracing::warn!(event_id = %r.event_id, answer = %r.raw, "upstream flagged an event");
+                    }
+                }
+                self.contact()?;
+                Ok(events.len())
+            }
+            Err(UpstreamError::BadRequest(reason)) => {
+                let now = self.agent.now();
+                self.agent.store_mut().park(&events, &reason, now).map_err(local)?;
+                self.summary.parked += events.len() as u64;
+                tracing::error!(first_seq = events[0].seq, count = events.len(), %reason, "upstream refused a batch (400); parked");
+                Err(UpstreamError::BadRequest(reason))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn step(&mut self, step: Step) -> Result<usize, UpstreamError> {
+        match step {
+            Step::Heartbeat => self.heartbeat().await.map(|()| 1),
+            Step::Refresh => self.refresh().await.map(|()| 1),
+            Step::Forward => self.forward().await,
+        }
+    }
+
+    /// One step with up to two retries (honouring `Retry-After` up to 10 s).
+    async fn step_with_retries(&mut self, step: Step) -> Result<usize, UpstreamError> {
+        let mut attempt = 0;
+        loop {
+            let result = self.step(step).await;
+            let now = self.agent.now();
+            after(&mut self.state, &result.as_ref().map(|_| ()).map_err(Clone::clone), now, jitter());
+            match result {
+                Err(e) if e.is_transient() && attempt < 2 => {
+                    let delay = backoff_delay(attempt + 1, jitter(), e.retry_after());
+                    if delay > Duration::from_secs(10) {
+                        return Err(e);
+                    }
+                    tracing::info!(error = %e, ?delay, "retrying");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One rule-set refresh with retries (provisioning's first fetch).
+    pub async fn step_refresh(&mut self) -> Result<(), UpstreamError> {
+        let result = self.step_with_retries(Step::Refresh).await.map(|_| ());
+        let _ = self.save_state();
+        result
+    }
+
+    /// `sync --once`: heartbeat, refresh, then forward until the outbox is empty.
+    /// Whatever backoff was pending is ignored. Errs when anything is left undelivered.
+    pub async fn run_once(&mut self) -> Result<(), UpstreamError> {
+        let result = self.round().await;
+        let saved = self.save_state().map_err(local);
+        result?;
+        saved?;
+        let (pending, parked) = self.agent.store().undelivered().map_err(local)?;
+        if pending + parked > 0 {
+            return Err(UpstreamError::Local(format!(
+                "{} event(s) left undelivered ({pending} pending, {parked} parked after upstream called them bad)",
+                pending + parked
+            )));
+        }
+        Ok(())
+    }
+
+    async fn round(&mut self) -> Result<(), UpstreamError> {
+        if let Some(reason) = self.state.paused.clone() {
+            return Err(UpstreamError::Local(reason));
+        }
+        self.step_with_retries(Step::Heartbeat).await?;
+        self.state.last_heartbeat = Some(self.agent.now());
+        self.step_with_retries(Step::Refresh).await?;
+        self.state.last_refresh = Some(self.agent.now());
+        loop {
+            match self.step_with_retries(Step::Forward).await {
+                Ok(0) => return Ok(()),
+                Ok(_) | Err(UpstreamError::BadRequest(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// `sync` without `--once`: runs the cadence until `shutdown` resolves.
+    pub async fn run_forever(
+        &mut self,
+        cadence: Cadence,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), UpstreamError> {
+        tokio::pin!(shutdown);
+        let mut announced_pause = false;
+        loop {
+            let now = self.agent.now();
+            // A re-provision in another process clears the pause.
+            self.state.paused = self.agent.store().meta(META_PAUSED).map_err(local)?;
+            let pending = !self.agent.store().pending_events(1).map_err(local)?.is_empty();
+            let action = next_action(&self.state, cadence, pending, now);
+            let wait = match action {
+                Action::Paused(reason) => {
+                    if !announced_pause {
+                        tracing::error!("{reason}; forwarding stopped, the outbox is kept");
+                        announced_pause = true;
+                    }
+                    Some(Duration::from_secs(5))
+                }
+                Action::Wait(d) => Some(d.min(POLL)),
+                step => {
+                    announced_pause = false;
+                    let step = match step {
+                        Action::Heartbeat => Step::Heartbeat,
+                        Action::Refresh => Step::Refresh,
+                        _ => Step::Forward,
+                    };
+                    let result = self.step(step).await;
+                    let now = self.agent.now();
+                    match step {
+                        Step::Heartbeat => self.state.last_heartbeat = Some(now),
+                        Step::Refresh => self.state.last_refresh = Some(now),
+                        Step::Forward => {}
+                    }
+                    if let Err(e) = &result {
+                        tracing::warn!(error = %e, "sync step failed");
+                    }
+                    after(&mut self.state, &result.map(|_| ()), now, jitter());
+                    self.save_state().map_err(local)?;
+                    None
+                }
+            };
+            if let Some(d) = wait {
+                tokio::select! {
+                    _ = &mut shutdown => return Ok(()),
+                    _ = tokio::time::sleep(d) => {}
+                }
+            }
+        }
+    }
+}
+
+fn local(e: StoreError) -> UpstreamError {
+    UpstreamError::Local(e.to_string())
+}
+
+fn local_io(path: &std::path::Path, e: std::io::Error) -> UpstreamError {
+    UpstreamError::Local(format!("{}: {e}", path.display()))
+}
+
+/// The persisted part of the state.
+pub fn load_state(agent: &Agent) -> Result<SyncState, StoreError> {
+    let store = agent.store();
+    Ok(SyncState {
+        failures: store.meta(META_FAILURES)?.and_then(|v| v.parse().ok()).unwrap_or(0),
+        next_attempt: store
+            .meta(META_NEXT_ATTEMPT)?
+            .and_then(|v| v.parse().ok())
+            .and_then(|ms| Timestamp::from_millisecond(ms).ok()),
+        paused: store.meta(META_PAUSED)?,
+        last_error: store.meta(META_LAST_ERROR)?,
+        last_heartbeat: None,
+        last_refresh: None,
+    })
+}
+
+/// After a (re-)provision: no pause, no backoff, no stale ETag.
+pub fn reset_after_provision(agent: &Agent) -> Result<(), StoreError> {
+    for key in [META_FAILURES, META_NEXT_ATTEMPT, META_PAUSED, META_LAST_ERROR, META_ETAG] {
+        agent.store().set_meta(key, None)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + s).unwrap()
+    }
+
+    const CADENCE: Cadence = Cadence { heartbeat: Duration::from_secs(60), refresh: Duration::from_secs(300) };
+
+    #[test]
+    fn start_order_is_heartbeat_refresh_forward() {
+        let mut s = SyncState::default();
+        assert_eq!(next_action(&s, CADENCE, true, t(0)), Action::Heartbeat);
+        s.last_heartbeat = Some(t(0));
+        assert_eq!(next_action(&s, CADENCE, true, t(0)), Action::Refresh);
+        s.last_refresh = Some(t(0));
+        assert_eq!(next_action(&s, CADENCE, true, t(0)), Action::Forward);
+        assert_eq!(next_action(&s, CADENCE, false, t(0)), Action::Wait(POLL));
+        assert_eq!(next_action(&s, CADENCE, false, t(60)), Action::Heartbeat);
+        s.last_heartbeat = Some(t(300));
+        assert_eq!(next_action(&s, CADENCE, false, t(300)), Action::Refresh);
+    }
+
+    #[test]
+    fn failures_back_off_with_full_jitter_and_retry_after() {
+        assert_eq!(backoff_delay(1, 1.0, None), Duration::from_secs(1));
+        assert_eq!(backoff_delay(3, 1.0, None), Duration::from_secs(4));
+        assert_eq!(backoff_delay(20, 1.0, None), BACKOFF_CAP);
+        assert_eq!(backoff_delay(5, 0.0, None), Duration::ZERO);
+        assert_eq!(backoff_delay(1, 0.5, Some(Duration::from_secs(30))), Duration::from_secs(30));
+        let mut s = SyncState::default();
+        let err = UpstreamError::Retryable { reason: "503".into(), retry_after: Some(Duration::from_secs(7)) };
+        after(&mut s, &Err(err), t(0), 0.0);
+        assert_eq!((s.failures, s.next_attempt), (1, Some(t(7))));
+        assert_eq!(next_action(&s, CADENCE, true, t(3)), Action::Wait(Duration::from_secs(4)));
+        after(&mut s, &Ok(()), t(8), 0.3);
+        assert_eq!((s.failures, s.next_attempt, s.last_error.clone()), (0, None, None));
+    }
+
+    #[test]
+    fn a_401_pauses_until_cleared() {
+        let mut s = SyncState::default();
+        after(&mut s, &Err(UpstreamError::Unauthorized), t(0), 0.5);
+        assert_eq!(next_action(&s, CADENCE, true, t(1000)), Action::Paused(PAUSED_401.into()));
+        assert!(PAUSED_401.contains("re-provision needed"));
+    }
+
+    #[test]
+    fn a_400_does_not_back_off() {
+        let mut s = SyncState { failures: 3, ..SyncState::default() };
+        after(&mut s, &Err(UpstreamError::BadRequest("bad".into())), t(0), 0.5);
+        assert_eq!(s.failures, 0);
+        assert_eq!(s.next_attempt, None);
+    }
+}

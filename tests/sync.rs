@@ -1,0 +1,312 @@
+//! Upstream sync end to end: the real binary against the test upstream over HTTPS with a
+//! CA made in the test. Provision, refresh, redeem while upstream fails, forward when it
+//! is back — exactly once in effect, in order — under each injected fault; a wrong
+//! certificate; 401; 400; per-event conflict and rejected; forged and rolled-back rule sets.
+
+mod common;
+
+use common::upstream::{Fault, TestUpstream};
+use common::{Run, TestTerminal};
+use serde_json::json;
+use std::collections::HashSet;
+use std::time::Duration;
+
+struct Rig {
+    t: TestTerminal,
+    up: TestUpstream,
+}
+
+fn assert_exit(run: &Run, code: i32, what: &str) {
+    assert_eq!(run.code, code, "{what}: exit {}\nstdout: {}\nstderr: {}", run.code, run.stdout, run.stderr);
+}
+
+fn signed_ruleset(t: &TestTerminal, version: u64) -> String {
+    let payload = t.issuer.ruleset_payload(version, jiff::Timestamp::now(), &["DINING", "GROCERY"], &["REVOKED-1"]);
+    t.issuer.sign_ruleset(&payload)
+}
+
+/// A provisioned terminal (timeout 1 s so delays past it stay quick).
+fn rig() -> Rig {
+    let up = TestUpstream::start();
+    let t = TestTerminal::bare(21);
+    up.set_ruleset_keys(&t.issuer.trust_anchors_json());
+    up.set_ruleset(&signed_ruleset(&t, 3));
+    up.add_code("GOOD-CODE");
+    std::fs::write(t.path("ca.pem"), &up.ca_pem).unwrap();
+    let data = t.path("data");
+    let ca = t.path("ca.pem");
+    let r = t.run(&[
+        "provision",
+        "--upstream",
+        &up.url,
+        "--enrollment-code",
+        "GOOD-CODE",
+        "--ca",
+        &ca,
+        "--data-dir",
+        &data,
+        "--label",
+        "lane-2",
+        "--language",
+        "en",
+    ]);
+    assert_exit(&r, 0, "provision");
+    assert!(r.stdout.contains("T-0042") && r.stdout.contains("installed version 3"), "{}", r.stdout);
+    let config = std::fs::read_to_string(t.config()).unwrap().replace("timeout-secs = 10", "timeout-secs = 1");
+    std::fs::write(t.config(), config).unwrap();
+    Rig { t, up }
+}
+
+fn redeem(t: &TestTerminal, coupon: &str) -> String {
+    let r = t.run(&["redeem", &t.code(coupon, "DINING"), "--amount", "58", "--json"]);
+    assert_exit(&r, 0, &format!("redeem {coupon}"));
+    r.json()["redemption_id"].as_str().unwrap().to_owned()
+}
+
+/// (seq, event_id, state) of the local outbox.
+fn outbox(t: &TestTerminal) -> Vec<(i64, String, String)> {
+    let store = redeemd::store::Store::open(&t.db()).unwrap();
+    store.outbox().unwrap().into_iter().map(|(seq, id, _, state)| (seq, id, state)).collect()
+}
+
+/// Every local event reached upstream once in effect, first arrivals in seq order.
+fn assert_delivered_exactly_once_in_order(rig: &Rig) {
+    let local = outbox(&rig.t);
+    let ids: HashSet<String> = local.iter().map(|(_, id, _)| id.clone()).collect();
+    assert_eq!(rig.up.event_ids(), ids, "upstream holds exactly the local events");
+    let arrivals: Vec<i64> = rig.up.first_arrivals().iter().map(|(seq, _)| *seq).collect();
+    let mut sorted = arrivals.clone();
+    sorted.sort();
+    assert_eq!(arrivals, sorted, "events first arrived in seq order");
+    assert_eq!(arrivals, (1..=local.len() as i64).collect::<Vec<_>>());
+    assert!(local.iter().all(|(_, _, state)| state != "pending"), "{local:?}");
+}
+
+#[test]
+fn provision_refresh_offline_redeem_then_forward() {
+    let rig = rig();
+    let t = &rig.t;
+    // the token is 0600 and not in the config
+    use std::os::unix::fs::PermissionsExt;
+    let token = t.dir.path().join("data/token");
+    assert_eq!(std::fs::metadata(&token).unwrap().permissions().mode() & 0o777, 0o600);
+    let config = std::fs::read_to_string(t.config()).unwrap();
+    assert!(!config.contains("tok-0042-secret") && config.contains("terminal-id = \"T-0042\""), "{config}");
+    // upstream is down while the shop sells
+    rig.up.fail_next("heartbeat", &[Fault::Status(503), Fault::Status(503), Fault::Status(503)]);
+    let first = redeem(t, "OFF-1");
+    redeem(t, "OFF-2");
+    let void = t.run(&["void", &first]);
+    assert_exit(&void, 0, "void");
+    redeem(t, "OFF-3");
+    let down = t.run(&["sync", "--once"]);
+    assert_exit(&down, 3, "sync while upstream is down");
+    assert!(down.stderr.contains("503"), "{}", down.stderr);
+    assert!(!down.stderr.contains("tok-0042-secret") && !down.stdout.contains("tok-0042-secret"));
+    // back: everything goes, in order, once
+    let back = t.run(&["sync", "--once"]);
+    assert_exit(&back, 0, "sync when upstream is back");
+    assert!(back.stdout.contains("forwarded 4 event(s)"), "{}", back.stdout);
+    assert!(back.stdout.contains("rule set: not modified"), "the ETag is used: {}", back.stdout);
+    assert_delivered_exactly_once_in_order(&rig);
+    let report = t.run(&["report", "daily", "--format", "json"]).json();
+    let states: Vec<&str> =
+        report["redemptions"].as_array().unwrap().iter().map(|r| r["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["forwarded", "forwarded", "forwarded"]);
+    let hb = rig.up.state.lock().unwrap().heartbeats.last().cloned().unwrap();
+    assert_eq!(hb["terminal_id"], "T-0042");
+    assert_eq!(hb["ruleset_version"], 3);
+}
+
+#[test]
+fn every_fault_still_delivers_exactly_once() {
+    let rig = rig();
+    let faults = [
+        Fault::Status(500),
+        Fault::Status(503),
+        Fault::RetryAfter(1),
+        Fault::Delay(Duration::from_millis(1500)),
+        Fault::Reset,
+        Fault::Garbage,
+        Fault::Short,
+    ];
+    for (i, fault) in faults.iter().enumerate() {
+        redeem(&rig.t, &format!("FAULT-{i}-A"));
+        redeem(&rig.t, &format!("FAULT-{i}-B"));
+        rig.up.fail_next("redemptions", std::slice::from_ref(fault));
+        let r = rig.t.run(&["sync", "--once"]);
+        assert_exit(&r, 0, &format!("sync under {fault:?}"));
+        assert_delivered_exactly_once_in_order(&rig);
+    }
+    // the processed-then-broken answers made upstream see some events twice
+    let received = rig.up.state.lock().unwrap().received.len();
+    assert!(received > outbox(&rig.t).len(), "retries after processed faults resend: {received}");
+}
+
+#[test]
+fn wrong_certificate_is_refused_and_nothing_is_sent() {
+    let up = TestUpstream::start_with_wrong_certificate();
+    up.add_code("GOOD-CODE");
+    let t = TestTerminal::bare(22);
+    std::fs::write(t.path("ca.pem"), &up.ca_pem).unwrap();
+    let (ca, data) = (t.path("ca.pem"), t.path("data"));
+    let r = t.run(&[
+        "provision",
+        "--upstream",
+        &up.url,
+        "--enrollment-code",
+        "GOOD-CODE",
+        "--ca",
+        &ca,
+        "--data-dir",
+        &data,
+    ]);
+    assert_exit(&r, 3, "wrong certificate");
+    assert!(r.stderr.contains("UnknownIssuer") && r.stderr.contains("--ca"), "{}", r.stderr);
+    assert_eq!(up.requests("enroll"), 0, "nothing reached the handler");
+    assert!(!std::path::Path::new(&t.config()).exists());
+}
+
+#[test]
+fn provisioning_errors_say_what_to_do() {
+    let up = TestUpstream::start();
+    up.add_code("USED-CODE");
+    let t = TestTerminal::bare(23);
+    std::fs::write(t.path("ca.pem"), &up.ca_pem).unwrap();
+    let (ca, data) = (t.path("ca.pem"), t.path("data"));
+    let provision = |url: &str, code: &str| {
+        t.run(&["provision", "--upstream", url, "--enrollment-code", code, "--ca", &ca, "--data-dir", &data])
+    };
+    let r = provision(&up.url, "WRONG");
+    assert_exit(&r, 3, "wrong code");
+    assert!(r.stderr.contains("refused the enrollment code"), "{}", r.stderr);
+    up.state.lock().unwrap().codes.insert("USED-CODE".into(), true);
+    let r = provision(&up.url, "USED-CODE");
+    assert_exit(&r, 3, "used code");
+    assert!(r.stderr.contains("already used"), "{}", r.stderr);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let r = provision(&format!("https://127.0.0.1:{closed}/"), "X");
+    assert_exit(&r, 3, "unreachable");
+    assert!(r.stderr.contains("cannot reach upstream"), "{}", r.stderr);
+    let r = provision("http://upstream.example/", "X");
+    assert_exit(&r, 2, "plain http");
+    assert!(r.stderr.contains("https://"), "{}", r.stderr);
+}
+
+#[test]
+fn unauthorized_stops_forwarding_and_keeps_the_outbox() {
+    let rig = rig();
+    redeem(&rig.t, "AUTH-1");
+    rig.up.fail_next("redemptions", &[Fault::Unauthorized]);
+    let r = rig.t.run(&["sync", "--once"]);
+    assert_exit(&r, 3, "401");
+    assert!(r.stderr.contains("re-provision needed"), "{}", r.stderr);
+    let sent = rig.up.requests("redemptions");
+    let r = rig.t.run(&["sync", "--once"]);
+    assert_exit(&r, 3, "still paused");
+    assert!(r.stderr.contains("re-provision needed"), "{}", r.stderr);
+    assert_eq!(rig.up.requests("redemptions"), sent, "no retry loop against a refused token");
+    assert!(outbox(&rig.t).iter().all(|(_, _, s)| s == "pending"));
+    // re-provisioning clears the pause; the kept outbox goes out
+    rig.up.add_code("NEW-CODE");
+    let (ca, data) = (rig.t.path("ca.pem"), rig.t.path("data"));
+    let r = rig.t.run(&[
+        "provision",
+        "--upstream",
+        &rig.up.url,
+        "--enrollment-code",
+        "NEW-CODE",
+        "--ca",
+        &ca,
+        "--data-dir",
+        &data,
+    ]);
+    assert_exit(&r, 0, "re-provision");
+    let r = rig.t.run(&["sync", "--once"]);
+    assert_exit(&r, 0, "after re-provision");
+    assert_delivered_exactly_once_in_order(&rig);
+}
+
+#[test]
+fn bad_request_parks_the_batch_without_looping() {
+    let rig = rig();
+    redeem(&rig.t, "PARK-1");
+    rig.up.fail_next("redemptions", &[Fault::BadRequest]);
+    let r = rig.t.run(&["sync", "--once"]);
+    assert_exit(&r, 3, "400");
+    assert!(r.stderr.contains("parked"), "{}", r.stderr);
+    assert_eq!(rig.up.requests("redemptions"), 1, "sent once, not looped");
+    assert!(outbox(&rig.t).iter().all(|(_, _, s)| s == "parked"));
+    let report = rig.t.run(&["report", "daily", "--format", "json"]).json();
+    assert_eq!(report["redemptions"][0]["state"], "pending");
+}
+
+#[test]
+fn conflicts_and_rejections_are_flagged() {
+    let rig = rig();
+    rig.up.verdict(
+        "DOUBLE-1",
+        json!({"status": "conflict", "redeemed_by": "T-0007", "redeemed_at": "2026-11-28T11:00:00+08:00"}),
+    );
+    rig.up.verdict("BAD-1", json!({"status": "rejected", "reason": "revoked"}));
+    redeem(&rig.t, "DOUBLE-1");
+    redeem(&rig.t, "BAD-1");
+    redeem(&rig.t, "FINE-1");
+    let r = rig.t.run(&["sync", "--once"]);
+    assert_exit(&r, 0, "sync");
+    assert!(r.stdout.contains("1 accepted, 0 duplicate, 1 conflict, 1 rejected"), "{}", r.stdout);
+    let report = rig.t.run(&["report", "daily", "--format", "json"]).json();
+    let states: Vec<(&str, &str)> = report["redemptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["coupon_id"].as_str().unwrap(), r["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(states, [("DOUBLE-1", "conflict"), ("BAD-1", "rejected"), ("FINE-1", "forwarded")]);
+    let table = rig.t.run(&["report", "daily"]);
+    assert!(table.stdout.matches("<- check").count() == 2, "{}", table.stdout);
+    // a conflicted coupon stands locally: it is not redeemable again here
+    let again = rig.t.run(&["redeem", &rig.t.code("DOUBLE-1", "DINING"), "--amount", "58", "--json"]);
+    assert_eq!(again.json()["reason"], "already_redeemed");
+}
+
+#[test]
+fn forged_and_rolled_back_rule_sets_keep_the_old_one() {
+    let rig = rig();
+    let show = || rig.t.run(&["ruleset", "show", "--json"]).json()["version"].clone();
+    assert_eq!(show(), 3);
+    // rollback
+    rig.up.set_ruleset(&signed_ruleset(&rig.t, 2));
+    let r = rig.t.run(&["sync", "--once"]);
+    assert_exit(&r, 0, "sync with a rolled-back rule set");
+    assert!(r.stdout.contains("REFUSED") && r.stdout.contains("rollback"), "{}", r.stdout);
+    assert_eq!(show(), 3);
+    // forged: a stranger's signature
+    let stranger = redeemd::issuer::Issuer::from_seed(99);
+    rig.up.set_ruleset(&stranger.sign_ruleset(&stranger.ruleset_payload(9, jiff::Timestamp::now(), &["DINING"], &[])));
+    let r = rig.t.run(&["sync", "--once"]);
+    assert!(r.stdout.contains("REFUSED"), "{}", r.stdout);
+    assert_eq!(show(), 3);
+    // a good newer one installs
+    rig.up.set_ruleset(&signed_ruleset(&rig.t, 4));
+    let r = rig.t.run(&["sync", "--once"]);
+    assert!(r.stdout.contains("installed version 4"), "{}", r.stdout);
+    assert_eq!(show(), 4);
+}
+
+#[test]
+fn a_skewed_clock_is_a_warning() {
+    let rig = rig();
+    rig.up.state.lock().unwrap().server_time_offset_s = 900;
+    let r = rig.t.run(&["sync", "--once"]);
+    assert_exit(&r, 0, "sync");
+    assert!(r.stdout.contains("WARNING") && r.stdout.contains("clock -89"), "{}", r.stdout);
+}
+
+#[test]
+fn sync_without_upstream_config_is_a_usage_error() {
+    let t = TestTerminal::new();
+    let r = t.run(&["sync", "--once"]);
+    assert_exit(&r, 2, "sync on a hand-provisioned terminal");
+    assert!(r.stderr.contains("redeemd provision"), "{}", r.stderr);
+}
