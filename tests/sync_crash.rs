@@ -29,7 +29,17 @@ fn sigkill_mid_batch_loses_and_duplicates_nothing_in_effect() {
     up.add_code("GOOD-CODE");
     std::fs::write(t.path("ca.pem"), &up.ca_pem).unwrap();
     let (ca, data) = (t.path("ca.pem"), t.path("data"));
-    let r = t.run(&["provision", "--upstream", &up.url, "--enrollment-code", "GOOD-CODE", "--ca", &ca, "--data-dir", &data]);
+    let r = t.run(&[
+        "provision",
+        "--upstream",
+        &up.url,
+        "--enrollment-code",
+        "GOOD-CODE",
+        "--ca",
+        &ca,
+        "--data-dir",
+        &data,
+    ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
 
     // The backlog, written through the library (the binary would take minutes in debug).
