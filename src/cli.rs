@@ -716,17 +716,16 @@ fn upstream_failure(e: UpstreamError) -> Failure {
     }
 }
 
+/// The upstream CA file's PEM, when one is configured.
+fn read_ca(path: Option<&Path>) -> CliResult<Option<Vec<u8>>> {
+    path.map(|p| std::fs::read(p).with_context(|| format!("cannot read the CA file {}", p.display())).map_err(usage))
+        .transpose()
+}
+
 fn provision(config_path: &Path, args: ProvisionArgs) -> CliResult {
     crate::upstream::check_url(&args.upstream).map_err(upstream_failure)?;
     let data_dir = absolute(&args.data_dir);
-    let ca_pem = match &args.ca {
-        Some(path) => Some(
-            std::fs::read(path)
-                .with_context(|| format!("cannot read the CA file {}", path.display()))
-                .map_err(usage)?,
-        ),
-        None => None,
-    };
+    let ca_pem = read_ca(args.ca.as_deref())?;
     let endpoint = Endpoint {
         base_url: args.upstream.clone(),
         ca_pem: ca_pem.clone(),
@@ -759,16 +758,7 @@ fn provision(config_path: &Path, args: ProvisionArgs) -> CliResult {
             LanguageArg::En => Language::En,
         },
         trust_keys: None,
-        upstream: Some(config::UpstreamConfig {
-            url: args.upstream.clone(),
-            terminal_id: enrollment.terminal_id.clone(),
-            ca_file,
-            system_roots: true,
-            token_file: None,
-            timeout_secs: 10,
-            refresh_minutes: 5,
-            heartbeat_secs: 60,
-        }),
+        upstream: Some(config::UpstreamConfig::new(&args.upstream, &enrollment.terminal_id, ca_file)),
     };
     config.check().map_err(|m| anyhow!("the enrollment answer gives an unusable configuration: {m}"))?;
     write_file(
@@ -832,14 +822,7 @@ fn syncer<'a>(config: &Config, agent: &'a mut Agent) -> CliResult<Syncer<'a>> {
             }
         }
     }
-    let ca_pem = match &up.ca_file {
-        Some(path) => Some(
-            std::fs::read(path)
-                .with_context(|| format!("cannot read the CA file {}", path.display()))
-                .map_err(usage)?,
-        ),
-        None => None,
-    };
+    let ca_pem = read_ca(up.ca_file.as_deref())?;
     let endpoint = Endpoint {
         base_url: up.url.clone(),
         ca_pem,

@@ -62,6 +62,22 @@ pub struct UpstreamConfig {
     pub heartbeat_secs: u64,
 }
 
+impl UpstreamConfig {
+    /// A freshly provisioned terminal's settings: every period at its default.
+    pub fn new(url: &str, terminal_id: &str, ca_file: Option<PathBuf>) -> UpstreamConfig {
+        UpstreamConfig {
+            url: url.to_owned(),
+            terminal_id: terminal_id.to_owned(),
+            ca_file,
+            system_roots: yes(),
+            token_file: None,
+            timeout_secs: default_timeout(),
+            refresh_minutes: default_refresh(),
+            heartbeat_secs: default_heartbeat(),
+        }
+    }
+}
+
 fn yes() -> bool {
     true
 }
@@ -184,16 +200,11 @@ mod tests {
             timezone: "Asia/Shanghai".into(),
             language: Language::En,
             trust_keys: None,
-            upstream: Some(UpstreamConfig {
-                url: "https://upstream.example/".into(),
-                terminal_id: "T-0042".into(),
-                ca_file: Some("/var/lib/redeemd/upstream-ca.pem".into()),
-                system_roots: true,
-                token_file: None,
-                timeout_secs: 10,
-                refresh_minutes: 5,
-                heartbeat_secs: 60,
-            }),
+            upstream: Some(UpstreamConfig::new(
+                "https://upstream.example/",
+                "T-0042",
+                Some("/var/lib/redeemd/upstream-ca.pem".into()),
+            )),
         };
         assert_eq!(toml::from_str::<Config>(&config.to_toml()).unwrap(), config);
     }

@@ -32,24 +32,7 @@ fn rig() -> Rig {
     up.set_ruleset_keys(&t.issuer.trust_anchors_json());
     up.set_ruleset(&signed_ruleset(&t, 3));
     up.add_code("GOOD-CODE");
-    std::fs::write(t.path("ca.pem"), &up.ca_pem).unwrap();
-    let data = t.path("data");
-    let ca = t.path("ca.pem");
-    let r = t.run(&[
-        "provision",
-        "--upstream",
-        &up.url,
-        "--enrollment-code",
-        "GOOD-CODE",
-        "--ca",
-        &ca,
-        "--data-dir",
-        &data,
-        "--label",
-        "lane-2",
-        "--language",
-        "en",
-    ]);
+    let r = t.provision(&up.url, &up.ca_pem, "GOOD-CODE");
     assert_exit(&r, 0, "provision");
     assert!(r.stdout.contains("T-0042") && r.stdout.contains("installed version 3"), "{}", r.stdout);
     let config = std::fs::read_to_string(t.config()).unwrap().replace("timeout-secs = 10", "timeout-secs = 1");
@@ -148,19 +131,7 @@ fn wrong_certificate_is_refused_and_nothing_is_sent() {
     let up = TestUpstream::start_with_wrong_certificate();
     up.add_code("GOOD-CODE");
     let t = TestTerminal::bare(22);
-    std::fs::write(t.path("ca.pem"), &up.ca_pem).unwrap();
-    let (ca, data) = (t.path("ca.pem"), t.path("data"));
-    let r = t.run(&[
-        "provision",
-        "--upstream",
-        &up.url,
-        "--enrollment-code",
-        "GOOD-CODE",
-        "--ca",
-        &ca,
-        "--data-dir",
-        &data,
-    ]);
+    let r = t.provision(&up.url, &up.ca_pem, "GOOD-CODE");
     assert_exit(&r, 3, "wrong certificate");
     assert!(r.stderr.contains("UnknownIssuer") && r.stderr.contains("--ca"), "{}", r.stderr);
     assert_eq!(up.requests("enroll"), 0, "nothing reached the handler");
@@ -172,11 +143,7 @@ fn provisioning_errors_say_what_to_do() {
     let up = TestUpstream::start();
     up.add_code("USED-CODE");
     let t = TestTerminal::bare(23);
-    std::fs::write(t.path("ca.pem"), &up.ca_pem).unwrap();
-    let (ca, data) = (t.path("ca.pem"), t.path("data"));
-    let provision = |url: &str, code: &str| {
-        t.run(&["provision", "--upstream", url, "--enrollment-code", code, "--ca", &ca, "--data-dir", &data])
-    };
+    let provision = |url: &str, code: &str| t.provision(url, &up.ca_pem, code);
     let r = provision(&up.url, "WRONG");
     assert_exit(&r, 3, "wrong code");
     assert!(r.stderr.contains("refused the enrollment code"), "{}", r.stderr);
@@ -209,18 +176,7 @@ fn unauthorized_stops_forwarding_and_keeps_the_outbox() {
     assert!(outbox(&rig.t).iter().all(|(_, _, s)| s == "pending"));
     // re-provisioning clears the pause; the kept outbox goes out
     rig.up.add_code("NEW-CODE");
-    let (ca, data) = (rig.t.path("ca.pem"), rig.t.path("data"));
-    let r = rig.t.run(&[
-        "provision",
-        "--upstream",
-        &rig.up.url,
-        "--enrollment-code",
-        "NEW-CODE",
-        "--ca",
-        &ca,
-        "--data-dir",
-        &data,
-    ]);
+    let r = rig.t.provision(&rig.up.url, &rig.up.ca_pem, "NEW-CODE");
     assert_exit(&r, 0, "re-provision");
     let r = rig.t.run(&["sync", "--once"]);
     assert_exit(&r, 0, "after re-provision");

@@ -27,19 +27,7 @@ fn sigkill_mid_batch_loses_and_duplicates_nothing_in_effect() {
     payload["offline"] = serde_json::json!({"max_unsynced_count": 1_000_000});
     up.set_ruleset(&t.issuer.sign_ruleset(&payload));
     up.add_code("GOOD-CODE");
-    std::fs::write(t.path("ca.pem"), &up.ca_pem).unwrap();
-    let (ca, data) = (t.path("ca.pem"), t.path("data"));
-    let r = t.run(&[
-        "provision",
-        "--upstream",
-        &up.url,
-        "--enrollment-code",
-        "GOOD-CODE",
-        "--ca",
-        &ca,
-        "--data-dir",
-        &data,
-    ]);
+    let r = t.provision(&up.url, &up.ca_pem, "GOOD-CODE");
     assert_eq!(r.code, 0, "{}", r.stderr);
 
     // The backlog, written through the library (the binary would take minutes in debug).

@@ -126,6 +126,25 @@ impl TestTerminal {
         t
     }
 
+    /// `provision` against an upstream at `url` whose CA is `ca_pem` (written to ca.pem).
+    pub fn provision(&self, url: &str, ca_pem: &str, code: &str) -> Run {
+        std::fs::write(self.path("ca.pem"), ca_pem).unwrap();
+        let (ca, data) = (self.path("ca.pem"), self.path("data"));
+        self.run(&[
+            "provision",
+            "--upstream",
+            url,
+            "--enrollment-code",
+            code,
+            "--ca",
+            &ca,
+            "--data-dir",
+            &data,
+            "--language",
+            "en",
+        ])
+    }
+
     pub fn path(&self, name: &str) -> String {
         self.dir.path().join(name).to_str().unwrap().to_owned()
     }
