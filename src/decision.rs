@@ -145,8 +145,6 @@ pub trait LedgerView {
 pub struct Decision {
     pub outcome: Result<Money, Reason>,
     pub coupon: Option<Coupon>,
-    /// Version of the rule set that judged, when one was installed.
-    pub ruleset_version: Option<u64>,
 }
 
 impl Decision {
@@ -163,8 +161,8 @@ impl Decision {
     }
 }
 
-fn reject(reason: Reason, coupon: Option<&Coupon>, rules: Option<&RuleSet>) -> Decision {
-    Decision { outcome: Err(reason), coupon: coupon.cloned(), ruleset_version: rules.map(|r| r.version) }
+fn reject(reason: Reason, coupon: Option<&Coupon>) -> Decision {
+    Decision { outcome: Err(reason), coupon: coupon.cloned() }
 }
 
 fn seconds(ts: Timestamp) -> i64 {
@@ -189,29 +187,29 @@ pub fn decide(
 ) -> Decision {
     // 1. malformed
     let Ok(unverified) = coupon::decode(code) else {
-        return reject(Reason::Malformed, None, rules);
+        return reject(Reason::Malformed, None);
     };
     // 2. no_ruleset
     let Some(rules) = rules else {
-        return reject(Reason::NoRuleset, None, None);
+        return reject(Reason::NoRuleset, None);
     };
     // 3. unknown_key
     let Some(key) = rules.coupon_key(&b64url_encode(unverified.kid())) else {
-        return reject(Reason::UnknownKey, None, Some(rules));
+        return reject(Reason::UnknownKey, None);
     };
     // 4. bad_signature: alg, signature, issued_at within the key's validity
     if *unverified.alg() == AlgId::Other {
-        return reject(Reason::BadSignature, None, Some(rules));
+        return reject(Reason::BadSignature, None);
     }
     let Some(verified) = unverified.verify(&key.key) else {
-        return reject(Reason::BadSignature, None, Some(rules));
+        return reject(Reason::BadSignature, None);
     };
     let c = &verified.coupon;
     let issued = code_seconds(c.issued_at);
     if key.not_before.is_some_and(|nb| issued < seconds(nb)) || key.not_after.is_some_and(|na| issued >= seconds(na)) {
-        return reject(Reason::BadSignature, None, Some(rules));
+        return reject(Reason::BadSignature, None);
     }
-    let verdict = |reason| reject(reason, Some(c), Some(rules));
+    let verdict = |reason| reject(reason, Some(c));
     // 5. clock_invalid: more than 300 s before the rule set was issued
     if now < rules.issued_at - CLOCK_TOLERANCE {
         return verdict(Reason::ClockInvalid);
@@ -296,7 +294,7 @@ pub fn decide(
             return verdict(Reason::OfflineLimit);
         }
     }
-    Decision { outcome: Ok(discount), coupon: Some(c.clone()), ruleset_version: Some(rules.version) }
+    Decision { outcome: Ok(discount), coupon: Some(c.clone()) }
 }
 
 /// `[start, end)` of the local calendar day holding `local` (23 or 25 hours on DST days).

@@ -106,11 +106,6 @@ impl Decoder {
         !self.buf.is_empty() || self.overflow > 0 || self.noise > 0 || self.message_type.is_some()
     }
 
-    /// When [`tick`](Self::tick) will next have something to do, if anything.
-    pub fn deadline_ms(&self) -> Option<u64> {
-        self.is_partial().then(|| self.last_byte_ms + self.framing.gap_timeout_ms)
-    }
-
     /// Feeds bytes that arrived at `now_ms`.
     pub fn push(&mut self, bytes: &[u8], now_ms: u64, out: &mut Vec<Event>) {
         self.tick(now_ms, out);
@@ -466,6 +461,18 @@ mod tests {
             10,
             &[frame("CP1:A", None), frame("CP1:B", None), frame("CP1:A", None)],
         );
+    }
+
+    #[test]
+    fn discards_are_counted() {
+        let p = profile::find("generic-serial").unwrap();
+        let mut d = Decoder::new(&p.framing);
+        let mut out = Vec::new();
+        d.push(&[b'X'; 5000], 0, &mut out);
+        d.push(b"\r\xff\r]E0123\rCP1:OK\rCP1:OK\rHALF", 1, &mut out);
+        d.tick(1000, &mut out);
+        let s = d.stats();
+        assert_eq!((s.too_long, s.not_utf8, s.symbology, s.frames, s.duplicate, s.incomplete), (1, 1, 1, 1, 1, 1));
     }
 
     fn ssi_stream(payload: &[u8], chunk: usize) -> Vec<u8> {
