@@ -10,10 +10,12 @@ use crate::decision::{Decision, Terminal};
 use crate::messages::Language;
 use crate::money::currency_digits;
 use crate::record::DecisionRecord;
-use crate::ruleset::{self, Refusal, TrustAnchor};
+use crate::report::{self, DailyReport, ReportContext};
+use crate::ruleset::{self, Refusal, RuleSet, TrustAnchor};
 use crate::store::{CheckoutRef, Install, Installed, Recorded, Store, StoreError, VoidOutcome};
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
+use rusqlite::Connection;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -33,6 +35,8 @@ pub struct Agent {
     fallback_timezone: TimeZone,
     clock: Box<dyn Clock>,
     installed: Option<Installed>,
+    /// The ledger's `data_version` when this agent last looked.
+    seen_data_version: Option<i64>,
 }
 
 impl Agent {
@@ -45,11 +49,26 @@ impl Agent {
         clock: Box<dyn Clock>,
     ) -> Result<Agent, StoreError> {
         let installed = store.ruleset()?;
-        Ok(Agent { store, terminal, anchors, language, fallback_timezone, clock, installed })
+        Ok(Agent { store, terminal, anchors, language, fallback_timezone, clock, installed, seen_data_version: None })
     }
 
     pub fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    /// Reloads the rule set in force when another process changed the ledger (an
+    /// installer's `ruleset import` beside a running daemon); true when it did.
+    pub fn reload_if_changed_elsewhere(&mut self) -> Result<bool, StoreError> {
+        let version = self.store.data_version()?;
+        if self.seen_data_version == Some(version) {
+            return Ok(false);
+        }
+        let reload = self.seen_data_version.is_some();
+        self.seen_data_version = Some(version);
+        if reload {
+            self.installed = self.store.ruleset()?;
+        }
+        Ok(reload)
     }
 
     pub fn installed(&self) -> Option<&Installed> {
@@ -149,9 +168,74 @@ impl Agent {
         self.store.void(redemption_id, reason, &tz, now)
     }
 
+    /// Runs `f` in one write transaction with everything an operation needs; the clock
+    /// is read once, so every row it writes carries the same instant.
+    pub fn write<R>(
+        &mut self,
+        f: impl FnOnce(&Connection, &Context<'_>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let ctx = Context {
+            terminal: &self.terminal,
+            rules: self.installed.as_ref().map(|i| &i.rules),
+            language: self.language,
+            digits: self.installed.as_ref().map_or(2, |i| currency_digits(&i.rules.currency)),
+            timezone: self
+                .installed
+                .as_ref()
+                .map_or_else(|| self.fallback_timezone.clone(), |i| i.rules.timezone.clone()),
+            now: self.clock.now(),
+        };
+        self.store.write(|c| f(c, &ctx))
+    }
+
+    /// The daily write-off report of `date` (a business day in the rule set's zone).
+    pub fn daily_report(&self, date: jiff::civil::Date) -> Result<DailyReport, StoreError> {
+        let rules = self.installed.as_ref().map(|i| &i.rules);
+        let tz = self.timezone();
+        let tz_name = rules.map_or_else(
+            || self.fallback_timezone.iana_name().unwrap_or("UTC").to_owned(),
+            |r| r.timezone_name.clone(),
+        );
+        let names = rules
+            .map(|r| {
+                r.campaigns.values().map(|c| (c.id.clone(), c.display_name(self.language.tag()).to_owned())).collect()
+            })
+            .unwrap_or_default();
+        let ctx = ReportContext {
+            timezone_name: &tz_name,
+            timezone: &tz,
+            currency: self.currency().unwrap_or("CNY"),
+            digits: self.currency_digits(),
+            names,
+        };
+        report::daily(&self.store, date, &ctx)
+    }
+
     /// The decision record for output, in the configured language.
     pub fn record(&self, decision: &Decision, redemption_id: Option<String>) -> DecisionRecord {
         DecisionRecord::new(decision, redemption_id, self.language, self.currency_digits())
+    }
+}
+
+/// What an operation inside [`Agent::write`] knows besides the transaction.
+pub struct Context<'a> {
+    pub terminal: &'a Terminal,
+    pub rules: Option<&'a RuleSet>,
+    pub language: Language,
+    pub digits: u32,
+    pub timezone: TimeZone,
+    /// The clock, read once for the whole operation.
+    pub now: Timestamp,
+}
+
+impl Context<'_> {
+    pub fn rfc3339(&self, at: Timestamp) -> String {
+        crate::clock::rfc3339(at, &self.timezone)
+    }
+
+    /// The decision record for output, in the configured language.
+    pub fn record(&self, decision: &Decision, redemption_id: Option<String>) -> DecisionRecord {
+        DecisionRecord::new(decision, redemption_id, self.language, self.digits)
     }
 }
 

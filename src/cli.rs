@@ -13,7 +13,6 @@ use crate::issuer::{CodeSpec, Issuer};
 use crate::messages::Language;
 use crate::money::{parse_amount, Money};
 use crate::record::DecisionRecord;
-use crate::report::{self, ReportContext};
 use crate::ruleset::parse_anchors;
 use crate::scanner::transport::{self, PortSpec, Scanner, ScannerEvent};
 use crate::scanner::{profile, sheet};
@@ -81,6 +80,59 @@ enum Command {
     /// Barcode scanners: list ports, watch scans, print a setup sheet
     #[command(subcommand)]
     Scanner(ScannerCommand),
+    /// The daemon: scanner, decisions, local API, pages and forwarding in one process
+    #[command(after_help = RUN_EXAMPLES)]
+    Run(RunArgs),
+    /// Print the till's bearer token for the local API (made if missing)
+    #[command(
+        name = "pos-token",
+        after_help = "Examples:\n  curl -H \"Authorization: Bearer $(redeemd pos-token)\" http://127.0.0.1:7878/v1/status\n  redeemd pos-token --rotate   # the old token stops working at once"
+    )]
+    PosToken {
+        /// Replace the token; a running daemon refuses the old one at once
+        #[arg(long)]
+        rotate: bool,
+    },
+    /// The manager's PIN for the manager pages
+    #[command(name = "manager-pin", subcommand)]
+    ManagerPin(ManagerPinCommand),
+    /// Print a one-time link (valid 10 minutes) that opens the cashier screen in this terminal's browser
+    #[command(name = "cashier-url", after_help = "Example:\n  chromium --kiosk \"$(redeemd cashier-url)\"")]
+    CashierUrl,
+}
+
+const RUN_EXAMPLES: &str = "\
+Examples:
+  redeemd run                                   # 127.0.0.1:7878, scanner auto, profile generic-serial
+  redeemd run --scanner /dev/serial/by-id/usb-Zebra-if00 --profile zebra-ds2208
+  redeemd run --listen 127.0.0.1:8080 --scanner none
+
+Then, with the till's token:
+  TOKEN=$(redeemd pos-token)
+  curl -s -H \"Authorization: Bearer $TOKEN\" -d '{\"basket_total\": 5800}' http://127.0.0.1:7878/v1/checkouts
+  curl -s -H \"Authorization: Bearer $TOKEN\" -d '{\"code\": \"CP1:...\"}' http://127.0.0.1:7878/v1/checkouts/ID/codes
+  curl -s -N -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:7878/v1/events
+
+Stops on SIGTERM or SIGINT within 5 s, finishing the decision in hand.";
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// ADDR:PORT of the local API (default: [api] listen, else 127.0.0.1:7878; loopback only unless [api] allow-remote)
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<String>,
+    /// Scanner port: a path, `auto` (by the profile's USB ids) or `none` (default: [scanner] port, else auto)
+    #[arg(long, value_name = "PATH|auto|none")]
+    scanner: Option<String>,
+    /// Firmware profile id (default: [scanner] profile, else generic-serial)
+    #[arg(long, value_name = "ID")]
+    profile: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ManagerPinCommand {
+    /// Read a new PIN (4 to 12 digits) from standard input; only a slow salted hash is kept
+    #[command(after_help = "Example:\n  echo 246810 | redeemd manager-pin set")]
+    Set,
 }
 
 #[derive(Debug, Args)]
@@ -312,6 +364,10 @@ pub fn run(cli: Cli) -> CliResult {
             scanner_test(&port, &profile, count, timeout, json)
         }
         Command::Scanner(ScannerCommand::Sheet { profile, out }) => scanner_sheet(&profile, &out),
+        Command::Run(args) => run_daemon(&cli.config, args),
+        Command::PosToken { rotate } => pos_token(&cli.config, rotate),
+        Command::ManagerPin(ManagerPinCommand::Set) => manager_pin_set(&cli.config),
+        Command::CashierUrl => cashier_url(&cli.config),
     }
 }
 
@@ -320,6 +376,10 @@ fn load_config(path: &Path) -> CliResult<Config> {
 }
 
 fn open_agent(config: &Config) -> CliResult<Agent> {
+    open_agent_with(config, Box::new(SystemClock))
+}
+
+fn open_agent_with(config: &Config, clock: Box<dyn crate::clock::Clock>) -> CliResult<Agent> {
     let keys_path = config.trust_keys_path();
     let keys = std::fs::read_to_string(&keys_path)
         .with_context(|| {
@@ -333,7 +393,7 @@ fn open_agent(config: &Config) -> CliResult<Agent> {
     })?;
     let terminal =
         Terminal { merchant_id: config.merchant_id.clone(), merchant_category: config.merchant_category.clone() };
-    Ok(Agent::new(store, terminal, anchors, config.language, config.timezone(), Box::new(SystemClock))?)
+    Ok(Agent::new(store, terminal, anchors, config.language, config.timezone(), clock)?)
 }
 
 fn init(config_path: &Path, args: InitArgs) -> CliResult {
@@ -360,6 +420,8 @@ fn init(config_path: &Path, args: InitArgs) -> CliResult {
         },
         trust_keys: None,
         upstream: None,
+        api: None,
+        scanner: None,
     };
     config.check().map_err(|m| usage(anyhow!(m)))?;
     std::fs::create_dir_all(&config.data_dir)
@@ -367,6 +429,8 @@ fn init(config_path: &Path, args: InitArgs) -> CliResult {
     write_file(&config.trust_keys_path(), keys.as_bytes(), 0o644)?;
     let store = Store::open(&config.database_path())?;
     drop(store);
+    crate::secret::ensure_pos_token(&config.data_dir)
+        .with_context(|| format!("cannot write {}", crate::secret::pos_token_path(&config.data_dir).display()))?;
     if let Some(parent) = config_path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
     }
@@ -383,17 +447,9 @@ fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
-/// Writes a file atomically (temporary file, fsync, rename) with `mode`.
+/// Writes a file atomically (exclusive temporary file, fsync, rename) with `mode`.
 fn write_file(path: &Path, bytes: &[u8], mode: u32) -> CliResult<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let tmp = path.with_extension("tmp");
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    result.with_context(|| format!("cannot write {}", path.display()))?;
+    crate::secret::write_atomic(path, bytes, mode).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 
@@ -621,21 +677,7 @@ fn report_daily(config_path: &Path, date: Option<&str>, format: ReportFormat) ->
             .map_err(|e| usage(anyhow!("--date {d:?} is not a date like 2026-11-28: {e}")))?,
         None => agent.now().to_zoned_datetime(tz.clone()).date(),
     };
-    let rules = agent.installed().map(|i| &i.rules);
-    let tz_name = rules.map_or(config.timezone.as_str(), |r| r.timezone_name.as_str());
-    let names = rules
-        .map(|r| {
-            r.campaigns.values().map(|c| (c.id.clone(), c.display_name(config.language.tag()).to_owned())).collect()
-        })
-        .unwrap_or_default();
-    let ctx = ReportContext {
-        timezone_name: tz_name,
-        timezone: &tz,
-        currency: agent.currency().unwrap_or("CNY"),
-        digits: agent.currency_digits(),
-        names,
-    };
-    let report = report::daily(agent.store(), date, &ctx)?;
+    let report = agent.daily_report(date)?;
     let text = match format {
         ReportFormat::Json => report.to_json() + "\n",
         ReportFormat::Csv => report.to_csv(),
@@ -759,16 +801,18 @@ fn provision(config_path: &Path, args: ProvisionArgs) -> CliResult {
         },
         trust_keys: None,
         upstream: Some(config::UpstreamConfig::new(&args.upstream, &enrollment.terminal_id, ca_file)),
+        api: None,
+        scanner: None,
     };
     config.check().map_err(|m| anyhow!("the enrollment answer gives an unusable configuration: {m}"))?;
-    write_file(
-        &config.token_path().unwrap_or_else(|| data_dir.join(config::TOKEN_FILE)),
-        enrollment.token.as_bytes(),
-        0o600,
-    )?;
+    let token_path = config.token_path().unwrap_or_else(|| data_dir.join(config::TOKEN_FILE));
+    crate::secret::write_secret(&token_path, enrollment.token.as_bytes())
+        .with_context(|| format!("cannot write {}", token_path.display()))?;
     let keys = serde_json::to_string_pretty(&enrollment.ruleset_keys)?;
     write_file(&config.trust_keys_path(), keys.as_bytes(), 0o644)?;
     drop(Store::open(&config.database_path())?);
+    crate::secret::ensure_pos_token(&config.data_dir)
+        .with_context(|| format!("cannot write {}", crate::secret::pos_token_path(&config.data_dir).display()))?;
     if let Some(parent) = config_path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
     }
@@ -808,28 +852,10 @@ fn syncer<'a>(config: &Config, agent: &'a mut Agent) -> CliResult<Syncer<'a>> {
             "this terminal was set up by hand (no [upstream] in the config); provision it with `redeemd provision`"
         )));
     };
-    let token_path = config.token_path().unwrap_or_default();
-    let token = std::fs::read_to_string(&token_path)
-        .with_context(|| {
-            format!("cannot read the token {}; re-provision with `redeemd provision`", token_path.display())
-        })
-        .map_err(usage)?;
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        if let Ok(meta) = std::fs::metadata(&token_path) {
-            if meta.permissions().mode() & 0o077 != 0 {
-                tracing::warn!("token file {} is readable by others: chmod 600 it", token_path.display());
-            }
-        }
-    }
-    let ca_pem = read_ca(up.ca_file.as_deref())?;
-    let endpoint = Endpoint {
-        base_url: up.url.clone(),
-        ca_pem,
-        system_roots: up.system_roots,
-        timeout: std::time::Duration::from_secs(up.timeout_secs),
-    };
-    let upstream = Upstream::new(&endpoint, Some(token.trim().to_owned())).map_err(upstream_failure)?;
+    let upstream = crate::upstream::client_for(config, up).map_err(|e| match e {
+        UpstreamError::Local(_) => usage(e),
+        other => upstream_failure(other),
+    })?;
     let mut syncer = Syncer::new(agent, upstream, up.terminal_id.clone(), config.data_dir.clone())?;
     use std::io::IsTerminal as _;
     if std::io::stderr().is_terminal() {
@@ -997,6 +1023,65 @@ fn scanner_sheet(profile_id: &str, out: &Path) -> CliResult {
 }
 
 /// A temporary directory removed on drop (std only; the demo needs no more).
+fn run_daemon(config_path: &Path, args: RunArgs) -> CliResult {
+    let config = load_config(config_path)?;
+    let clock: std::sync::Arc<dyn crate::clock::Clock> = std::sync::Arc::new(SystemClock);
+    let options = crate::daemon::RunOptions { listen: args.listen, scanner: args.scanner, profile: args.profile };
+    // Checked before the ledger opens, so a refused address changes nothing.
+    crate::daemon::listen_address(&config, options.listen.as_deref()).map_err(usage)?;
+    let agent = open_agent_with(&config, Box::new(clock.clone()))?;
+    if let Err(e) = agent.reverify_installed() {
+        tracing::error!(
+            "the stored rule set does not verify ({e}); decisions will refuse until a good one is installed"
+        );
+    }
+    match crate::daemon::run(&config, agent, clock, options) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e @ crate::daemon::RunError::Config(_)) => Err(usage(e)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn pos_token(config_path: &Path, rotate: bool) -> CliResult {
+    let config = load_config(config_path)?;
+    let path = crate::secret::pos_token_path(&config.data_dir);
+    let token = if rotate {
+        crate::secret::rotate_pos_token(&config.data_dir).with_context(|| format!("cannot write {}", path.display()))?
+    } else {
+        crate::secret::ensure_pos_token(&config.data_dir)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?.trim().to_owned()
+    };
+    println!("{token}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn manager_pin_set(config_path: &Path) -> CliResult {
+    let config = load_config(config_path)?;
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).context("reading the PIN from standard input")?;
+    let pin = line.trim_end_matches(['\r', '\n']);
+    crate::secret::check_pin(pin).map_err(|m| usage(anyhow!("{m}; nothing was changed")))?;
+    let path = config.data_dir.join(crate::secret::MANAGER_PIN_FILE);
+    crate::secret::write_secret(&path, crate::secret::hash_pin(pin).as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!("manager PIN set (only its hash is kept, in {}); a running daemon uses it at once", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cashier_url(config_path: &Path) -> CliResult {
+    let config = load_config(config_path)?;
+    let addr = crate::daemon::listen_address(&config, None).map_err(usage)?;
+    let expires = SystemClock.now() + jiff::SignedDuration::from_mins(10);
+    let token = crate::secret::new_cashier_link(&config.data_dir, expires).with_context(|| {
+        format!("cannot write {}", config.data_dir.join(crate::secret::CASHIER_LINK_FILE).display())
+    })?;
+    let host =
+        if addr.ip().is_unspecified() { std::net::SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr };
+    println!("http://{host}/cashier/open?token={token}");
+    Ok(ExitCode::SUCCESS)
+}
+
 struct TempDir(PathBuf);
 
 impl Drop for TempDir {

@@ -34,6 +34,34 @@ pub struct Config {
     /// The issuer platform; absent on a terminal provisioned by hand.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<UpstreamConfig>,
+    /// The daemon's local API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<ApiConfig>,
+    /// The daemon's barcode scanner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scanner: Option<ScannerConfig>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ApiConfig {
+    /// ADDR:PORT of the local API (default 127.0.0.1:7878).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// Allow a listen address that is not loopback (default false).
+    #[serde(default)]
+    pub allow_remote: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ScannerConfig {
+    /// Serial device path, a /dev/serial/by-id/ link, `auto` (default) or `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    /// Firmware profile id (default generic-serial).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,6 +168,11 @@ impl Config {
         if self.data_dir.as_os_str().is_empty() {
             return Err("data-dir is empty".into());
         }
+        if let Some(listen) = self.api.as_ref().and_then(|a| a.listen.as_deref()) {
+            listen
+                .parse::<std::net::SocketAddr>()
+                .map_err(|_| format!("api.listen {listen:?} is not ADDR:PORT (like \"127.0.0.1:7878\")"))?;
+        }
         if let Some(u) = &self.upstream {
             crate::upstream::check_url(&u.url).map_err(|e| format!("upstream.url: {e}"))?;
             if u.timeout_secs == 0 || u.refresh_minutes == 0 || u.heartbeat_secs == 0 {
@@ -205,6 +238,8 @@ mod tests {
                 "T-0042",
                 Some("/var/lib/redeemd/upstream-ca.pem".into()),
             )),
+            api: Some(ApiConfig { listen: Some("127.0.0.1:7979".into()), allow_remote: false }),
+            scanner: Some(ScannerConfig { port: Some("auto".into()), profile: Some("zebra-ds2208".into()) }),
         };
         assert_eq!(toml::from_str::<Config>(&config.to_toml()).unwrap(), config);
     }

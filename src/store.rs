@@ -21,7 +21,10 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
-const MIGRATIONS: &[(&str, &str)] = &[("0001_ledger", include_str!("../migrations/0001_ledger.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_ledger", include_str!("../migrations/0001_ledger.sql")),
+    ("0002_daemon", include_str!("../migrations/0002_daemon.sql")),
+];
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -280,56 +283,17 @@ impl Store {
         rules: Option<&RuleSet>,
         now: Timestamp,
     ) -> Result<Recorded> {
+        self.write(|tx| present_in(tx, checkout, code, terminal, rules, now))
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction, committed when it returns `Ok`
+    /// (rolled back on `Err`). Several changes that must stand or fall together — a
+    /// decision, its log line and the idempotent answer that reports it — share one.
+    pub fn write<R>(&mut self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let (view, checkout_id) = checkout_view(&tx, &checkout)?;
-        let decision = decide_in(&tx, code, &view, terminal, rules, now)?;
-        let (Ok(discount), Some(coupon), Some(rules)) = (decision.outcome, &decision.coupon, rules) else {
-            // Nothing is written for a refusal: the transaction rolls back on drop.
-            return Ok(Recorded { decision, redemption_id: None, checkout_id });
-        };
-        let checkout_id = match checkout_id {
-            Some(id) => id,
-            None => {
-                let id = new_uuid(now);
-                tx.prepare_cached(
-                    "INSERT INTO checkout (id, basket_total, eligible_total, pos_ref, opened_ms, status, closed_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'paid', ?5)",
-                )?
-                .execute(params![
-                    id,
-                    view.basket_total.0,
-                    view.eligible_total.0,
-                    pos_ref(&checkout),
-                    ms(now)
-                ])?;
-                id
-            }
-        };
-        let redemption_id = new_uuid(now);
-        tx.prepare_cached(
-            "INSERT INTO redemption (id, checkout_id, coupon_id, campaign_id, holder, code, discount,
-                 basket_total, eligible_total, currency, ruleset_version, at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        )?
-        .execute(params![
-            redemption_id,
-            checkout_id,
-            coupon.coupon_id.as_str(),
-            coupon.campaign_id,
-            coupon.holder,
-            code,
-            discount.0,
-            view.basket_total.0,
-            view.eligible_total.0,
-            rules.currency,
-            rules.version,
-            ms(now)
-        ])?;
-        let at = rfc3339(now, &rules.timezone);
-        let event = RedeemEvent { redemption_id: &redemption_id, coupon, code, view: &view, discount, rules, at };
-        append_event(&tx, "redeem", &redemption_id, |event_id, seq| event.to_json(event_id, seq), now)?;
+        let out = f(&tx)?;
         tx.commit()?;
-        Ok(Recorded { decision, redemption_id: Some(redemption_id), checkout_id: Some(checkout_id) })
+        Ok(out)
     }
 
     /// What would happen, writing nothing (`check`).
@@ -355,39 +319,7 @@ impl Store {
         timezone: &TimeZone,
         now: Timestamp,
     ) -> Result<VoidOutcome> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let row = tx
-            .query_row("SELECT coupon_id, discount, voided_ms FROM redemption WHERE id = ?1", [redemption_id], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<i64>>(2)?))
-            })
-            .optional()?;
-        let Some((coupon_id, discount, voided)) = row else {
-            return Ok(VoidOutcome::NotFound);
-        };
-        if let Some(at) = voided {
-            return Ok(VoidOutcome::AlreadyVoided { at: from_ms(at) });
-        }
-        tx.execute("UPDATE redemption SET voided_ms = ?2 WHERE id = ?1", params![redemption_id, ms(now)])?;
-        tx.execute(
-            "INSERT INTO void (redemption_id, reason, at_ms) VALUES (?1, ?2, ?3)",
-            params![redemption_id, reason, ms(now)],
-        )?;
-        let at = rfc3339(now, timezone);
-        append_event(
-            &tx,
-            "void",
-            redemption_id,
-            |event_id, seq| {
-                serde_json::json!({
-                    "event_id": event_id, "seq": seq, "type": "void", "redemption_id": redemption_id,
-                    "at": at, "reason": reason,
-                })
-                .to_string()
-            },
-            now,
-        )?;
-        tx.commit()?;
-        Ok(VoidOutcome::Voided { coupon_id, discount: Money(discount) })
+        self.write(|tx| void_in(tx, redemption_id, reason, timezone, now))
     }
 
     /// Copies the WAL back into the database file (PASSIVE: never waits for readers).
@@ -395,6 +327,12 @@ impl Store {
     pub fn checkpoint(&self) -> Result<()> {
         self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
         Ok(())
+    }
+
+    /// SQLite's `data_version`: it changes when *another* connection commits, so a long-
+    /// lived owner can see that the command line changed the ledger (a rule set import).
+    pub fn data_version(&self) -> Result<i64> {
+        Ok(self.conn.pragma_query_value(None, "data_version", |r| r.get(0))?)
     }
 
     /// Records a successful contact with upstream (the sync issue calls this).
@@ -561,6 +499,287 @@ impl Store {
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
+}
+
+/// Decides `code` for a checkout and, when accepted, commits the redemption and its
+/// outbox event inside the caller's transaction.
+pub fn present_in(
+    tx: &Connection,
+    checkout: CheckoutRef<'_>,
+    code: &str,
+    terminal: &Terminal,
+    rules: Option<&RuleSet>,
+    now: Timestamp,
+) -> Result<Recorded> {
+    let (view, checkout_id) = checkout_view(tx, &checkout)?;
+    let decision = decide_in(tx, code, &view, terminal, rules, now)?;
+    let (Ok(discount), Some(coupon), Some(rules)) = (decision.outcome, &decision.coupon, rules) else {
+        // Nothing is written for a refusal.
+        return Ok(Recorded { decision, redemption_id: None, checkout_id });
+    };
+    let checkout_id = match checkout_id {
+        Some(id) => id,
+        None => {
+            let id = new_uuid(now);
+            tx.prepare_cached(
+                "INSERT INTO checkout (id, basket_total, eligible_total, pos_ref, opened_ms, status, closed_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'paid', ?5)",
+            )?
+            .execute(params![
+                id,
+                view.basket_total.0,
+                view.eligible_total.0,
+                pos_ref(&checkout),
+                ms(now)
+            ])?;
+            id
+        }
+    };
+    let redemption_id = new_uuid(now);
+    tx.prepare_cached(
+        "INSERT INTO redemption (id, checkout_id, coupon_id, campaign_id, holder, code, discount,
+             basket_total, eligible_total, currency, ruleset_version, at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        redemption_id,
+        checkout_id,
+        coupon.coupon_id.as_str(),
+        coupon.campaign_id,
+        coupon.holder,
+        code,
+        discount.0,
+        view.basket_total.0,
+        view.eligible_total.0,
+        rules.currency,
+        rules.version,
+        ms(now)
+    ])?;
+    let at = rfc3339(now, &rules.timezone);
+    let event = RedeemEvent { redemption_id: &redemption_id, coupon, code, view: &view, discount, rules, at };
+    append_event(tx, "redeem", &redemption_id, |event_id, seq| event.to_json(event_id, seq), now)?;
+    Ok(Recorded { decision, redemption_id: Some(redemption_id), checkout_id: Some(checkout_id) })
+}
+
+/// Voids a redemption: its coupon is free again, and a void event joins the outbox.
+/// `timezone` only shapes how the event's `at` is written.
+pub fn void_in(
+    tx: &Connection,
+    redemption_id: &str,
+    reason: Option<&str>,
+    timezone: &TimeZone,
+    now: Timestamp,
+) -> Result<VoidOutcome> {
+    let row = tx
+        .query_row("SELECT coupon_id, discount, voided_ms FROM redemption WHERE id = ?1", [redemption_id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<i64>>(2)?))
+        })
+        .optional()?;
+    let Some((coupon_id, discount, voided)) = row else {
+        return Ok(VoidOutcome::NotFound);
+    };
+    if let Some(at) = voided {
+        return Ok(VoidOutcome::AlreadyVoided { at: from_ms(at) });
+    }
+    tx.execute("UPDATE redemption SET voided_ms = ?2 WHERE id = ?1", params![redemption_id, ms(now)])?;
+    tx.execute(
+        "INSERT INTO void (redemption_id, reason, at_ms) VALUES (?1, ?2, ?3)",
+        params![redemption_id, reason, ms(now)],
+    )?;
+    let at = rfc3339(now, timezone);
+    append_event(
+        tx,
+        "void",
+        redemption_id,
+        |event_id, seq| {
+            serde_json::json!({
+                "event_id": event_id, "seq": seq, "type": "void", "redemption_id": redemption_id,
+                "at": at, "reason": reason,
+            })
+            .to_string()
+        },
+        now,
+    )?;
+    Ok(VoidOutcome::Voided { coupon_id, discount: Money(discount) })
+}
+
+// ------------------------------------------------------------ checkouts of the daemon
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckoutStatus {
+    Open,
+    Paid,
+    Cancelled,
+}
+
+impl CheckoutStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckoutStatus::Open => "open",
+            CheckoutStatus::Paid => "paid",
+            CheckoutStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<CheckoutStatus> {
+        [CheckoutStatus::Open, CheckoutStatus::Paid, CheckoutStatus::Cancelled].into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// A checkout with the decisions made for it, as the local API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckoutRow {
+    pub id: String,
+    pub status: CheckoutStatus,
+    pub basket_total: Money,
+    pub eligible_total: Money,
+    pub pos_ref: Option<String>,
+    pub opened_at: Timestamp,
+    /// Unvoided accepted discounts.
+    pub discount_total: Money,
+    /// The logged decision records (JSON text), oldest first.
+    pub decisions: Vec<String>,
+}
+
+pub fn checkout_in(c: &Connection, id: &str) -> Result<Option<CheckoutRow>> {
+    let row = c
+        .prepare_cached(
+            "SELECT c.status, c.basket_total, c.eligible_total, c.pos_ref, c.opened_ms,
+                    (SELECT IFNULL(SUM(discount), 0) FROM redemption r WHERE r.checkout_id = c.id AND r.voided_ms IS NULL)
+             FROM checkout c WHERE c.id = ?1",
+        )?
+        .query_row([id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, i64>(5)?,
+            ))
+        })
+        .optional()?;
+    let Some((status, basket, eligible, pos_ref, opened, discount)) = row else {
+        return Ok(None);
+    };
+    let status =
+        CheckoutStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("checkout status {status}")))?;
+    let mut stmt = c.prepare_cached("SELECT record FROM checkout_decision WHERE checkout_id = ?1 ORDER BY n")?;
+    let decisions = stmt.query_map([id], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(Some(CheckoutRow {
+        id: id.to_owned(),
+        status,
+        basket_total: Money(basket),
+        eligible_total: Money(eligible),
+        pos_ref,
+        opened_at: from_ms(opened),
+        discount_total: Money(discount),
+        decisions,
+    }))
+}
+
+/// The most recently opened checkout that is still open: where scans go.
+pub fn current_checkout_in(c: &Connection) -> Result<Option<String>> {
+    Ok(c.prepare_cached("SELECT id FROM checkout WHERE status = 'open' ORDER BY opened_ms DESC, id DESC LIMIT 1")?
+        .query_row([], |r| r.get(0))
+        .optional()?)
+}
+
+pub fn open_checkout_in(
+    c: &Connection,
+    basket_total: Money,
+    eligible_total: Option<Money>,
+    pos_ref: Option<&str>,
+    now: Timestamp,
+) -> Result<String> {
+    let id = new_uuid(now);
+    c.prepare_cached(
+        "INSERT INTO checkout (id, basket_total, eligible_total, pos_ref, opened_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![id, basket_total.0, eligible_total.unwrap_or(basket_total).0, pos_ref, ms(now)])?;
+    Ok(id)
+}
+
+/// Marks an open checkout paid or cancelled.
+pub fn close_checkout_in(c: &Connection, id: &str, status: CheckoutStatus, now: Timestamp) -> Result<()> {
+    c.prepare_cached("UPDATE checkout SET status = ?2, closed_ms = ?3 WHERE id = ?1 AND status = 'open'")?
+        .execute(params![id, status.as_str(), ms(now)])?;
+    Ok(())
+}
+
+/// Unvoided redemptions of a checkout, oldest first.
+pub fn live_redemptions_in(c: &Connection, checkout_id: &str) -> Result<Vec<String>> {
+    let mut stmt =
+        c.prepare_cached("SELECT id FROM redemption WHERE checkout_id = ?1 AND voided_ms IS NULL ORDER BY at_ms, id")?;
+    let ids = stmt.query_map([checkout_id], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(ids)
+}
+
+/// The checkout a redemption belongs to.
+pub fn redemption_checkout_in(c: &Connection, redemption_id: &str) -> Result<Option<String>> {
+    Ok(c.prepare_cached("SELECT checkout_id FROM redemption WHERE id = ?1")?
+        .query_row([redemption_id], |r| r.get(0))
+        .optional()?)
+}
+
+/// Appends a decision record to a checkout's log.
+pub fn log_decision_in(c: &Connection, checkout_id: &str, source: &str, now: Timestamp, record: &str) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO checkout_decision (checkout_id, n, source, at_ms, record)
+         VALUES (?1, (SELECT IFNULL(MAX(n), 0) + 1 FROM checkout_decision WHERE checkout_id = ?1), ?2, ?3, ?4)",
+    )?
+    .execute(params![checkout_id, source, ms(now), record])?;
+    Ok(())
+}
+
+/// A stored answer to an idempotent request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAnswer {
+    pub fingerprint: Vec<u8>,
+    pub status: u16,
+    pub body: String,
+}
+
+pub fn idempotent_answer_in(c: &Connection, key: &str) -> Result<Option<StoredAnswer>> {
+    Ok(c.prepare_cached("SELECT fingerprint, status, body FROM idempotency WHERE key = ?1")?
+        .query_row([key], |r| Ok(StoredAnswer { fingerprint: r.get(0)?, status: r.get(1)?, body: r.get(2)? }))
+        .optional()?)
+}
+
+pub fn put_idempotent_answer_in(c: &Connection, key: &str, answer: &StoredAnswer, now: Timestamp) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO idempotency (key, fingerprint, status, body, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![key, answer.fingerprint, answer.status, answer.body, ms(now)])?;
+    Ok(())
+}
+
+pub fn put_session_in(
+    c: &Connection,
+    token_sha256: &[u8],
+    kind: &str,
+    now: Timestamp,
+    expires: Timestamp,
+) -> Result<()> {
+    c.prepare_cached("INSERT INTO session (token_sha256, kind, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![token_sha256, kind, ms(now), ms(expires)])?;
+    Ok(())
+}
+
+/// The kind of an unexpired session.
+pub fn session_kind_in(c: &Connection, token_sha256: &[u8], now: Timestamp) -> Result<Option<String>> {
+    Ok(c.prepare_cached("SELECT kind FROM session WHERE token_sha256 = ?1 AND expires_ms > ?2")?
+        .query_row(params![token_sha256, ms(now)], |r| r.get(0))
+        .optional()?)
+}
+
+/// When the redemption's terminal last heard from upstream, and the parked/pending counts.
+pub fn last_contact_in(c: &Connection) -> Result<Option<Timestamp>> {
+    let value: Option<String> = c
+        .prepare_cached("SELECT value FROM meta WHERE key = 'last_contact_ms'")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    Ok(value.and_then(|v| v.parse::<i64>().ok()).map(from_ms))
 }
 
 /// One outbox row as the forwarder sends it.

@@ -8,7 +8,7 @@
 //! Nothing is deleted: events are only marked.
 
 use crate::agent::{Agent, ImportError};
-use crate::store::{Install, OutboxEvent, StoreError};
+use crate::store::{Install, OutboxEvent, Store, StoreError};
 use crate::upstream::{EventStatus, RulesetFetch, Upstream, UpstreamError, AGENT_VERSION};
 use jiff::{SignedDuration, Timestamp};
 use std::path::PathBuf;
@@ -20,7 +20,7 @@ pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
 pub const BACKOFF_CAP: Duration = Duration::from_secs(300);
 /// A clock further than this from the server's is a warning.
 pub const CLOCK_SKEW_LIMIT: i64 = 300;
-/// New events are forwarded within this.
+/// The command line's `sync` (another process writes the outbox) looks for new events this often.
 pub const POLL: Duration = Duration::from_secs(2);
 
 pub const PAUSED_401: &str = "re-provision needed: upstream refused the terminal's token (401)";
@@ -82,9 +82,7 @@ pub fn next_action(state: &SyncState, cadence: Cadence, pending: bool, now: Time
     }
     let until =
         |last: Option<Timestamp>, every: Duration| last.map_or(Duration::ZERO, |l| every.saturating_sub(since(now, l)));
-    Action::Wait(
-        until(state.last_heartbeat, cadence.heartbeat).min(until(state.last_refresh, cadence.refresh)).min(POLL),
-    )
+    Action::Wait(until(state.last_heartbeat, cadence.heartbeat).min(until(state.last_refresh, cadence.refresh)))
 }
 
 /// Full jitter: uniformly in `[0, min(cap, base·2^(failures-1))]`, but never sooner than
@@ -142,86 +140,136 @@ impl Summary {
     }
 }
 
+/// Where the syncer reaches the ledger: the command line's own [`Agent`], or the
+/// daemon's ledger owner (whose thread is the only one that writes).
+pub enum AgentAccess<'a> {
+    Direct(&'a mut Agent),
+    Owner(crate::daemon::ledger::LedgerHandle),
+}
+
+impl AgentAccess<'_> {
+    /// Runs `f` with the agent: inline, or on the ledger owner's thread.
+    pub async fn with<R: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut Agent) -> R + Send + 'static,
+    ) -> Result<R, UpstreamError> {
+        match self {
+            AgentAccess::Direct(agent) => Ok(f(agent)),
+            AgentAccess::Owner(handle) => {
+                handle.call(move |ledger| f(&mut ledger.agent)).await.map_err(|e| UpstreamError::Local(e.to_string()))
+            }
+        }
+    }
+}
+
 /// The IO shell: carries actions out against upstream and the ledger.
 pub struct Syncer<'a> {
-    pub agent: &'a mut Agent,
+    pub ledger: AgentAccess<'a>,
     pub upstream: Upstream,
     pub terminal_id: String,
     pub download_dir: PathBuf,
     /// Called with (bytes, total) while a rule set downloads.
-    pub progress: Box<dyn FnMut(u64, Option<u64>) + 'a>,
+    pub progress: Box<dyn FnMut(u64, Option<u64>) + Send + 'a>,
+    /// The scanner state the heartbeat reports.
+    pub scanner_state: Box<dyn Fn() -> String + Send + Sync + 'a>,
     pub state: SyncState,
     pub summary: Summary,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
+pub enum Step {
     Heartbeat,
     Refresh,
     Forward,
 }
 
 impl<'a> Syncer<'a> {
+    /// A syncer over the command line's own agent.
     pub fn new(
         agent: &'a mut Agent,
         upstream: Upstream,
         terminal_id: String,
         download_dir: PathBuf,
     ) -> Result<Self, StoreError> {
-        let state = load_state(agent)?;
-        Ok(Syncer {
-            agent,
+        let state = load_state(agent.store())?;
+        Ok(Syncer::with_state(AgentAccess::Direct(agent), upstream, terminal_id, download_dir, state))
+    }
+
+    pub fn with_state(
+        ledger: AgentAccess<'a>,
+        upstream: Upstream,
+        terminal_id: String,
+        download_dir: PathBuf,
+        state: SyncState,
+    ) -> Self {
+        Syncer {
+            ledger,
             upstream,
             terminal_id,
             download_dir,
             progress: Box::new(|_, _| {}),
+            scanner_state: Box::new(|| "not_running".to_owned()),
             state,
             summary: Summary::default(),
-        })
+        }
     }
 
-    fn save_state(&mut self) -> Result<(), StoreError> {
-        let store = self.agent.store();
-        let failures = self.state.failures.to_string();
-        store.set_meta(META_FAILURES, (self.state.failures > 0).then_some(failures.as_str()))?;
-        let next = self.state.next_attempt.map(|t| t.as_millisecond().to_string());
-        store.set_meta(META_NEXT_ATTEMPT, next.as_deref())?;
-        store.set_meta(META_PAUSED, self.state.paused.as_deref())?;
-        store.set_meta(META_LAST_ERROR, self.state.last_error.as_deref())?;
-        Ok(())
+    pub async fn save_state(&mut self) -> Result<(), UpstreamError> {
+        let state = self.state.clone();
+        self.ledger.with(move |agent| save_state(agent.store(), &state)).await?.map_err(local)
     }
 
-    fn contact(&mut self) -> Result<(), UpstreamError> {
-        let now = self.agent.now();
-        self.agent.store_mut().mark_contact(now).map_err(local)
+    async fn contact(&mut self) -> Result<(), UpstreamError> {
+        self.ledger
+            .with(|agent| {
+                let now = agent.now();
+                agent.store_mut().mark_contact(now)
+            })
+            .await?
+            .map_err(local)
+    }
+
+    async fn now(&mut self) -> Result<Timestamp, UpstreamError> {
+        self.ledger.with(|agent| agent.now()).await
     }
 
     async fn heartbeat(&mut self) -> Result<(), UpstreamError> {
-        let store = self.agent.store();
-        let unsynced = store.unsynced().map_err(local)?.count;
-        let tz = self.agent.timezone();
-        let now = self.agent.now();
+        let (unsynced, version, time) = self
+            .ledger
+            .with(|agent| {
+                let unsynced = agent.store().unsynced().map(|u| u.count);
+                let time = crate::clock::rfc3339(agent.now(), &agent.timezone());
+                (unsynced, agent.installed().map(|i| i.rules.version), time)
+            })
+            .await?;
         let body = serde_json::json!({
             "terminal_id": self.terminal_id, "agent_version": AGENT_VERSION,
-            "ruleset_version": self.agent.installed().map(|i| i.rules.version),
-            "unsynced": unsynced, "scanner": "not_running",
-            "time": crate::clock::rfc3339(now, &tz),
+            "ruleset_version": version, "unsynced": unsynced.map_err(local)?,
+            "scanner": (self.scanner_state)(), "time": time,
         });
         let server_time = self.upstream.heartbeat(&body).await?;
-        let skew = (self.agent.now() - server_time).as_secs();
+        let skew = (self.now().await? - server_time).as_secs();
         let warning = (skew.abs() > CLOCK_SKEW_LIMIT).then(|| skew.to_string());
         if warning.is_some() {
             tracing::warn!(skew_s = skew, "terminal clock is off the server's by more than {CLOCK_SKEW_LIMIT} s");
         }
-        self.agent.store().set_meta(META_CLOCK_SKEW, warning.as_deref()).map_err(local)?;
+        self.ledger
+            .with(move |agent| agent.store().set_meta(META_CLOCK_SKEW, warning.as_deref()))
+            .await?
+            .map_err(local)?;
         self.summary.heartbeat_skew_s = Some(skew);
-        self.contact()
+        self.contact().await
     }
 
     async fn refresh(&mut self) -> Result<(), UpstreamError> {
-        let etag = self.agent.store().meta(META_ETAG).map_err(local)?;
-        // Only send the tag while a rule set is installed (a fresh terminal wants one).
-        let etag = etag.filter(|_| self.agent.installed().is_some());
+        let etag = self
+            .ledger
+            .with(|agent| {
+                // Only send the tag while a rule set is installed (a fresh terminal wants one).
+                agent.store().meta(META_ETAG).map(|etag| etag.filter(|_| agent.installed().is_some()))
+            })
+            .await?
+            .map_err(local)?;
         std::fs::create_dir_all(&self.download_dir).map_err(|e| local_io(&self.download_dir, e))?;
         let tmp = self.download_dir.join("ruleset.download");
         let fetched = self.upstream.fetch_ruleset(etag.as_deref(), &tmp, &mut self.progress).await;
@@ -231,69 +279,90 @@ impl<'a> Syncer<'a> {
                 Ok(())
             }
             Ok(RulesetFetch::Fetched { etag, bytes }) => {
-                let text = std::fs::read(&tmp).map_err(|e| local_io(&tmp, e))?;
-                let text = String::from_utf8_lossy(&text);
-                match self.agent.import_ruleset(&text) {
-                    Ok(install) => {
-                        self.agent.store().set_meta(META_ETAG, etag.as_deref()).map_err(local)?;
-                        let version = self.agent.installed().map_or(0, |i| i.rules.version);
-                        self.summary.ruleset = Some(match install {
-                            Install::Installed { .. } => format!("installed version {version} ({bytes} bytes)"),
-                            Install::Unchanged => format!("unchanged (version {version})"),
-                        });
-                    }
-                    Err(ImportError::Refused(refusal)) => {
-                        // Logged by the agent; the old rule set stays in force, and the
-                        // next refresh fetches again (the ETag is not stored).
-                        let kept = self
-                            .agent
-                            .installed()
-                            .map_or("none installed".into(), |i| format!("version {} kept", i.rules.version));
-                        self.summary.ruleset = Some(format!("REFUSED ({refusal}); {kept}"));
-                    }
-                    Err(ImportError::Store(e)) => return Err(local(e)),
-                }
-                Ok(())
+                let path = tmp.clone();
+                let summary = self
+                    .ledger
+                    .with(move |agent| -> Result<String, UpstreamError> {
+                        let text = std::fs::read(&path).map_err(|e| local_io(&path, e))?;
+                        let text = String::from_utf8_lossy(&text);
+                        match agent.import_ruleset(&text) {
+                            Ok(install) => {
+                                agent.store().set_meta(META_ETAG, etag.as_deref()).map_err(local)?;
+                                let version = agent.installed().map_or(0, |i| i.rules.version);
+                                Ok(match install {
+                                    Install::Installed { .. } => format!("installed version {version} ({bytes} bytes)"),
+                                    Install::Unchanged => format!("unchanged (version {version})"),
+                                })
+                            }
+                            // Logged by the agent; the old rule set stays in force, and the
+                            // next refresh fetches again (the ETag is not stored).
+                            Err(ImportError::Refused(refusal)) => {
+                                let kept = agent
+                                    .installed()
+                                    .map_or("none installed".into(), |i| format!("version {} kept", i.rules.version));
+                                Ok(format!("REFUSED ({refusal}); {kept}"))
+                            }
+                            Err(ImportError::Store(e)) => Err(local(e)),
+                        }
+                    })
+                    .await
+                    .and_then(|r| r);
+                summary.map(|s| self.summary.ruleset = Some(s))
             }
             Err(e) => Err(e),
         };
         let _ = std::fs::remove_file(&tmp);
         outcome?;
-        self.contact()
+        self.contact().await
     }
 
     /// Sends one batch of the oldest pending events; `Ok(0)` when there were none.
     async fn forward(&mut self) -> Result<usize, UpstreamError> {
-        let events: Vec<OutboxEvent> = self.agent.store().pending_events(BATCH).map_err(local)?;
+        let events: Vec<OutboxEvent> =
+            self.ledger.with(|agent| agent.store().pending_events(BATCH)).await?.map_err(local)?;
         if events.is_empty() {
             return Ok(0);
         }
         let bodies: Vec<(String, String)> = events.iter().map(|e| (e.event_id.clone(), e.body.clone())).collect();
         match self.upstream.post_events(&self.terminal_id, &bodies).await {
             Ok(results) => {
-                let now = self.agent.now();
-                self.agent.store_mut().apply_results(&events, &results, now).map_err(local)?;
                 for r in &results {
                     self.summary.count(r.status);
                     if matches!(r.status, EventStatus::Conflict | EventStatus::Rejected) {
                         tracing::warn!(event_id = %r.event_id, answer = %r.raw, "upstream flagged an event");
                     }
                 }
-                self.contact()?;
-                Ok(events.len())
+                let count = events.len();
+                self.ledger
+                    .with(move |agent| {
+                        let now = agent.now();
+                        agent.store_mut().apply_results(&events, &results, now)
+                    })
+                    .await?
+                    .map_err(local)?;
+                self.contact().await?;
+                Ok(count)
             }
             Err(UpstreamError::BadRequest(reason)) => {
-                let now = self.agent.now();
-                self.agent.store_mut().park(&events, &reason, now).map_err(local)?;
-                self.summary.parked += events.len() as u64;
-                tracing::error!(first_seq = events[0].seq, count = events.len(), %reason, "upstream refused a batch (400); parked");
+                let (count, first_seq) = (events.len(), events[0].seq);
+                let why = reason.clone();
+                self.ledger
+                    .with(move |agent| {
+                        let now = agent.now();
+                        agent.store_mut().park(&events, &why, now)
+                    })
+                    .await?
+                    .map_err(local)?;
+                self.summary.parked += count as u64;
+                tracing::error!(first_seq, count, %reason, "upstream refused a batch (400); parked");
                 Err(UpstreamError::BadRequest(reason))
             }
             Err(e) => Err(e),
         }
     }
 
-    async fn step(&mut self, step: Step) -> Result<usize, UpstreamError> {
+    /// Carries out one step; `Ok(n)` is the number of events a forward step sent.
+    pub async fn step(&mut self, step: Step) -> Result<usize, UpstreamError> {
         match step {
             Step::Heartbeat => self.heartbeat().await.map(|()| 1),
             Step::Refresh => self.refresh().await.map(|()| 1),
@@ -306,7 +375,7 @@ impl<'a> Syncer<'a> {
         let mut attempt = 0;
         loop {
             let result = self.step(step).await;
-            let now = self.agent.now();
+            let now = self.now().await?;
             after(&mut self.state, &result.as_ref().map(|_| ()).map_err(Clone::clone), now, jitter());
             match result {
                 Err(e) if e.is_transient() && attempt < 2 => {
@@ -326,7 +395,7 @@ impl<'a> Syncer<'a> {
     /// One rule-set refresh with retries (provisioning's first fetch).
     pub async fn step_refresh(&mut self) -> Result<(), UpstreamError> {
         let result = self.step_with_retries(Step::Refresh).await.map(|_| ());
-        let _ = self.save_state();
+        let _ = self.save_state().await;
         result
     }
 
@@ -334,10 +403,10 @@ impl<'a> Syncer<'a> {
     /// Whatever backoff was pending is ignored. Errs when anything is left undelivered.
     pub async fn run_once(&mut self) -> Result<(), UpstreamError> {
         let result = self.round().await;
-        let saved = self.save_state().map_err(local);
+        let saved = self.save_state().await;
         result?;
         saved?;
-        let (pending, parked) = self.agent.store().undelivered().map_err(local)?;
+        let (pending, parked) = self.ledger.with(|agent| agent.store().undelivered()).await?.map_err(local)?;
         if pending + parked > 0 {
             return Err(UpstreamError::Local(format!(
                 "{} event(s) left undelivered ({pending} pending, {parked} parked after upstream called them bad)",
@@ -352,9 +421,9 @@ impl<'a> Syncer<'a> {
             return Err(UpstreamError::Local(reason));
         }
         self.step_with_retries(Step::Heartbeat).await?;
-        self.state.last_heartbeat = Some(self.agent.now());
+        self.state.last_heartbeat = Some(self.now().await?);
         self.step_with_retries(Step::Refresh).await?;
-        self.state.last_refresh = Some(self.agent.now());
+        self.state.last_refresh = Some(self.now().await?);
         loop {
             match self.step_with_retries(Step::Forward).await {
                 Ok(0) => return Ok(()),
@@ -362,6 +431,62 @@ impl<'a> Syncer<'a> {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Whether events wait in the outbox, and the pause a re-provision in another
+    /// process may have cleared.
+    pub async fn poll_ledger(&mut self) -> Result<bool, UpstreamError> {
+        let (paused, pending) = self
+            .ledger
+            .with(|agent| -> Result<_, StoreError> {
+                Ok((agent.store().meta(META_PAUSED)?, !agent.store().pending_events(1)?.is_empty()))
+            })
+            .await?
+            .map_err(local)?;
+        self.state.paused = paused;
+        Ok(pending)
+    }
+
+    /// Carries out the next action of the cadence: `Some(wait)` when there is nothing to do
+    /// for that long (or the sync is paused), `None` after a step.
+    pub async fn tick(
+        &mut self,
+        cadence: Cadence,
+        announced_pause: &mut bool,
+    ) -> Result<Option<Duration>, UpstreamError> {
+        let pending = self.poll_ledger().await?;
+        let now = self.now().await?;
+        Ok(match next_action(&self.state, cadence, pending, now) {
+            Action::Paused(reason) => {
+                if !*announced_pause {
+                    tracing::error!("{reason}; forwarding stopped, the outbox is kept");
+                    *announced_pause = true;
+                }
+                Some(PAUSE_RECHECK)
+            }
+            Action::Wait(d) => Some(d),
+            step => {
+                *announced_pause = false;
+                let step = match step {
+                    Action::Heartbeat => Step::Heartbeat,
+                    Action::Refresh => Step::Refresh,
+                    _ => Step::Forward,
+                };
+                let result = self.step(step).await;
+                let now = self.now().await?;
+                match step {
+                    Step::Heartbeat => self.state.last_heartbeat = Some(now),
+                    Step::Refresh => self.state.last_refresh = Some(now),
+                    Step::Forward => {}
+                }
+                if let Err(e) = &result {
+                    tracing::warn!(error = %e, "sync step failed");
+                }
+                after(&mut self.state, &result.map(|_| ()), now, jitter());
+                self.save_state().await?;
+                None
+            }
+        })
     }
 
     /// `sync` without `--once`: runs the cadence until `shutdown` resolves.
@@ -373,51 +498,19 @@ impl<'a> Syncer<'a> {
         tokio::pin!(shutdown);
         let mut announced_pause = false;
         loop {
-            let now = self.agent.now();
-            // A re-provision in another process clears the pause.
-            self.state.paused = self.agent.store().meta(META_PAUSED).map_err(local)?;
-            let pending = !self.agent.store().pending_events(1).map_err(local)?.is_empty();
-            let action = next_action(&self.state, cadence, pending, now);
-            let wait = match action {
-                Action::Paused(reason) => {
-                    if !announced_pause {
-                        tracing::error!("{reason}; forwarding stopped, the outbox is kept");
-                        announced_pause = true;
-                    }
-                    Some(Duration::from_secs(5))
-                }
-                Action::Wait(d) => Some(d.min(POLL)),
-                step => {
-                    announced_pause = false;
-                    let step = match step {
-                        Action::Heartbeat => Step::Heartbeat,
-                        Action::Refresh => Step::Refresh,
-                        _ => Step::Forward,
-                    };
-                    let result = self.step(step).await;
-                    let now = self.agent.now();
-                    match step {
-                        Step::Heartbeat => self.state.last_heartbeat = Some(now),
-                        Step::Refresh => self.state.last_refresh = Some(now),
-                        Step::Forward => {}
-                    }
-                    if let Err(e) = &result {
-                        tracing::warn!(error = %e, "sync step failed");
-                    }
-                    after(&mut self.state, &result.map(|_| ()), now, jitter());
-                    self.save_state().map_err(local)?;
-                    None
-                }
-            };
-            if let Some(d) = wait {
+            // Another process writes the outbox, so new events are only seen by looking.
+            if let Some(d) = self.tick(cadence, &mut announced_pause).await? {
                 tokio::select! {
                     _ = &mut shutdown => return Ok(()),
-                    _ = tokio::time::sleep(d) => {}
+                    _ = tokio::time::sleep(d.min(POLL)) => {}
                 }
             }
         }
     }
 }
+
+/// How often a paused sync looks whether a re-provision cleared the pause.
+pub const PAUSE_RECHECK: Duration = Duration::from_secs(5);
 
 fn local(e: StoreError) -> UpstreamError {
     UpstreamError::Local(e.to_string())
@@ -427,9 +520,18 @@ fn local_io(path: &std::path::Path, e: std::io::Error) -> UpstreamError {
     UpstreamError::Local(format!("{}: {e}", path.display()))
 }
 
+fn save_state(store: &Store, state: &SyncState) -> Result<(), StoreError> {
+    let failures = state.failures.to_string();
+    store.set_meta(META_FAILURES, (state.failures > 0).then_some(failures.as_str()))?;
+    let next = state.next_attempt.map(|t| t.as_millisecond().to_string());
+    store.set_meta(META_NEXT_ATTEMPT, next.as_deref())?;
+    store.set_meta(META_PAUSED, state.paused.as_deref())?;
+    store.set_meta(META_LAST_ERROR, state.last_error.as_deref())?;
+    Ok(())
+}
+
 /// The persisted part of the state.
-pub fn load_state(agent: &Agent) -> Result<SyncState, StoreError> {
-    let store = agent.store();
+pub fn load_state(store: &Store) -> Result<SyncState, StoreError> {
     Ok(SyncState {
         failures: store.meta(META_FAILURES)?.and_then(|v| v.parse().ok()).unwrap_or(0),
         next_attempt: store
@@ -469,7 +571,7 @@ mod tests {
         assert_eq!(next_action(&s, CADENCE, true, t(0)), Action::Refresh);
         s.last_refresh = Some(t(0));
         assert_eq!(next_action(&s, CADENCE, true, t(0)), Action::Forward);
-        assert_eq!(next_action(&s, CADENCE, false, t(0)), Action::Wait(POLL));
+        assert_eq!(next_action(&s, CADENCE, false, t(0)), Action::Wait(Duration::from_secs(60)));
         assert_eq!(next_action(&s, CADENCE, false, t(60)), Action::Heartbeat);
         s.last_heartbeat = Some(t(300));
         assert_eq!(next_action(&s, CADENCE, false, t(300)), Action::Refresh);

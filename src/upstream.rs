@@ -262,6 +262,43 @@ fn error_text(body: &[u8]) -> String {
     }
 }
 
+/// The client of a provisioned terminal: its URL, CA file and token from the config.
+/// Errors name the file at fault and say what to do.
+pub fn client_for(
+    config: &crate::config::Config,
+    up: &crate::config::UpstreamConfig,
+) -> Result<Upstream, UpstreamError> {
+    let token_path = config.token_path().unwrap_or_default();
+    let token = std::fs::read_to_string(&token_path).map_err(|e| {
+        UpstreamError::Local(format!(
+            "cannot read the token {}: {e}; re-provision with `redeemd provision`",
+            token_path.display()
+        ))
+    })?;
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(meta) = std::fs::metadata(&token_path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!("token file {} is readable by others: chmod 600 it", token_path.display());
+            }
+        }
+    }
+    let ca_pem = up
+        .ca_file
+        .as_deref()
+        .map(|p| {
+            std::fs::read(p).map_err(|e| UpstreamError::Local(format!("cannot read the CA file {}: {e}", p.display())))
+        })
+        .transpose()?;
+    let endpoint = Endpoint {
+        base_url: up.url.clone(),
+        ca_pem,
+        system_roots: up.system_roots,
+        timeout: Duration::from_secs(up.timeout_secs),
+    };
+    Upstream::new(&endpoint, Some(token.trim().to_owned()))
+}
+
 impl Upstream {
     pub fn new(endpoint: &Endpoint, token: Option<String>) -> Result<Upstream, UpstreamError> {
         let base = check_url(&endpoint.base_url)?;

@@ -320,6 +320,19 @@ pub fn find(id: &str) -> Result<Profile, ProfileError> {
     Profile::parse(name, text)
 }
 
+/// A shipped profile by id, or an installer's edited copy by path (`….toml`, whose file
+/// stem must equal its `id`).
+pub fn load(id_or_path: &str) -> Result<Profile, ProfileError> {
+    let path = std::path::Path::new(id_or_path);
+    if path.extension().is_none_or(|e| e != "toml") {
+        return find(id_or_path);
+    }
+    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ProfileError::Parse { name: id_or_path.into(), message: format!("cannot read it: {e}") })?;
+    Profile::parse(&name, &text)
+}
+
 /// Hex text like "16 54 0D" (spaces optional) ⇄ bytes.
 pub fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
     let digits: String = text.chars().filter(|c| !c.is_whitespace()).collect();

@@ -4,22 +4,31 @@
 //! [`ScannerEvent`]s over a channel. It survives unplugging: it reports `Disconnected`,
 //! retries with backoff (100 ms doubling to 1 s) and resumes on replug, never panicking.
 //!
-//! One thread per scanner, blocking reads with a short timeout; the only module that
-//! touches serial ports. It decides nothing about the codes it reads.
+//! One thread per scanner, the only module that touches serial ports. It sleeps in
+//! poll(2) on the port and on a wake-up socket that [`Scanner::feedback`] and
+//! [`Scanner::stop`] write to, with no timeout unless a partial frame's gap timeout is
+//! pending: an idle scanner costs no wake-ups, and feedback is written the moment it is
+//! asked for. It decides nothing about the codes it reads.
 
 use super::decoder::{Decoder, DiscardReason, Event};
 use super::profile::{FlowControl, Parity, Profile, Protocol};
 use super::{ssi, Feedback};
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags};
 use serde::Serialize;
 use std::io::{Read, Write};
+use std::os::unix::io::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
-/// How long one read waits; bounds feedback latency and the gap-timeout granularity.
-const READ_TIMEOUT: Duration = Duration::from_millis(20);
+/// The port's own read and write timeout. The scanner thread reads only once poll(2) says
+/// the port is readable, so its reads return at once; this bounds a write held up by flow
+/// control, and any read by another user of [`open`].
+const IO_TIMEOUT: Duration = Duration::from_millis(20);
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
@@ -183,7 +192,7 @@ pub fn open(path: &Path, profile: &Profile) -> Result<serialport::TTYPort, Trans
             FlowControl::Software => serialport::FlowControl::Software,
             FlowControl::Hardware => serialport::FlowControl::Hardware,
         })
-        .timeout(READ_TIMEOUT);
+        .timeout(IO_TIMEOUT);
     builder.open_native().map_err(|e| classify(&name, &e))
 }
 
@@ -234,6 +243,9 @@ enum Command {
 pub struct Scanner {
     events: Receiver<ScannerEvent>,
     commands: Sender<Command>,
+    /// One byte is written here after each command: the thread sleeps in poll(2) on the
+    /// other end, and an mpsc channel alone cannot wake it.
+    wake: UnixStream,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -250,30 +262,68 @@ impl Scanner {
     pub fn spawn(spec: PortSpec, profile: Profile) -> Scanner {
         let (event_tx, events) = mpsc::channel();
         let (commands, command_rx) = mpsc::channel();
+        let (wake, wake_rx) = wake_pair().expect("creating the scanner thread's wake-up socket");
         let thread = std::thread::Builder::new()
             .name("scanner".into())
-            .spawn(move || run(spec, profile, event_tx, command_rx))
+            .spawn(move || run(spec, profile, event_tx, command_rx, wake_rx))
             .expect("spawning the scanner thread");
-        Scanner { events, commands, thread: Some(thread) }
+        Scanner { events, commands, wake, thread: Some(thread) }
     }
 
     pub fn recv_timeout(&self, timeout: Duration) -> Option<ScannerEvent> {
         self.events.recv_timeout(timeout).ok()
     }
 
+    /// The next event; `None` once the scanner thread has stopped.
+    pub fn recv(&self) -> Option<ScannerEvent> {
+        self.events.recv().ok()
+    }
+
+    /// A handle that stops the scanner thread from elsewhere (the daemon's shutdown),
+    /// which ends [`Scanner::recv`] for whoever owns the scanner.
+    pub fn stopper(&self) -> ScannerStopper {
+        ScannerStopper { commands: self.commands.clone(), wake: self.wake.try_clone().ok() }
+    }
+
     /// Beeps good or bad, as the profile says (nothing when it does not know how).
     pub fn feedback(&self, feedback: Feedback) {
-        let _ = self.commands.send(Command::Feedback(feedback));
+        self.send(Command::Feedback(feedback));
     }
 
     pub fn stop(mut self) {
         self.shutdown();
     }
 
+    /// Queues `command`, then wakes the thread; in that order, so the thread finds the
+    /// command once it has read the byte.
+    fn send(&self, command: Command) {
+        if self.commands.send(command).is_ok() {
+            // Fails only with WouldBlock when the socket is full of unread wake-ups: the
+            // thread is woken anyway, and the caller must never block.
+            let _ = (&self.wake).write_all(&[1]);
+        }
+    }
+
     fn shutdown(&mut self) {
-        let _ = self.commands.send(Command::Stop);
+        self.send(Command::Stop);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+    }
+}
+
+/// Stops a [`Scanner`]'s thread; see [`Scanner::stopper`].
+pub struct ScannerStopper {
+    commands: Sender<Command>,
+    wake: Option<UnixStream>,
+}
+
+impl ScannerStopper {
+    pub fn stop(&self) {
+        if self.commands.send(Command::Stop).is_ok() {
+            if let Some(wake) = &self.wake {
+                let _ = (&*wake).write_all(&[1]);
+            }
         }
     }
 }
@@ -282,6 +332,35 @@ impl Drop for Scanner {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// The two ends of the wake-up socket, (the `Scanner`'s, the thread's); neither blocks.
+fn wake_pair() -> std::io::Result<(UnixStream, UnixStream)> {
+    let (tx, rx) = UnixStream::pair()?;
+    tx.set_nonblocking(true)?;
+    rx.set_nonblocking(true)?;
+    Ok((tx, rx))
+}
+
+/// Empties the thread's end of the wake-up socket. False when the `Scanner` end is gone
+/// (it would stay readable forever, so poll(2) would spin).
+fn drain_wake(wake: &UnixStream) -> bool {
+    let mut reader = wake;
+    let mut sink = [0u8; 64];
+    loop {
+        match reader.read(&mut sink) {
+            Ok(0) => return false,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return e.kind() == std::io::ErrorKind::WouldBlock,
+        }
+    }
+}
+
+/// A poll(2) timeout: whole milliseconds rounded up, so poll does not return just before
+/// the deadline and go round once more for nothing.
+fn poll_timeout_ms(left: Duration) -> i32 {
+    i32::try_from(left.as_nanos().div_ceil(1_000_000)).unwrap_or(i32::MAX)
 }
 
 fn feedback_bytes(profile: &Profile, feedback: Feedback) -> Vec<u8> {
@@ -302,7 +381,7 @@ enum Ended {
     Lost(String),
 }
 
-fn run(spec: PortSpec, profile: Profile, events: Sender<ScannerEvent>, commands: Receiver<Command>) {
+fn run(spec: PortSpec, profile: Profile, events: Sender<ScannerEvent>, commands: Receiver<Command>, wake: UnixStream) {
     let started = Instant::now();
     let mut backoff = BACKOFF_START;
     let mut last_report: Option<String> = None;
@@ -318,7 +397,7 @@ fn run(spec: PortSpec, profile: Profile, events: Sender<ScannerEvent>, commands:
             Ok((path, port)) => {
                 backoff = BACKOFF_START;
                 let name = path.to_string_lossy().into_owned();
-                match connected(port, &name, &profile, &events, &commands, started) {
+                match connected(port, &name, &profile, &events, &commands, &wake, started) {
                     Ended::Stop => return,
                     Ended::Lost(reason) => {
                         tracing::info!(%reason, "scanner disconnected");
@@ -340,10 +419,16 @@ fn run(spec: PortSpec, profile: Profile, events: Sender<ScannerEvent>, commands:
                 }
             }
         }
-        // Wait out the backoff, still answering Stop promptly.
-        match commands.recv_timeout(backoff) {
-            Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => return,
-            Ok(Command::Feedback(_)) | Err(RecvTimeoutError::Timeout) => {}
+        // Wait out the backoff on the channel itself (the wake-up bytes pile up unread until
+        // the next connection drains them), still answering Stop promptly. Feedback has no
+        // scanner to go to: it is dropped, and does not cut the wait short.
+        let retry_at = Instant::now() + backoff;
+        loop {
+            match commands.recv_timeout(retry_at.saturating_duration_since(Instant::now())) {
+                Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                Ok(Command::Feedback(_)) => {}
+                Err(RecvTimeoutError::Timeout) => break,
+            }
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
@@ -355,6 +440,7 @@ fn connected(
     profile: &Profile,
     events: &Sender<ScannerEvent>,
     commands: &Receiver<Command>,
+    wake: &UnixStream,
     started: Instant,
 ) -> Ended {
     let _ = serialport::SerialPort::clear(&port, serialport::ClearBuffer::Input);
@@ -372,30 +458,72 @@ fn connected(
     let mut buf = vec![0u8; 4096];
     let mut out = Vec::new();
     let mut warned_too_long = false;
+    // The decoder's clock reading for the last bytes it got. A partial frame is due for
+    // `tick` (abandoned, or delivered without a terminator) at this plus the gap timeout;
+    // that is the only deadline the decoder has: duplicate windows are checked against
+    // the time of the next frame, which arrives with bytes, so they need no wake-up.
+    let mut last_byte_ms = 0u64;
     loop {
-        match commands.try_recv() {
-            Ok(Command::Stop) | Err(TryRecvError::Disconnected) => return Ended::Stop,
-            Ok(Command::Feedback(f)) => {
-                let bytes = feedback_bytes(profile, f);
-                if !bytes.is_empty() {
-                    if let Err(e) = port.write_all(&bytes) {
-                        return Ended::Lost(format!("writing feedback: {e}"));
+        let timeout = if decoder.is_partial() {
+            let due = started + Duration::from_millis(last_byte_ms + profile.framing.gap_timeout_ms);
+            poll_timeout_ms(due.saturating_duration_since(Instant::now()))
+        } else {
+            -1 // nothing can happen until a byte or a command arrives
+        };
+        let mut fds =
+            [PollFd::new(port.as_raw_fd(), PollFlags::POLLIN), PollFd::new(wake.as_raw_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, timeout) {
+            Ok(_) => {}
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Ended::Lost(format!("waiting for the port: {e}")),
+        }
+        // Linux reports no flags nix does not know; should one appear, let the read decide.
+        let [port_ready, wake_ready] = fds.map(|fd| fd.revents().unwrap_or(PollFlags::POLLIN));
+        if !wake_ready.is_empty() {
+            // Drained before the channel is read: a command sent after this finds its byte
+            // still in the socket, and poll wakes again for it.
+            if !drain_wake(wake) {
+                return Ended::Stop;
+            }
+            loop {
+                match commands.try_recv() {
+                    Ok(Command::Stop) | Err(TryRecvError::Disconnected) => return Ended::Stop,
+                    Ok(Command::Feedback(f)) => {
+                        let bytes = feedback_bytes(profile, f);
+                        if !bytes.is_empty() {
+                            if let Err(e) = port.write_all(&bytes) {
+                                return Ended::Lost(format!("writing feedback: {e}"));
+                            }
+                        }
                     }
+                    Err(TryRecvError::Empty) => break,
                 }
             }
-            Err(TryRecvError::Empty) => {}
         }
-        let read = port.read(&mut buf);
+        // A hang-up stays reported on every poll: the device is gone (unplugged, or the
+        // pty master closed), so reconnect.
+        if port_ready.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL) {
+            return Ended::Lost("the port hung up".into());
+        }
         let now_ms = started.elapsed().as_millis() as u64;
-        match read {
-            Ok(0) => return Ended::Lost("the port closed".into()),
-            Ok(n) => decoder.push(&buf[..n], now_ms, &mut out),
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut || e.kind() == std::io::ErrorKind::WouldBlock => {
-                decoder.tick(now_ms, &mut out)
+        if port_ready.contains(PollFlags::POLLIN) {
+            match port.read(&mut buf) {
+                Ok(0) => return Ended::Lost("the port closed".into()),
+                Ok(n) => {
+                    decoder.push(&buf[..n], now_ms, &mut out);
+                    last_byte_ms = now_ms;
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return Ended::Lost(format!("reading: {e}")),
             }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Ended::Lost(format!("reading: {e}")),
         }
+        // Fires a gap timeout that is due (poll returned on its deadline, or anything
+        // else woke it late); a no-op otherwise, and right after bytes were pushed.
+        decoder.tick(now_ms, &mut out);
         for event in out.drain(..) {
             let event = match event {
                 Event::Send(bytes) => {
@@ -427,7 +555,7 @@ fn connected(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scanner::profile;
+    use crate::scanner::profile::{self, Terminator};
 
     #[test]
     fn open_errors_say_what_to_do() {
@@ -470,5 +598,113 @@ mod tests {
         assert_eq!(resolve_auto(&generic, &ports[1..]).unwrap(), PathBuf::from("/dev/ttyACM1"));
         let none = resolve_auto(&zebra, &ports[1..]).unwrap_err();
         assert!(none.to_string().contains("05e0:1701"), "{none}");
+    }
+
+    /// A pseudo-terminal: the scanner thread opens the slave by its path, the test plays
+    /// the scanner on the master.
+    fn pty() -> (serialport::TTYPort, PathBuf) {
+        use serialport::SerialPort;
+        let (mut master, slave) = serialport::TTYPort::pair().expect("a pseudo-terminal pair");
+        let path = PathBuf::from(slave.name().expect("the slave has a path"));
+        drop(slave); // the transport opens it exclusively
+        master.set_timeout(Duration::from_millis(20)).unwrap();
+        (master, path)
+    }
+
+    /// The next event matching `want`; fails (rather than hangs) after a few seconds.
+    fn wait_for(scanner: &Scanner, want: impl Fn(&ScannerEvent) -> bool) -> ScannerEvent {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match scanner.recv_timeout(left) {
+                Some(e) if want(&e) => return e,
+                Some(e) => seen.push(e),
+                None => {}
+            }
+        }
+        panic!("timed out; events seen: {seen:?}");
+    }
+
+    /// Whatever the host wrote to `master` until `n` bytes came or `limit` passed.
+    fn read_bytes(master: &mut serialport::TTYPort, n: usize, limit: Duration) -> Vec<u8> {
+        let deadline = Instant::now() + limit;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        while got.len() < n && Instant::now() < deadline {
+            if let Ok(k) = master.read(&mut buf) {
+                got.extend_from_slice(&buf[..k]);
+            }
+        }
+        got
+    }
+
+    /// Stops `scanner` on another thread: a stop that fails to wake the scanner thread
+    /// fails the test instead of hanging it.
+    fn stops_promptly(scanner: Scanner) {
+        let (done_tx, done) = mpsc::channel();
+        std::thread::spawn(move || {
+            scanner.stop();
+            let _ = done_tx.send(());
+        });
+        assert!(done.recv_timeout(Duration::from_secs(5)).is_ok(), "stop did not end the scanner thread");
+    }
+
+    #[test]
+    fn feedback_and_stop_wake_an_idle_scanner() {
+        let mut p = profile::find("generic-serial").unwrap();
+        p.commands.good_read = b"G".to_vec();
+        p.commands.bad_read = b"BAD".to_vec();
+        let (mut master, path) = pty();
+        let scanner = Scanner::spawn(PortSpec::Path(path), p);
+        wait_for(&scanner, |e| matches!(e, ScannerEvent::Connected { .. }));
+        for (feedback, want) in [(Feedback::Good, &b"G"[..]), (Feedback::Bad, b"BAD")] {
+            // Idle: no bytes, no partial frame, so the thread sleeps in poll with no
+            // timeout, and only the wake-up socket can get the feedback written. The limit
+            // is generous, for a loaded machine: missing the wake-up means never.
+            std::thread::sleep(Duration::from_millis(50));
+            scanner.feedback(feedback);
+            assert_eq!(read_bytes(&mut master, want.len(), Duration::from_millis(500)), want, "{feedback:?}");
+        }
+        stops_promptly(scanner);
+    }
+
+    #[test]
+    fn a_partial_frame_ends_on_its_gap_timeout_with_no_more_input() {
+        for terminator in [Terminator::AnyEol, Terminator::None] {
+            let mut p = profile::find("generic-serial").unwrap();
+            p.framing.terminator = terminator;
+            let gap = p.framing.gap_timeout();
+            let (mut master, path) = pty();
+            let scanner = Scanner::spawn(PortSpec::Path(path), p);
+            wait_for(&scanner, |e| matches!(e, ScannerEvent::Connected { .. }));
+            let sent = Instant::now();
+            master.write_all(b"CP1:HALF").unwrap();
+            let got = wait_for(&scanner, |e| matches!(e, ScannerEvent::Frame { .. } | ScannerEvent::Discarded { .. }));
+            // Never early (the decoder's clock counts whole milliseconds, hence the slack).
+            let waited = sent.elapsed();
+            assert!(waited + Duration::from_millis(2) >= gap, "{terminator:?} ended after {waited:?}");
+            let want = match terminator {
+                Terminator::None => ScannerEvent::Frame { text: "CP1:HALF".into(), aim: None, bytes: 8 },
+                _ => ScannerEvent::Discarded { reason: DiscardReason::Incomplete, bytes: 8 },
+            };
+            assert_eq!(got, want, "{terminator:?}");
+            // And the thread is back to sleeping without a timeout, yet still answers.
+            master.write_all(b"CP1:NEXT\r").unwrap();
+            let next = wait_for(&scanner, |e| matches!(e, ScannerEvent::Frame { .. } | ScannerEvent::Discarded { .. }));
+            if terminator == Terminator::AnyEol {
+                assert_eq!(next, ScannerEvent::Frame { text: "CP1:NEXT".into(), aim: None, bytes: 8 });
+            }
+            stops_promptly(scanner);
+        }
+    }
+
+    #[test]
+    fn a_missing_port_still_takes_feedback_and_stops() {
+        let p = profile::find("generic-serial").unwrap();
+        let scanner = Scanner::spawn(PortSpec::Path("/dev/redeemd-no-such-port".into()), p);
+        wait_for(&scanner, |e| matches!(e, ScannerEvent::Unavailable { .. }));
+        // Waiting out the backoff: feedback has nowhere to go and is dropped.
+        scanner.feedback(Feedback::Good);
+        stops_promptly(scanner);
     }
 }

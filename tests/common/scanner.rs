@@ -18,9 +18,13 @@ pub struct Emulator {
 impl Emulator {
     /// A new pty whose slave is reachable at `link`.
     pub fn plug(link: &Path) -> Emulator {
-        let (mut master, slave) = TTYPort::pair().expect("a pseudo-terminal pair");
+        let (inheritable, slave) = TTYPort::pair().expect("a pseudo-terminal pair");
         let slave_path = slave.name().expect("the slave has a path");
         drop(slave);
+        // posix_openpt gives no O_CLOEXEC: a child process started meanwhile (a daemon of
+        // another test) would keep the master open, and unplugging would not hang up.
+        let mut master = inheritable.try_clone_native().expect("a close-on-exec copy of the master");
+        drop(inheritable);
         master.set_timeout(Duration::from_millis(20)).unwrap();
         let _ = std::fs::remove_file(link);
         std::os::unix::fs::symlink(&slave_path, link).unwrap();

@@ -1,0 +1,620 @@
+//! The local API (`spec/terminal-interfaces.md`, "Local API") and the page sessions:
+//! axum handlers that turn HTTP into ledger-owner jobs and their answers into JSON.
+//!
+//! The edge owns authentication (POS bearer token, cashier and manager session cookies),
+//! body limits, request timeouts, the spec's error shapes and the Idempotency-Key
+//! fingerprint; everything that reads or changes the ledger runs on the owner
+//! ([`super::ledger`]). It must not open the database or decide codes itself.
+
+// Handlers' helpers return the HTTP answer as their error, sent at once; boxing it
+// would only add noise on a path that ends the request anyway.
+#![allow(clippy::result_large_err)]
+
+use super::ledger::{Answer, Idempotency, LedgerHandle, Source};
+use super::metrics::Metrics;
+use super::pages;
+use crate::clock::Clock;
+use crate::events::{EventBus, EventKind};
+use crate::money::Money;
+use crate::secret::{self, WatchedFile};
+use crate::store::{self, CheckoutStatus};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Bodies above this are refused with 413.
+pub const BODY_LIMIT: usize = 64 * 1024;
+/// Every call but the event stream ends within this (a `wait` is at most 30 s).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(40);
+pub const MAX_WAIT_SECONDS: f64 = 30.0;
+/// Amounts above 10^11 minor units are refused (the spec's bound for rule sets too).
+pub const MAX_AMOUNT: i64 = 100_000_000_000;
+pub const SESSION_COOKIE: &str = "redeemd_session";
+/// Keep-alive comments on idle event streams.
+pub const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
+const CASHIER_SESSION_DAYS: i64 = 365;
+const MANAGER_SESSION_HOURS: i64 = 12;
+const LOGIN_ATTEMPTS: u32 = 5;
+const LOGIN_LOCK: Duration = Duration::from_secs(300);
+
+/// The scanner as `/v1/status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ScannerStatus {
+    pub state: &'static str,
+    pub port: Option<String>,
+    pub profile: Option<String>,
+}
+
+/// The forwarder as `/v1/status` and `sync` events show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncStatus {
+    pub state: &'static str,
+    pub last_error: Option<String>,
+}
+
+/// Who is asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The till, with the POS token: everything.
+    Pos,
+    /// The cashier screen: checkouts, codes, voids inside the current checkout.
+    Cashier,
+    /// The manager's pages: everything a cashier may, plus reports and any void.
+    Manager,
+}
+
+/// What the handlers share.
+pub struct AppState {
+    pub ledger: LedgerHandle,
+    pub bus: Arc<EventBus>,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+    pub pos_token: WatchedFile,
+    pub manager_pin: WatchedFile,
+    pub data_dir: PathBuf,
+    pub terminal_id: Option<String>,
+    pub merchant_id: String,
+    pub language: crate::messages::Language,
+    pub scanner: Mutex<ScannerStatus>,
+    pub sync: Mutex<Option<SyncStatus>>,
+    pub shutdown: CancellationToken,
+    pub login: Mutex<LoginThrottle>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+/// Five wrong PINs in a row lock the login for five minutes.
+#[derive(Debug, Default)]
+pub struct LoginThrottle {
+    wrong: u32,
+    locked_until: Option<std::time::Instant>,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let timed = Router::new()
+        .route("/v1/checkouts", post(open_checkout))
+        .route("/v1/checkouts/{id}", get(get_checkout))
+        .route("/v1/checkouts/{id}/codes", post(add_code))
+        .route("/v1/checkouts/{id}/close", post(close_checkout))
+        .route("/v1/redemptions/{id}/void", post(void))
+        .route("/v1/status", get(status))
+        .route("/v1/reports/daily", get(report_daily))
+        .route("/metrics", get(metrics))
+        .route("/manager/login", post(manager_login))
+        .route("/cashier/open", get(cashier_open))
+        .merge(pages::router())
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT));
+    Router::new()
+        .route("/v1/events", get(events))
+        .merge(timed)
+        .fallback(|| async { error(404, "not_found", "no such path") })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+pub fn error(status: u16, code: &str, message: impl Into<String>) -> Response {
+    respond(Answer::error(status, code, message))
+}
+
+fn respond(answer: Answer) -> Response {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, [(header::CONTENT_TYPE, answer.content_type)], answer.body).into_response()
+}
+
+fn gone() -> Response {
+    error(503, "shutting_down", "the daemon is stopping; retry in a moment")
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|pair| {
+        let (k, v) = pair.trim().split_once('=')?;
+        (k == name).then(|| v.to_owned())
+    })
+}
+
+/// The role of the request, or the 401 that answers it.
+async fn authorize(s: &AppState, headers: &HeaderMap) -> Result<Role, Response> {
+    if let Some(auth) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let offered = auth.strip_prefix("Bearer ").unwrap_or("").trim();
+        if !offered.is_empty() && s.pos_token.matches(offered) {
+            return Ok(Role::Pos);
+        }
+        return Err(unauthorized());
+    }
+    if let Some(token) = cookie(headers, SESSION_COOKIE) {
+        let hash = secret::sha256(token.as_bytes());
+        let now = s.clock.now();
+        let kind = s.ledger.call(move |l| store::session_kind_in(l.agent.store().connection(), &hash, now)).await;
+        match kind {
+            Ok(Ok(Some(kind))) if kind == "manager" => return Ok(Role::Manager),
+            Ok(Ok(Some(_))) => return Ok(Role::Cashier),
+            Ok(_) => {}
+            Err(_) => return Err(gone()),
+        }
+    }
+    Err(unauthorized())
+}
+
+fn unauthorized() -> Response {
+    error(
+        401,
+        "unauthorized",
+        "send Authorization: Bearer <token> (`redeemd pos-token` prints it) or open a page session",
+    )
+}
+
+/// The body's bytes, or the 413/400 that answers it.
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            error(413, "body_too_large", format!("the body is over {} KiB", BODY_LIMIT / 1024))
+        } else {
+            error(400, "bad_body", rejection.body_text())
+        }
+    })
+}
+
+/// Parses a JSON body into an object, or the 400 that answers it.
+fn json_object(bytes: &[u8], empty_ok: bool) -> Result<serde_json::Map<String, Value>, Response> {
+    if empty_ok && bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Map::new());
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(error(400, "bad_json", "the body must be a JSON object")),
+        Err(e) => Err(error(400, "bad_json", format!("the body is not valid JSON: {e}"))),
+    }
+}
+
+/// The first steps of every POST: authorization, the body, and the Idempotency-Key — a
+/// retry is answered from the ledger before anything else is looked at, and a key reused
+/// for another request is refused, even when that request would be a 400.
+async fn post_prelude(
+    s: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(Role, Bytes, Option<Idempotency>), Response> {
+    let role = authorize(s, headers).await?;
+    let bytes = body_bytes(body)?;
+    let idem = idempotency(headers, method, uri, &bytes)?;
+    if let Some(idem) = &idem {
+        let key = idem.key.clone();
+        let stored = s.ledger.call(move |l| store::idempotent_answer_in(l.agent.store().connection(), &key)).await;
+        match stored {
+            Ok(Ok(Some(stored))) if stored.fingerprint == idem.fingerprint => {
+                let content_type = if stored.body.starts_with('{') { super::ledger::JSON } else { super::ledger::CSV };
+                return Err(respond(Answer { status: stored.status, content_type, body: stored.body }));
+            }
+            Ok(Ok(Some(_))) => {
+                return Err(error(
+                    422,
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was used for another request (path or body differ); use a new key",
+                ))
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => return Err(error(500, "internal", format!("cannot read the ledger: {e}"))),
+            Err(_) => return Err(gone()),
+        }
+    }
+    Ok((role, bytes, idem))
+}
+
+fn bad_field(field: &str, what: &str) -> Response {
+    error(400, "bad_field", format!("`{field}` {what}"))
+}
+
+fn amount(map: &serde_json::Map<String, Value>, field: &str) -> Result<Option<Money>, Response> {
+    match map.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(v) if (0..=MAX_AMOUNT).contains(&v) => Ok(Some(Money(v))),
+            Some(v) if v < 0 => Err(bad_field(field, "must not be negative")),
+            _ if n.is_i64() || n.is_u64() => {
+                Err(bad_field(field, &format!("must be at most {MAX_AMOUNT} minor units")))
+            }
+            _ => Err(bad_field(field, "must be an integer of minor units (fen), not a fraction")),
+        },
+        Some(_) => Err(bad_field(field, "must be an integer of minor units (fen)")),
+    }
+}
+
+fn string(map: &serde_json::Map<String, Value>, field: &str) -> Result<Option<String>, Response> {
+    match map.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(bad_field(field, "must be a string")),
+    }
+}
+
+fn idempotency(headers: &HeaderMap, method: &Method, uri: &Uri, body: &[u8]) -> Result<Option<Idempotency>, Response> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.to_str().map_err(|_| error(400, "bad_header", "Idempotency-Key must be visible ASCII"))?.trim();
+    if key.is_empty() || key.len() > 255 {
+        return Err(error(400, "bad_header", "Idempotency-Key must be 1 to 255 characters"));
+    }
+    Ok(Some(Idempotency::new(key, method.as_str(), uri.path(), body)))
+}
+
+async fn open_checkout(
+    State(s): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let (_, bytes, idem) = match post_prelude(&s, &method, &uri, &headers, body).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let result = (|| {
+        let map = json_object(&bytes, false)?;
+        let basket = amount(&map, "basket_total")?.ok_or_else(|| bad_field("basket_total", "is missing"))?;
+        let eligible = amount(&map, "eligible_total")?;
+        if eligible.is_some_and(|e| e > basket) {
+            return Err(bad_field("eligible_total", "must not exceed basket_total"));
+        }
+        Ok((basket, eligible, string(&map, "pos_ref")?, idem))
+    })();
+    let (basket, eligible, pos_ref, idem) = match result {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    match s.ledger.call(move |l| l.open_checkout(basket, eligible, pos_ref, idem.as_ref())).await {
+        Ok(answer) => respond(answer),
+        Err(_) => gone(),
+    }
+}
+
+async fn add_code(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let (_, bytes, idem) = match post_prelude(&s, &method, &uri, &headers, body).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let result = (|| {
+        let map = json_object(&bytes, false)?;
+        let code = string(&map, "code")?.ok_or_else(|| bad_field("code", "is missing"))?;
+        Ok((code, idem))
+    })();
+    let (code, idem) = match result {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    match s.ledger.call(move |l| l.present(Some(&id), &code, Source::Api, idem.as_ref()).0).await {
+        Ok(answer) => respond(answer),
+        Err(_) => gone(),
+    }
+}
+
+async fn get_checkout(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = authorize(&s, &headers).await {
+        return r;
+    }
+    let wait = match query.get("wait").map(|w| w.parse::<f64>()) {
+        None => 0.0,
+        Some(Ok(w)) if w.is_finite() && w >= 0.0 => w.min(MAX_WAIT_SECONDS),
+        Some(_) => return error(400, "bad_query", "wait must be a number of seconds from 0 to 30"),
+    };
+    // Subscribed before the first read, so a decision made in between is not missed.
+    let mut events = s.bus.subscribe();
+    let first = {
+        let id = id.clone();
+        match s.ledger.call(move |l| l.checkout(&id)).await {
+            Ok(answer) => answer,
+            Err(_) => return gone(),
+        }
+    };
+    if first.status != 200 || wait <= 0.0 {
+        return respond(first);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(wait);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = s.shutdown.cancelled() => break,
+            event = events.recv() => match event {
+                Ok(e) if e.kind == EventKind::Decision && e.data["checkout_id"] == id.as_str() => break,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            },
+        }
+    }
+    match s.ledger.call(move |l| l.checkout(&id)).await {
+        Ok(answer) => respond(answer),
+        Err(_) => gone(),
+    }
+}
+
+async fn close_checkout(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let (_, bytes, idem) = match post_prelude(&s, &method, &uri, &headers, body).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let result = (|| {
+        let map = json_object(&bytes, false)?;
+        let status = match string(&map, "status")?.as_deref() {
+            Some("paid") => CheckoutStatus::Paid,
+            Some("cancelled") => CheckoutStatus::Cancelled,
+            Some(other) => {
+                return Err(bad_field("status", &format!("must be \"paid\" or \"cancelled\", not {other:?}")))
+            }
+            None => return Err(bad_field("status", "is missing (\"paid\" or \"cancelled\")")),
+        };
+        Ok((status, idem))
+    })();
+    let (status, idem) = match result {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    match s.ledger.call(move |l| l.close(&id, status, idem.as_ref())).await {
+        Ok(answer) => respond(answer),
+        Err(_) => gone(),
+    }
+}
+
+async fn void(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let (role, bytes, idem) = match post_prelude(&s, &method, &uri, &headers, body).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let result = (|| {
+        let map = json_object(&bytes, true)?;
+        Ok((string(&map, "reason")?, idem))
+    })();
+    let (reason, idem) = match result {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let only_in_current = role == Role::Cashier;
+    match s.ledger.call(move |l| l.void(&id, reason, only_in_current, idem.as_ref())).await {
+        Ok(answer) => respond(answer),
+        Err(_) => gone(),
+    }
+}
+
+/// The body of `/v1/status`.
+pub async fn status_json(s: &AppState) -> Result<Value, Response> {
+    let ledger = match s.ledger.call(|l| l.status()).await {
+        Ok(Ok(status)) => status,
+        Ok(Err(e)) => return Err(error(500, "internal", format!("cannot read the ledger: {e}"))),
+        Err(_) => return Err(gone()),
+    };
+    let scanner = s.scanner.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let sync = s.sync.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    Ok(json!({
+        "version": crate::upstream::AGENT_VERSION,
+        "terminal_id": s.terminal_id,
+        "merchant_id": s.merchant_id,
+        "scanner": scanner,
+        "ruleset": ledger.ruleset,
+        "unsynced": ledger.unsynced,
+        "unsynced_value": ledger.unsynced_value.0,
+        "last_sync": ledger.last_sync,
+        "clock_warning": ledger.clock_warning,
+        "current_checkout": ledger.current_checkout,
+        "sync": sync.map(|s| json!({"state": s.state, "last_error": s.last_error})),
+    }))
+}
+
+async fn status(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&s, &headers).await {
+        return r;
+    }
+    match status_json(&s).await {
+        Ok(body) => respond(Answer::json(200, &body)),
+        Err(r) => r,
+    }
+}
+
+async fn report_daily(
+    State(s): State<Arc<AppState>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    match authorize(&s, &headers).await {
+        Ok(Role::Cashier) => {
+            return error(403, "manager_required", "reports need the manager's session or the POS token")
+        }
+        Ok(_) => {}
+        Err(r) => return r,
+    }
+    let date = match query.get("date") {
+        None => None,
+        Some(d) => match d.parse::<jiff::civil::Date>() {
+            Ok(date) => Some(date),
+            Err(_) => return error(400, "bad_query", format!("date {d:?} is not a date like 2026-11-28")),
+        },
+    };
+    let csv = match query.get("format").map(String::as_str) {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => return error(400, "bad_query", format!("format must be json or csv, not {other:?}")),
+    };
+    match s.ledger.call(move |l| l.report(date, csv)).await {
+        Ok(answer) => respond(answer),
+        Err(_) => gone(),
+    }
+}
+
+async fn events(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&s, &headers).await {
+        return r;
+    }
+    use futures_util::StreamExt as _;
+    let rx = s.bus.subscribe();
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(e) => {
+                    let sse = SseEvent::default().event(e.kind.as_str()).id(e.id.to_string()).data(e.data.to_string());
+                    return Some((Ok::<_, std::convert::Infallible>(sse), rx));
+                }
+                // A slow reader loses the oldest events rather than holding up the daemon.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(lost = n, "an event stream fell behind");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    // Ends on shutdown: axum's graceful shutdown waits for open streams otherwise.
+    let stream = stream.take_until(s.shutdown.clone().cancelled_owned());
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(SSE_KEEP_ALIVE)).into_response()
+}
+
+async fn metrics(State(s): State<Arc<AppState>>) -> Response {
+    if let Ok(Ok(status)) = s.ledger.call(|l| l.status()).await {
+        s.metrics.unsynced_count.set(status.unsynced as i64);
+        s.metrics.unsynced_value.set(status.unsynced_value.0);
+        s.metrics.last_sync_age.set(status.last_sync_age_s.map_or(f64::NAN, |a| a as f64));
+        s.metrics.ruleset_age.set(status.ruleset_age_s.map_or(f64::NAN, |a| a as f64));
+    }
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.metrics.render())
+        .into_response()
+}
+
+/// Starts a page session and answers with its cookie and a redirect.
+async fn start_session(s: &AppState, kind: &'static str, to: &str) -> Response {
+    let token = secret::random_token();
+    let hash = secret::sha256(token.as_bytes());
+    let now = s.clock.now();
+    let lifetime = match kind {
+        "cashier" => jiff::SignedDuration::from_hours(24 * CASHIER_SESSION_DAYS),
+        _ => jiff::SignedDuration::from_hours(MANAGER_SESSION_HOURS),
+    };
+    let expires = now + lifetime;
+    let stored = s
+        .ledger
+        .call(move |l| l.agent.store_mut().write(|c| store::put_session_in(c, &hash, kind, now, expires)))
+        .await;
+    match stored {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return error(500, "internal", format!("cannot store the session: {e}")),
+        Err(_) => return gone(),
+    }
+    let cookie = format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}", lifetime.as_secs());
+    let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_owned())]).into_response();
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+async fn cashier_open(State(s): State<Arc<AppState>>, Query(query): Query<HashMap<String, String>>) -> Response {
+    let token = query.get("token").cloned().unwrap_or_default();
+    let data_dir = s.data_dir.clone();
+    let now = s.clock.now();
+    let valid =
+        tokio::task::spawn_blocking(move || secret::redeem_cashier_link(&data_dir, &token, now)).await.unwrap_or(false);
+    if !valid {
+        return error(
+            401,
+            "link_used_or_expired",
+            "this cashier link was used already or has expired; print a new one with `redeemd cashier-url`",
+        );
+    }
+    start_session(&s, "cashier", "/").await
+}
+
+async fn manager_login(State(s): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
+    let Ok(body) = body else {
+        return error(413, "body_too_large", "the login form is too large");
+    };
+    let pin = url::form_urlencoded::parse(&body).find(|(k, _)| k == "pin").map(|(_, v)| v.into_owned());
+    {
+        let throttle = s.login.lock().unwrap_or_else(|e| e.into_inner());
+        if throttle.locked_until.is_some_and(|until| std::time::Instant::now() < until) {
+            return error(429, "login_locked", "five wrong PINs in a row: the login is locked for five minutes");
+        }
+    }
+    let Some(hash) = s.manager_pin.current().filter(|h| !h.is_empty()) else {
+        return error(401, "no_pin", "no manager PIN is set: run `redeemd manager-pin set` on the terminal");
+    };
+    let pin = pin.unwrap_or_default();
+    let ok = tokio::task::spawn_blocking(move || secret::verify_pin(&hash, &pin)).await.unwrap_or(false);
+    {
+        let mut throttle = s.login.lock().unwrap_or_else(|e| e.into_inner());
+        if ok {
+            *throttle = LoginThrottle::default();
+        } else {
+            throttle.wrong += 1;
+            if throttle.wrong >= LOGIN_ATTEMPTS {
+                throttle.wrong = 0;
+                throttle.locked_until = Some(std::time::Instant::now() + LOGIN_LOCK);
+            }
+            return error(401, "wrong_pin", "wrong PIN");
+        }
+    }
+    start_session(&s, "manager", "/manager").await
+}
+
+/// The role of a page request, without answering 401 (pages show a login instead).
+pub async fn page_role(s: &AppState, headers: &HeaderMap) -> Option<Role> {
+    cookie(headers, SESSION_COOKIE)?;
+    authorize(s, headers).await.ok()
+}
