@@ -764,8 +764,12 @@ fn read_ca(path: Option<&Path>) -> CliResult<Option<Vec<u8>>> {
         .transpose()
 }
 
-fn provision(config_path: &Path, args: ProvisionArgs) -> CliResult {
-    crate::upstream::check_url(&args.upstream).map_err(upstream_failure)?;
+fn provision(config_path: &Path, mut args: ProvisionArgs) -> CliResult {
+    let (normalized, changed) = crate::upstream::normalize_base(&args.upstream).map_err(upstream_failure)?;
+    if changed {
+        println!("note: upstream URL {} is used as {normalized} (requests go below it)", args.upstream);
+        args.upstream = normalized;
+    }
     let data_dir = absolute(&args.data_dir);
     let ca_pem = read_ca(args.ca.as_deref())?;
     let endpoint = Endpoint {
@@ -878,7 +882,7 @@ fn sync(config_path: &Path, once: bool) -> CliResult {
         let up = config.upstream.as_ref();
         crate::sync::Cadence {
             heartbeat: std::time::Duration::from_secs(up.map_or(60, |u| u.heartbeat_secs)),
-            refresh: std::time::Duration::from_secs(up.map_or(5, |u| u.refresh_minutes) * 60),
+            refresh: std::time::Duration::from_secs(up.map_or(5, |u| u.refresh_minutes).saturating_mul(60)),
         }
     };
     let mut syncer = syncer(&config, &mut agent)?;
@@ -902,6 +906,9 @@ fn sync(config_path: &Path, once: bool) -> CliResult {
     }
     if let Some(r) = &s.ruleset {
         println!("rule set: {r}");
+    }
+    for warning in &s.warnings {
+        println!("warning: {warning}");
     }
     let [accepted, duplicate, conflict, rejected] = s.by_status;
     println!(

@@ -165,13 +165,10 @@ fn reject(reason: Reason, coupon: Option<&Coupon>) -> Decision {
     Decision { outcome: Err(reason), coupon: coupon.cloned() }
 }
 
-fn seconds(ts: Timestamp) -> i64 {
-    ts.as_second()
-}
-
-/// `u64` seconds from a code, compared against `now` without overflow.
-fn code_seconds(s: u64) -> i64 {
-    i64::try_from(s).unwrap_or(i64::MAX)
+/// `u64` seconds from a code as an instant, saturating at the ends of time (a code's
+/// far-future bound is simply "never").
+fn code_instant(s: u64) -> Timestamp {
+    i64::try_from(s).ok().and_then(|s| Timestamp::from_second(s).ok()).unwrap_or(Timestamp::MAX)
 }
 
 const CLOCK_TOLERANCE: SignedDuration = SignedDuration::from_secs(300);
@@ -205,8 +202,9 @@ pub fn decide(
         return reject(Reason::BadSignature, None);
     };
     let c = &verified.coupon;
-    let issued = code_seconds(c.issued_at);
-    if key.not_before.is_some_and(|nb| issued < seconds(nb)) || key.not_after.is_some_and(|na| issued >= seconds(na)) {
+    // Full instants throughout: a bound of 12:00:00.5 is not yet reached at 12:00:00.2.
+    let issued = code_instant(c.issued_at);
+    if key.not_before.is_some_and(|nb| issued < nb) || key.not_after.is_some_and(|na| issued >= na) {
         return reject(Reason::BadSignature, None);
     }
     let verdict = |reason| reject(reason, Some(c));
@@ -237,13 +235,12 @@ pub fn decide(
         CampaignStatus::Ended => return verdict(Reason::CampaignEnded),
     }
     // 11. not_yet_valid / 12. expired
-    let now_s = seconds(now);
-    let starts = seconds(campaign.valid_from).max(c.not_before.map_or(i64::MIN, code_seconds));
-    if now_s < starts {
+    let starts = c.not_before.map_or(campaign.valid_from, |nb| campaign.valid_from.max(code_instant(nb)));
+    if now < starts {
         return verdict(Reason::NotYetValid);
     }
-    let ends = seconds(campaign.valid_until).min(c.not_after.map_or(i64::MAX, code_seconds));
-    if now_s >= ends {
+    let ends = c.not_after.map_or(campaign.valid_until, |na| campaign.valid_until.min(code_instant(na)));
+    if now >= ends {
         return verdict(Reason::Expired);
     }
     // 13. outside_hours, in the rule set's zone
@@ -262,7 +259,7 @@ pub fn decide(
         return verdict(Reason::CategoryNotEligible);
     }
     // 16. below_min_spend, or nothing left to discount
-    let left = checkout.eligible_total.0 - checkout.accepted_discount.0;
+    let left = checkout.eligible_total.0.saturating_sub(checkout.accepted_discount.0);
     if checkout.eligible_total < campaign.min_spend || left <= 0 {
         return verdict(Reason::BelowMinSpend);
     }
@@ -282,15 +279,18 @@ pub fn decide(
     let limits = &rules.offline;
     if limits.max_unsynced_count.is_some() || limits.max_unsynced_value.is_some() {
         let unsynced = ledger.unsynced();
-        if limits.max_unsynced_count.is_some_and(|max| unsynced.count + 1 > max)
-            || limits.max_unsynced_value.is_some_and(|max| unsynced.value.0 + discount.0 > max.0)
+        // i128: the ledger's sum and the new discount never wrap, whatever the rows hold.
+        if limits.max_unsynced_count.is_some_and(|max| u128::from(unsynced.count) + 1 > u128::from(max))
+            || limits
+                .max_unsynced_value
+                .is_some_and(|max| i128::from(unsynced.value.0) + i128::from(discount.0) > i128::from(max.0))
         {
             return verdict(Reason::OfflineLimit);
         }
     }
     if let (Some(hours), Some(since)) = (limits.max_hours_since_sync, ledger.last_contact()) {
-        let allowed = i64::try_from(hours).unwrap_or(i64::MAX / 3600).saturating_mul(3600);
-        if now_s - seconds(since) > allowed {
+        let allowed = i128::from(hours) * 3_600_000_000_000;
+        if (now - since).as_nanos() > allowed {
             return verdict(Reason::OfflineLimit);
         }
     }
@@ -306,4 +306,122 @@ pub fn business_day(local: &jiff::ZonedDateTime) -> (Timestamp, Timestamp) {
         .map(|z| z.timestamp())
         .unwrap_or(start + SignedDuration::from_hours(24));
     (start, end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::issuer::{CodeSpec, Issuer};
+    use proptest::prelude::*;
+
+    /// A ledger that says whatever the test wants, extremes included.
+    struct Extreme {
+        unsynced: Unsynced,
+        holder: u64,
+        last_contact: Option<Timestamp>,
+    }
+
+    impl LedgerView for Extreme {
+        fn is_revoked(&self, _: &str) -> bool {
+            false
+        }
+        fn is_redeemed(&self, _: &str) -> bool {
+            false
+        }
+        fn holder_redemptions(&self, _: &[u8], _: &str, _: Timestamp, _: Timestamp) -> u64 {
+            self.holder
+        }
+        fn unsynced(&self) -> Unsynced {
+            self.unsynced
+        }
+        fn last_contact(&self) -> Option<Timestamp> {
+            self.last_contact
+        }
+    }
+
+    /// Signed and verified once (signing is slow in debug builds); each case then sets
+    /// its own amounts and limits on a copy.
+    fn base() -> &'static (RuleSet, String) {
+        static BASE: std::sync::OnceLock<(RuleSet, String)> = std::sync::OnceLock::new();
+        BASE.get_or_init(|| {
+            let issuer = Issuer::from_seed(7);
+            let now = Timestamp::from_second(1_800_000_000).unwrap();
+            let jws = issuer.sign_ruleset(&issuer.ruleset_payload(1, now, &["C"], &[]));
+            let anchors = crate::ruleset::parse_anchors(&issuer.trust_anchors_json()).unwrap();
+            let rules = crate::ruleset::verify(&jws, &anchors).unwrap().rules;
+            (rules, issuer.code(&CodeSpec::new("P-1", "C", now)))
+        })
+    }
+
+    fn rules_with_limits(face: i64, max_value: i64, max_count: u64) -> RuleSet {
+        let mut rules = base().0.clone();
+        let campaign = rules.campaigns.get_mut("C").unwrap();
+        campaign.face_value = Money(face);
+        campaign.min_spend = Money::ZERO;
+        campaign.max_per_holder_per_day = Some(u64::MAX);
+        rules.max_coupons_per_basket = u64::MAX;
+        rules.offline = crate::ruleset::OfflineLimits {
+            max_unsynced_count: Some(max_count),
+            max_unsynced_value: Some(Money(max_value)),
+            max_hours_since_sync: Some(u64::MAX),
+        };
+        rules
+    }
+
+    proptest! {
+        // Each case verifies a signature, slow in debug builds: fewer, wider cases.
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        // Debug builds panic on overflow, so a sum that could wrap fails this test.
+        #[test]
+        fn no_amount_or_count_makes_a_sum_wrap(
+            basket in 0..=Money::MAX.0,
+            eligible in 0..=Money::MAX.0,
+            accepted_discount in 0..=i64::MAX,
+            accepted_count in 0..=u64::MAX,
+            face in 1..=Money::MAX.0,
+            max_value in 0..=Money::MAX.0,
+            max_count in 0..=u64::MAX,
+            unsynced_count in 0..=u64::MAX,
+            unsynced_value in 0..=i64::MAX,
+            holder in 0..=u64::MAX,
+            contact_s in -10_000_000_000i64..10_000_000_000,
+        ) {
+            let now = Timestamp::from_second(1_800_000_000).unwrap();
+            let rules = rules_with_limits(face, max_value, max_count);
+            let code = &base().1;
+            let checkout = Checkout {
+                basket_total: Money(basket),
+                eligible_total: Money(eligible),
+                accepted_count,
+                accepted_discount: Money(accepted_discount),
+            };
+            let ledger = Extreme {
+                unsynced: Unsynced { count: unsynced_count, value: Money(unsynced_value) },
+                holder,
+                last_contact: Timestamp::from_second(contact_s).ok(),
+            };
+            let terminal = Terminal { merchant_id: "M".into(), merchant_category: "dining".into() };
+            let decision = decide(code, &checkout, &terminal, Some(&rules), &ledger, now);
+            if let Ok(discount) = decision.outcome {
+                prop_assert!(discount.0 >= 1 && discount.0 <= face);
+            }
+        }
+    }
+
+    #[test]
+    fn validity_bounds_compare_full_instants() {
+        let issuer = Issuer::from_seed(7);
+        let noon: Timestamp = "2026-11-28T04:00:00Z".parse().unwrap();
+        let mut payload = issuer.ruleset_payload(1, noon, &["C"], &[]);
+        payload["campaigns"][0]["valid_from"] = "2026-11-28T04:00:00.5Z".into();
+        let anchors = crate::ruleset::parse_anchors(&issuer.trust_anchors_json()).unwrap();
+        let rules = crate::ruleset::verify(&issuer.sign_ruleset(&payload), &anchors).unwrap().rules;
+        let code = issuer.code(&CodeSpec::new("P-2", "C", noon - SignedDuration::from_hours(1)));
+        let ledger = Extreme { unsynced: Unsynced::default(), holder: 0, last_contact: None };
+        let terminal = Terminal { merchant_id: "M".into(), merchant_category: "dining".into() };
+        let checkout = Checkout::new(Money(5000), None);
+        let at = |t: &str| decide(&code, &checkout, &terminal, Some(&rules), &ledger, t.parse().unwrap()).outcome;
+        assert_eq!(at("2026-11-28T04:00:00.2Z"), Err(Reason::NotYetValid));
+        assert_eq!(at("2026-11-28T04:00:00.5Z"), Ok(Money(1000)));
+    }
 }

@@ -9,6 +9,10 @@ pub struct Money(pub i64);
 
 impl Money {
     pub const ZERO: Money = Money(0);
+    /// The largest amount anywhere (spec: 0 to 10^11 minor units; a basket of a billion
+    /// yuan is not a basket). Sums of up to 2^25 such amounts fit an `i64`; sums are
+    /// computed checked or in `i128` anyway.
+    pub const MAX: Money = Money(100_000_000_000);
 
     pub fn minor(self) -> i64 {
         self.0
@@ -50,7 +54,7 @@ pub enum AmountError {
     NotDecimal(String),
     #[error("amount {text:?} has more than {digits} decimal places; the currency's smallest unit is 0.{unit}")]
     TooPrecise { text: String, digits: u32, unit: String },
-    #[error("amount {0:?} is too large")]
+    #[error("amount {0:?} is too large: at most 10^11 minor units (1,000,000,000.00 CNY)")]
     TooLarge(String),
 }
 
@@ -77,7 +81,12 @@ pub fn parse_amount(text: &str, digits: u32) -> Result<Money, AmountError> {
     let whole: i64 = whole.parse().map_err(|_| too_large())?;
     let padded = format!("{frac:0<width$}", width = digits as usize);
     let frac: i64 = if padded.is_empty() { 0 } else { padded.parse().map_err(|_| too_large())? };
-    whole.checked_mul(10i64.pow(digits)).and_then(|m| m.checked_add(frac)).map(Money).ok_or_else(too_large)
+    whole
+        .checked_mul(10i64.pow(digits))
+        .and_then(|m| m.checked_add(frac))
+        .filter(|m| *m <= Money::MAX.0)
+        .map(Money)
+        .ok_or_else(too_large)
 }
 
 #[cfg(test)]
@@ -99,6 +108,9 @@ mod tests {
         assert!(matches!(parse_amount("", 2), Err(AmountError::Empty(_))));
         assert!(matches!(parse_amount("99999999999999999999", 2), Err(AmountError::TooLarge(_))));
         assert!(matches!(parse_amount("58.5", 0), Err(AmountError::TooPrecise { .. })));
+        assert_eq!(parse_amount("1000000000", 2), Ok(Money::MAX));
+        assert!(matches!(parse_amount("1000000000.01", 2), Err(AmountError::TooLarge(_))));
+        assert!(matches!(parse_amount("92233720368547758.07", 2), Err(AmountError::TooLarge(_))));
     }
 
     #[test]
@@ -109,7 +121,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn display_round_trips(minor in 0i64..=i64::MAX / 1000, digits in 0u32..=3) {
+        fn display_round_trips(minor in 0i64..=Money::MAX.0, digits in 0u32..=3) {
             let text = Money(minor).display(digits);
             prop_assert_eq!(parse_amount(&text, digits), Ok(Money(minor)));
         }

@@ -73,8 +73,10 @@ impl Totals {
             return;
         }
         self.redemptions += 1;
-        self.discount += row.discount.0;
-        self.basket_total += row.basket_total.0;
+        // Saturating: 10^11 per row keeps real days far below i64, and a corrupt row
+        // must not wrap a total negative.
+        self.discount = self.discount.saturating_add(row.discount.0);
+        self.basket_total = self.basket_total.saturating_add(row.basket_total.0);
         self.leverage =
             (self.discount > 0).then(|| (self.basket_total as f64 / self.discount as f64 * 100.0).round() / 100.0);
     }

@@ -351,6 +351,9 @@ impl RuleSet {
                 if o.max_unsynced_value.is_some_and(|v| v < 0) {
                     return Err(invalid("offline.max_unsynced_value must not be negative".into()));
                 }
+                if o.max_unsynced_value.is_some_and(|v| v > Money::MAX.0) {
+                    return Err(invalid("offline.max_unsynced_value is over 10^11 minor units".into()));
+                }
                 OfflineLimits {
                     max_unsynced_count: o.max_unsynced_count,
                     max_unsynced_value: o.max_unsynced_value.map(Money),
@@ -394,6 +397,9 @@ impl Campaign {
         }
         if c.min_spend < 0 {
             return Err(invalid(at("min_spend must not be negative")));
+        }
+        if c.face_value > Money::MAX.0 || c.min_spend > Money::MAX.0 {
+            return Err(invalid(at("face_value and min_spend must be at most 10^11 minor units")));
         }
         let mut hours = Vec::new();
         for h in c.hours.iter().flatten() {

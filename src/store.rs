@@ -40,7 +40,15 @@ pub enum StoreError {
     StoredRuleSet { version: u64, source: Refusal },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error(
+        "{path} is not a redeemd ledger ({why}); restore the ledger from a backup, \
+         or move this file away if it really is not one — never `init --force` over a lost ledger"
+    )]
+    Foreign { path: PathBuf, why: String },
 }
+
+/// SQLite `application_id` of a redeemd ledger: "RDMD".
+pub const LEDGER_APPLICATION_ID: i64 = 0x5244_4D44;
 
 /// About 64 MiB of WAL at 4 KiB pages.
 const AUTOCHECKPOINT_PAGES: i64 = 16_384;
@@ -121,11 +129,25 @@ pub struct RedemptionRow {
 
 impl Store {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    /// An existing file must be a redeemd ledger (its `application_id`): an empty or
+    /// foreign file is refused rather than taken for a new ledger, which would forget
+    /// every redemption and let used coupons redeem again.
     pub fn open(path: &Path) -> Result<Store> {
+        let existed = match std::fs::metadata(path) {
+            Ok(meta) if meta.len() == 0 => {
+                return Err(StoreError::Foreign { path: path.into(), why: "the file is empty (0 bytes)".into() })
+            }
+            Ok(_) => true,
+            Err(_) => false,
+        };
         let conn = Connection::open(path).map_err(|source| StoreError::Open { path: path.into(), source })?;
         let mut store = Store { conn };
-        store.configure().map_err(|e| match e {
+        store.configure(existed).map_err(|e| match e {
+            StoreError::Sql(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::NotADatabase => {
+                StoreError::Foreign { path: path.into(), why: "the file is not an SQLite database".into() }
+            }
             StoreError::Sql(source) => StoreError::Open { path: path.into(), source },
+            StoreError::Foreign { why, .. } => StoreError::Foreign { path: path.into(), why },
             other => other,
         })?;
         Ok(store)
@@ -139,9 +161,13 @@ impl Store {
         Store::open(path)
     }
 
-    fn configure(&mut self) -> Result<()> {
+    fn configure(&mut self, existed: bool) -> Result<()> {
         let c = &self.conn;
         c.busy_timeout(std::time::Duration::from_secs(10))?;
+        if existed {
+            self.check_stamp()?;
+        }
+        let c = &self.conn;
         let mode: String = c.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Corrupt(format!("journal_mode is {mode}, not wal")));
@@ -155,6 +181,35 @@ impl Store {
         self.migrate()
     }
 
+    /// Refuses a file that is not a redeemd ledger; stamps a ledger made before stamps.
+    fn check_stamp(&self) -> Result<()> {
+        let c = &self.conn;
+        let app: i64 = c.pragma_query_value(None, "application_id", |r| r.get(0))?;
+        if app == LEDGER_APPLICATION_ID {
+            return Ok(());
+        }
+        let foreign = |why: String| StoreError::Foreign { path: PathBuf::new(), why };
+        if app != 0 {
+            return Err(foreign(format!("its SQLite application_id is {app:#x}, not redeemd's")));
+        }
+        let version: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let has_outbox: bool =
+            c.query_row("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'outbox'", [], |r| {
+                r.get(0)
+            })?;
+        if version >= 1 && has_outbox {
+            // Made by a redeemd from before the stamp: ours, stamped now.
+            c.pragma_update(None, "application_id", LEDGER_APPLICATION_ID)?;
+            return Ok(());
+        }
+        let tables: i64 = c.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))?;
+        Err(foreign(if tables == 0 {
+            "an SQLite file with no tables".into()
+        } else {
+            format!("an SQLite database of something else ({tables} schema objects, no redeemd schema)")
+        }))
+    }
+
     fn migrate(&mut self) -> Result<()> {
         let known = MIGRATIONS.len() as i64;
         let found: i64 = self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -163,6 +218,9 @@ impl Store {
         }
         for (index, (_, sql)) in MIGRATIONS.iter().enumerate().skip(found as usize) {
             let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if index == 0 {
+                tx.pragma_update(None, "application_id", LEDGER_APPLICATION_ID)?;
+            }
             tx.execute_batch(sql)?;
             tx.pragma_update(None, "user_version", index as i64 + 1)?;
             tx.commit()?;

@@ -108,8 +108,11 @@ pub fn after(state: &mut SyncState, outcome: &Result<(), UpstreamError>, now: Ti
         }
         Err(e) => {
             state.failures = state.failures.saturating_add(1);
-            let delay = backoff_delay(state.failures, jitter, e.retry_after());
-            state.next_attempt = Some(now + SignedDuration::try_from(delay).unwrap_or(SignedDuration::ZERO));
+            let delay = backoff_delay(state.failures, jitter, e.retry_after(now));
+            // Every delay is capped (backoff 5 min, Retry-After 1 h), and the addition is
+            // checked all the same: a deadline never overflows.
+            let delay = SignedDuration::try_from(delay).unwrap_or(SignedDuration::ZERO);
+            state.next_attempt = Some(now.checked_add(delay).unwrap_or(Timestamp::MAX));
             state.last_error = Some(e.to_string());
         }
     }
@@ -131,6 +134,8 @@ pub struct Summary {
     pub forwarded: u64,
     pub by_status: [u64; 4],
     pub parked: u64,
+    /// Steps that failed without stopping the round (heartbeat, refresh).
+    pub warnings: Vec<String>,
 }
 
 impl Summary {
@@ -181,6 +186,16 @@ pub enum Step {
     Heartbeat,
     Refresh,
     Forward,
+}
+
+impl Step {
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Heartbeat => "heartbeat",
+            Step::Refresh => "rule-set refresh",
+            Step::Forward => "forwarding",
+        }
+    }
 }
 
 impl<'a> Syncer<'a> {
@@ -379,7 +394,7 @@ impl<'a> Syncer<'a> {
             after(&mut self.state, &result.as_ref().map(|_| ()).map_err(Clone::clone), now, jitter());
             match result {
                 Err(e) if e.is_transient() && attempt < 2 => {
-                    let delay = backoff_delay(attempt + 1, jitter(), e.retry_after());
+                    let delay = backoff_delay(attempt + 1, jitter(), e.retry_after(now));
                     if delay > Duration::from_secs(10) {
                         return Err(e);
                     }
@@ -416,14 +431,29 @@ impl<'a> Syncer<'a> {
         Ok(())
     }
 
+    /// Heartbeat, refresh, then forwarding until the outbox is empty. A failed heartbeat
+    /// or refresh is reported but does not keep the events from going out; only a 401
+    /// (the pause) stops the round.
     async fn round(&mut self) -> Result<(), UpstreamError> {
         if let Some(reason) = self.state.paused.clone() {
             return Err(UpstreamError::Local(reason));
         }
-        self.step_with_retries(Step::Heartbeat).await?;
-        self.state.last_heartbeat = Some(self.now().await?);
-        self.step_with_retries(Step::Refresh).await?;
-        self.state.last_refresh = Some(self.now().await?);
+        for step in [Step::Heartbeat, Step::Refresh] {
+            let result = self.step_with_retries(step).await;
+            let now = self.now().await?;
+            match step {
+                Step::Heartbeat => self.state.last_heartbeat = Some(now),
+                _ => self.state.last_refresh = Some(now),
+            }
+            match result {
+                Err(UpstreamError::Unauthorized) => return Err(UpstreamError::Unauthorized),
+                Err(e) => {
+                    tracing::warn!(error = %e, "{} failed; forwarding goes on", step.name());
+                    self.summary.warnings.push(format!("{}: {e}", step.name()));
+                }
+                Ok(_) => {}
+            }
+        }
         loop {
             match self.step_with_retries(Step::Forward).await {
                 Ok(0) => return Ok(()),
@@ -472,6 +502,7 @@ impl<'a> Syncer<'a> {
                     Action::Refresh => Step::Refresh,
                     _ => Step::Forward,
                 };
+                let was_offline = self.state.failures > 0;
                 let result = self.step(step).await;
                 let now = self.now().await?;
                 match step {
@@ -483,6 +514,15 @@ impl<'a> Syncer<'a> {
                     tracing::warn!(error = %e, "sync step failed");
                 }
                 after(&mut self.state, &result.map(|_| ()), now, jitter());
+                if was_offline && self.state.failures == 0 {
+                    // Reconnected: heartbeat, refresh, then forwarding, at once (spec
+                    // "Cadence"), whatever step happened to get through first.
+                    tracing::info!("upstream reachable again");
+                    if step != Step::Heartbeat {
+                        self.state.last_heartbeat = None;
+                    }
+                    self.state.last_refresh = None;
+                }
                 self.save_state().await?;
                 None
             }
@@ -585,12 +625,27 @@ mod tests {
         assert_eq!(backoff_delay(5, 0.0, None), Duration::ZERO);
         assert_eq!(backoff_delay(1, 0.5, Some(Duration::from_secs(30))), Duration::from_secs(30));
         let mut s = SyncState::default();
-        let err = UpstreamError::Retryable { reason: "503".into(), retry_after: Some(Duration::from_secs(7)) };
+        let err = UpstreamError::Retryable {
+            reason: "503".into(),
+            retry_after: Some(crate::upstream::RetryAfter::Delay(Duration::from_secs(7))),
+        };
         after(&mut s, &Err(err), t(0), 0.0);
         assert_eq!((s.failures, s.next_attempt), (1, Some(t(7))));
         assert_eq!(next_action(&s, CADENCE, true, t(3)), Action::Wait(Duration::from_secs(4)));
         after(&mut s, &Ok(()), t(8), 0.3);
         assert_eq!((s.failures, s.next_attempt, s.last_error.clone()), (0, None, None));
+    }
+
+    #[test]
+    fn a_huge_retry_after_is_capped_not_an_overflow() {
+        let mut s = SyncState::default();
+        let err = UpstreamError::Retryable {
+            reason: "503".into(),
+            retry_after: crate::upstream::RetryAfter::parse("999999999999"),
+        };
+        after(&mut s, &Err(err), t(0), 1.0);
+        assert_eq!(s.next_attempt, Some(t(3600)));
+        assert_eq!(next_action(&s, CADENCE, true, t(10)), Action::Wait(Duration::from_secs(3590)));
     }
 
     #[test]

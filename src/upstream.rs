@@ -35,17 +35,49 @@ pub enum UpstreamError {
     Unreachable { url: String, message: String },
     /// 408, 429, 5xx, timeouts, resets, short or garbled answers: try again later.
     #[error("{reason}")]
-    Retryable { reason: String, retry_after: Option<Duration> },
+    Retryable { reason: String, retry_after: Option<RetryAfter> },
     #[error("upstream URL {0:?} is refused: use https:// (http:// only for a loopback host)")]
     InsecureUrl(String),
     #[error("{0}")]
     Local(String),
 }
 
+/// `Retry-After` as upstream sent it: seconds, or an HTTP date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryAfter {
+    Delay(Duration),
+    At(jiff::Timestamp),
+}
+
+/// No `Retry-After` makes a terminal wait longer than this.
+pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(3600);
+
+impl RetryAfter {
+    /// The wait from `now`, capped at [`RETRY_AFTER_CAP`]; a date in the past is no wait.
+    pub fn delay_from(self, now: jiff::Timestamp) -> Duration {
+        let delay = match self {
+            RetryAfter::Delay(d) => d,
+            RetryAfter::At(at) => Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO),
+        };
+        delay.min(RETRY_AFTER_CAP)
+    }
+
+    /// `Retry-After: 120` or `Retry-After: Wed, 21 Oct 2026 07:28:00 GMT` (RFC 9110).
+    pub fn parse(value: &str) -> Option<RetryAfter> {
+        let value = value.trim();
+        if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+            // Digits beyond u64 are "a very long time": capped like any other.
+            return Some(RetryAfter::Delay(value.parse().map(Duration::from_secs).unwrap_or(RETRY_AFTER_CAP)));
+        }
+        jiff::fmt::rfc2822::DateTimeParser::new().parse_timestamp(value).ok().map(RetryAfter::At)
+    }
+}
+
 impl UpstreamError {
-    pub fn retry_after(&self) -> Option<Duration> {
+    /// How long upstream asked us to wait, from `now`, capped at an hour.
+    pub fn retry_after(&self, now: jiff::Timestamp) -> Option<Duration> {
         match self {
-            UpstreamError::Retryable { retry_after, .. } => *retry_after,
+            UpstreamError::Retryable { retry_after, .. } => retry_after.map(|r| r.delay_from(now)),
             _ => None,
         }
     }
@@ -63,6 +95,19 @@ pub struct Endpoint {
     pub ca_pem: Option<Vec<u8>>,
     pub system_roots: bool,
     pub timeout: Duration,
+}
+
+/// The base URL as requests are joined onto it: with a trailing slash, so that
+/// `https://host/api/v2` keeps its last segment (`Url::join` would drop it). Returns the
+/// normalised text and whether it changed.
+pub fn normalize_base(url: &str) -> Result<(String, bool), UpstreamError> {
+    let mut parsed = check_url(url)?;
+    if parsed.path().ends_with('/') {
+        return Ok((parsed.to_string(), parsed.as_str() != url));
+    }
+    let path = format!("{}/", parsed.path());
+    parsed.set_path(&path);
+    Ok((parsed.to_string(), true))
 }
 
 /// Checks the URL: https, or http only to a loopback host.
@@ -225,9 +270,8 @@ fn describe_tls(base: &reqwest::Url, e: &rustls::Error) -> String {
     }
 }
 
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<RetryAfter> {
+    RetryAfter::parse(headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?)
 }
 
 /// Reads a body up to `cap` bytes; longer is a failure.
@@ -301,7 +345,7 @@ pub fn client_for(
 
 impl Upstream {
     pub fn new(endpoint: &Endpoint, token: Option<String>) -> Result<Upstream, UpstreamError> {
-        let base = check_url(&endpoint.base_url)?;
+        let base = check_url(&normalize_base(&endpoint.base_url)?.0)?;
         // Once per process; a second install is refused harmlessly.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut builder = reqwest::Client::builder()
@@ -492,6 +536,32 @@ pub fn parse_results(sent: &[(String, String)], body: &[u8]) -> Result<Vec<Event
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_base_url_keeps_its_last_path_segment() {
+        assert_eq!(normalize_base("https://h.example/api/v2").unwrap(), ("https://h.example/api/v2/".into(), true));
+        assert_eq!(normalize_base("https://h.example/api/v2/").unwrap(), ("https://h.example/api/v2/".into(), false));
+        assert_eq!(normalize_base("https://h.example").unwrap(), ("https://h.example/".into(), true));
+        let (base, _) = normalize_base("https://h.example/api/v2").unwrap();
+        assert_eq!(
+            reqwest::Url::parse(&base).unwrap().join("v1/enroll").unwrap().as_str(),
+            "https://h.example/api/v2/v1/enroll"
+        );
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_or_a_date_and_is_capped() {
+        let now: jiff::Timestamp = "2026-10-21T07:27:00Z".parse().unwrap();
+        let delay = |v: &str| RetryAfter::parse(v).map(|r| r.delay_from(now));
+        assert_eq!(delay("120"), Some(Duration::from_secs(120)));
+        assert_eq!(delay("999999999999"), Some(RETRY_AFTER_CAP));
+        assert_eq!(delay("99999999999999999999999999"), Some(RETRY_AFTER_CAP));
+        assert_eq!(delay("Wed, 21 Oct 2026 07:28:00 GMT"), Some(Duration::from_secs(60)));
+        assert_eq!(delay("Wed, 21 Oct 2026 07:00:00 GMT"), Some(Duration::ZERO), "a date in the past");
+        assert_eq!(delay("Thu, 31 Dec 2099 23:59:59 GMT"), Some(RETRY_AFTER_CAP));
+        assert_eq!(delay("soon"), None);
+        assert_eq!(delay("-5"), None);
+    }
 
     #[test]
     fn plain_http_only_to_loopback() {

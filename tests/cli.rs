@@ -280,3 +280,35 @@ fn revoked_and_unknown_campaign_through_the_binary() {
     let r = t.run(&["redeem", &code, "--amount", "58", "--json"]);
     assert_eq!(r.json()["reason"], "unknown_key");
 }
+
+#[test]
+fn an_empty_or_foreign_ledger_is_refused_not_taken_for_a_new_one() {
+    let t = TestTerminal::with_ruleset();
+    let code = t.code("C-STAMP", "DINING");
+    assert_exit(&t.run(&["redeem", &code, "--amount", "58"]), 0, "redeem on the real ledger");
+    let db = t.db();
+    let _ = std::fs::remove_file(db.with_extension("sqlite-wal"));
+    let _ = std::fs::remove_file(db.with_extension("sqlite-shm"));
+    // A ledger truncated to 0 bytes (a full disk, a bad copy).
+    std::fs::write(&db, b"").unwrap();
+    for args in [vec!["redeem", code.as_str(), "--amount", "58"], vec!["report", "daily"]] {
+        let r = t.run(&args);
+        assert_exit(&r, 3, "an empty ledger");
+        assert!(r.stderr.contains("not a redeemd ledger") && r.stderr.contains("empty"), "{}", r.stderr);
+        assert!(r.stderr.contains("backup"), "says what to do: {}", r.stderr);
+    }
+    assert_eq!(std::fs::metadata(&db).unwrap().len(), 0, "left as it was");
+    // Another program's SQLite database.
+    std::fs::remove_file(&db).unwrap();
+    let other = rusqlite::Connection::open(&db).unwrap();
+    other.execute_batch("CREATE TABLE photos (id INTEGER PRIMARY KEY, name TEXT)").unwrap();
+    drop(other);
+    let r = t.run(&["redeem", &code, "--amount", "58"]);
+    assert_exit(&r, 3, "a foreign database");
+    assert!(r.stderr.contains("not a redeemd ledger"), "{}", r.stderr);
+    // Not SQLite at all.
+    std::fs::write(&db, b"hello, this is a text file and not a ledger at all........").unwrap();
+    let r = t.run(&["redeem", &code, "--amount", "58"]);
+    assert_exit(&r, 3, "not a database");
+    assert!(r.stderr.contains("not an SQLite database"), "{}", r.stderr);
+}

@@ -500,7 +500,8 @@ fn scans_decide_beep_and_publish_through_unplug_and_replug() {
     assert_eq!(unplugged["state"], "disconnected");
     assert_eq!(d.get("/v1/status").json()["scanner"]["state"], "disconnected");
     let mut scanner = Emulator::plug(&link);
-    assert_eq!(events.next_named("scanner", 5 * SECOND).unwrap()["state"], "connected");
+    let replugged = events.next_named("scanner", 15 * SECOND).unwrap_or_else(|| panic!("no reconnect: {}", d.log()));
+    assert_eq!(replugged["state"], "connected");
     let second = d.open_checkout(6000);
     scanner.scan(&profile, &t.code("C-SCAN-2", "DINING"), None);
     let beep = scanner.read_for(2 * SECOND);

@@ -75,8 +75,10 @@ fn provision_refresh_offline_redeem_then_forward() {
     assert_eq!(std::fs::metadata(&token).unwrap().permissions().mode() & 0o777, 0o600);
     let config = std::fs::read_to_string(t.config()).unwrap();
     assert!(!config.contains("tok-0042-secret") && config.contains("terminal-id = \"T-0042\""), "{config}");
-    // upstream is down while the shop sells
-    rig.up.fail_next("heartbeat", &[Fault::Status(503), Fault::Status(503), Fault::Status(503)]);
+    // upstream is down while the shop sells (every call fails, retries included)
+    for path in ["heartbeat", "ruleset", "redemptions"] {
+        rig.up.fail_next(path, &[Fault::Status(503), Fault::Status(503), Fault::Status(503)]);
+    }
     let first = redeem(t, "OFF-1");
     redeem(t, "OFF-2");
     let void = t.run(&["void", &first]);
@@ -265,4 +267,29 @@ fn sync_without_upstream_config_is_a_usage_error() {
     let r = t.run(&["sync", "--once"]);
     assert_exit(&r, 2, "sync on a hand-provisioned terminal");
     assert!(r.stderr.contains("redeemd provision"), "{}", r.stderr);
+}
+
+#[test]
+fn a_huge_retry_after_ends_the_run_cleanly_instead_of_panicking() {
+    let rig = rig();
+    redeem(&rig.t, "C-RA-1");
+    rig.up.fail_next("redemptions", &[Fault::RetryAfter(999_999_999_999)]);
+    let r = rig.t.run(&["sync", "--once"]);
+    assert_exit(&r, 3, "sync --once with Retry-After 999999999999");
+    assert!(r.stderr.contains("1 event(s) left undelivered") || r.stderr.contains("429"), "{}", r.stderr);
+    let r = rig.t.run(&["sync", "--once"]);
+    assert_exit(&r, 0, "the next run delivers");
+}
+
+#[test]
+fn a_failing_heartbeat_or_refresh_does_not_hold_back_forwarding() {
+    let rig = rig();
+    redeem(&rig.t, "C-HB-1");
+    let down = [Fault::Status(503), Fault::Status(503), Fault::Status(503)];
+    rig.up.fail_next("heartbeat", &down);
+    rig.up.fail_next("ruleset", &down);
+    let r = rig.t.run(&["sync", "--once"]);
+    assert_exit(&r, 0, "forwarding went on");
+    assert!(r.stdout.contains("warning: heartbeat") && r.stdout.contains("warning: rule-set refresh"), "{}", r.stdout);
+    assert_eq!(rig.up.event_ids().len(), 1);
 }

@@ -39,7 +39,7 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(40);
 pub const MAX_WAIT_SECONDS: f64 = 30.0;
 /// Amounts above 10^11 minor units are refused (the spec's bound for rule sets too).
-pub const MAX_AMOUNT: i64 = 100_000_000_000;
+pub const MAX_AMOUNT: i64 = Money::MAX.0;
 pub const SESSION_COOKIE: &str = "redeemd_session";
 /// Keep-alive comments on idle event streams.
 pub const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);

@@ -323,7 +323,6 @@ async fn sync_loop(
         if shutdown.is_cancelled() {
             return;
         }
-        let was_offline = syncer.state.failures > 0;
         let step = tokio::select! {
             step = syncer.tick(cadence, &mut announced_pause) => step,
             _ = shutdown.cancelled() => return,
@@ -340,12 +339,6 @@ async fn sync_loop(
             (None, 0) => "online",
             _ => "offline",
         };
-        if was_offline && sync_state == "online" && wait.is_none() {
-            // Back online: heartbeat, refresh, then forwarding, at once (spec "Cadence").
-            tracing::info!("upstream reachable again");
-            syncer.state.last_heartbeat = None;
-            syncer.state.last_refresh = None;
-        }
         *state.sync.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(SyncStatus { state: sync_state, last_error: syncer.state.last_error.clone() });
         if let Ok(Ok(status)) = state.ledger.call(|l| l.status()).await {
