@@ -80,6 +80,9 @@ enum Command {
     /// Barcode scanners: list ports, watch scans, print a setup sheet
     #[command(subcommand)]
     Scanner(ScannerCommand),
+    /// Events waiting for upstream's answer, and parked ones sent again
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
     /// The daemon: scanner, decisions, local API, pages and forwarding in one process
     #[command(after_help = RUN_EXAMPLES)]
     Run(RunArgs),
@@ -126,6 +129,53 @@ struct RunArgs {
     /// Firmware profile id (default: [scanner] profile, else generic-serial)
     #[arg(long, value_name = "ID")]
     profile: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum OutboxCommand {
+    /// Events not yet answered (pending and parked), with upstream's message for parked ones
+    #[command(after_help = "Examples:\n  redeemd outbox list\n  redeemd outbox list --state parked --json")]
+    List {
+        /// Only events in this state
+        #[arg(long, value_enum)]
+        state: Option<OutboxState>,
+        /// A JSON array of objects
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send parked events again (after the cause was fixed, e.g. an upgrade)
+    #[command(after_help = "Examples:\n  redeemd outbox retry 0198f3c2-…\n  redeemd outbox retry --all")]
+    Retry {
+        /// The event to send again
+        #[arg(value_name = "EVENT_ID", required_unless_present = "all", conflicts_with = "all")]
+        event_id: Option<String>,
+        /// Every parked event
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum OutboxState {
+    Pending,
+    Parked,
+    Accepted,
+    Duplicate,
+    Conflict,
+    Rejected,
+}
+
+impl OutboxState {
+    fn as_str(self) -> &'static str {
+        match self {
+            OutboxState::Pending => "pending",
+            OutboxState::Parked => "parked",
+            OutboxState::Accepted => "accepted",
+            OutboxState::Duplicate => "duplicate",
+            OutboxState::Conflict => "conflict",
+            OutboxState::Rejected => "rejected",
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -365,6 +415,10 @@ pub fn run(cli: Cli) -> CliResult {
         }
         Command::Scanner(ScannerCommand::Sheet { profile, out }) => scanner_sheet(&profile, &out),
         Command::Run(args) => run_daemon(&cli.config, args),
+        Command::Outbox(OutboxCommand::List { state, json }) => outbox_list(&cli.config, state, json),
+        Command::Outbox(OutboxCommand::Retry { event_id, all }) => {
+            outbox_retry(&cli.config, if all { None } else { event_id.as_deref() })
+        }
         Command::PosToken { rotate } => pos_token(&cli.config, rotate),
         Command::ManagerPin(ManagerPinCommand::Set) => manager_pin_set(&cli.config),
         Command::CashierUrl => cashier_url(&cli.config),
@@ -1030,6 +1084,73 @@ fn scanner_sheet(profile_id: &str, out: &Path) -> CliResult {
 }
 
 /// A temporary directory removed on drop (std only; the demo needs no more).
+fn outbox_list(config_path: &Path, state: Option<OutboxState>, json: bool) -> CliResult {
+    let config = load_config(config_path)?;
+    let agent = open_agent(&config)?;
+    let tz = agent.timezone();
+    let rows = agent.store().outbox_rows(state.map(OutboxState::as_str))?;
+    let message = |answer: &Option<String>| -> Option<String> {
+        let answer = answer.as_deref()?;
+        let value: serde_json::Value = serde_json::from_str(answer).ok()?;
+        Some(value["reason"].as_str().or(value["message"].as_str()).unwrap_or(answer).to_owned())
+    };
+    if json {
+        let list: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "seq": r.seq, "event_id": r.event_id, "type": r.kind, "redemption_id": r.redemption_id,
+                    "state": r.state, "created_at": rfc3339(r.created, &tz), "message": message(&r.answer),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        println!("nothing waiting: every event has upstream's answer");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:>6}  {:<36}  {:<6}  {:<8}  {:<25}  message", "seq", "event_id", "type", "state", "created");
+    for r in &rows {
+        println!(
+            "{:>6}  {:<36}  {:<6}  {:<8}  {:<25}  {}",
+            r.seq,
+            r.event_id,
+            r.kind,
+            r.state,
+            rfc3339(r.created, &tz),
+            message(&r.answer).unwrap_or_default()
+        );
+    }
+    let parked = rows.iter().filter(|r| r.state == "parked").count();
+    if parked > 0 {
+        println!(
+            "{parked} parked: upstream refused them (400); `redeemd outbox retry EVENT_ID|--all` sends them again"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn outbox_retry(config_path: &Path, event_id: Option<&str>) -> CliResult {
+    let config = load_config(config_path)?;
+    let mut agent = open_agent(&config)?;
+    let count = agent.store_mut().unpark(event_id)?;
+    match (count, event_id) {
+        (0, Some(id)) => Err(usage(anyhow!(
+            "event {id} is not parked (or does not exist); `redeemd outbox list --state parked` shows the parked ones"
+        ))),
+        (0, None) => {
+            println!("no parked events");
+            Ok(ExitCode::SUCCESS)
+        }
+        (n, _) => {
+            println!("{n} event(s) queued again; the daemon (or `redeemd sync --once`) sends them");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
 fn run_daemon(config_path: &Path, args: RunArgs) -> CliResult {
     let config = load_config(config_path)?;
     let clock: std::sync::Arc<dyn crate::clock::Clock> = std::sync::Arc::new(SystemClock);

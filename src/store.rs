@@ -428,8 +428,14 @@ impl Store {
 
     /// The oldest `limit` events still waiting for an answer, in `seq` order.
     pub fn pending_events(&self, limit: usize) -> Result<Vec<OutboxEvent>> {
+        // An event never overtakes an earlier event of its redemption: a void waits while
+        // its redeem is parked.
         let mut stmt = self.conn.prepare_cached(
-            "SELECT seq, event_id, type, redemption_id, body FROM outbox WHERE state = 'pending' ORDER BY seq LIMIT ?1",
+            "SELECT o.seq, o.event_id, o.type, o.redemption_id, o.body FROM outbox o
+             WHERE o.state = 'pending'
+               AND NOT EXISTS (SELECT 1 FROM outbox p
+                               WHERE p.redemption_id = o.redemption_id AND p.state = 'parked' AND p.seq < o.seq)
+             ORDER BY o.seq LIMIT ?1",
         )?;
         let rows = stmt.query_map([limit as i64], |r| {
             Ok(OutboxEvent {
@@ -478,7 +484,8 @@ impl Store {
         Ok(())
     }
 
-    /// Parks a batch upstream called bad (400): kept, reported, not sent again by itself.
+    /// Parks the event(s) upstream called bad (400): kept, shown with upstream's message,
+    /// counted as answered for the offline limits, sent again only by `outbox retry`.
     pub fn park(&mut self, events: &[OutboxEvent], reason: &str, now: Timestamp) -> Result<()> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
@@ -494,12 +501,35 @@ impl Store {
         Ok(())
     }
 
-    /// Puts parked events back in the queue (after the cause was fixed upstream).
-    pub fn unpark(&mut self) -> Result<usize> {
+    /// Puts parked events back in the queue (after the cause was fixed upstream): one by
+    /// its `event_id`, or all of them. Returns how many.
+    pub fn unpark(&mut self, event_id: Option<&str>) -> Result<usize> {
         Ok(self.conn.execute(
-            "UPDATE outbox SET state = 'pending', answer = NULL, answered_ms = NULL WHERE state = 'parked'",
-            [],
+            "UPDATE outbox SET state = 'pending', answer = NULL, answered_ms = NULL
+             WHERE state = 'parked' AND (?1 IS NULL OR event_id = ?1)",
+            [event_id],
         )?)
+    }
+
+    /// Outbox rows for `outbox list`: every event not yet answered (pending or parked), or
+    /// those in `state`; oldest first.
+    pub fn outbox_rows(&self, state: Option<&str>) -> Result<Vec<OutboxRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT seq, event_id, type, redemption_id, state, answer, created_ms FROM outbox
+             WHERE (?1 IS NULL AND state IN ('pending', 'parked')) OR state = ?1 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([state], |r| {
+            Ok(OutboxRow {
+                seq: r.get(0)?,
+                event_id: r.get(1)?,
+                kind: r.get(2)?,
+                redemption_id: r.get(3)?,
+                state: r.get(4)?,
+                answer: r.get(5)?,
+                created: from_ms(r.get(6)?),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     // ------------------------------------------------------------ reading
@@ -509,7 +539,9 @@ impl Store {
         let mut stmt = self.conn.prepare(
             "SELECT r.id, r.checkout_id, r.coupon_id, r.campaign_id, r.discount, r.basket_total, r.eligible_total,
                     r.at_ms, r.voided_ms,
-                    CASE WHEN EXISTS (SELECT 1 FROM outbox o WHERE o.redemption_id = r.id AND o.state IN ('pending', 'parked'))
+                    CASE WHEN EXISTS (SELECT 1 FROM outbox o WHERE o.redemption_id = r.id AND o.state = 'parked')
+                         THEN 'parked'
+                         WHEN EXISTS (SELECT 1 FROM outbox o WHERE o.redemption_id = r.id AND o.state = 'pending')
                          THEN 'pending' ELSE r.forward_state END
              FROM redemption r WHERE r.at_ms >= ?1 AND r.at_ms < ?2 ORDER BY r.at_ms, r.id",
         )?;
@@ -840,6 +872,19 @@ pub fn last_contact_in(c: &Connection) -> Result<Option<Timestamp>> {
     Ok(value.and_then(|v| v.parse::<i64>().ok()).map(from_ms))
 }
 
+/// One outbox row as `outbox list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    pub seq: i64,
+    pub event_id: String,
+    pub kind: String,
+    pub redemption_id: String,
+    pub state: String,
+    /// Upstream's answer (for a parked event: its 400 message).
+    pub answer: Option<String>,
+    pub created: Timestamp,
+}
+
 /// One outbox row as the forwarder sends it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxEvent {
@@ -955,8 +1000,10 @@ fn append_event(
 fn unsynced(conn: &Connection) -> rusqlite::Result<Unsynced> {
     let (count, value): (u64, i64) = conn
         .prepare_cached(
-            "SELECT COUNT(*), IFNULL(SUM(discount), 0) FROM redemption
-             WHERE voided_ms IS NULL AND forward_state = 'pending'",
+            "SELECT COUNT(*), IFNULL(SUM(discount), 0) FROM redemption r
+             WHERE voided_ms IS NULL AND forward_state = 'pending'
+               AND NOT EXISTS (SELECT 1 FROM outbox o
+                               WHERE o.redemption_id = r.id AND o.type = 'redeem' AND o.state = 'parked')",
         )?
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(Unsynced { count, value: Money(value) })

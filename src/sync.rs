@@ -179,6 +179,9 @@ pub struct Syncer<'a> {
     pub scanner_state: Box<dyn Fn() -> String + Send + Sync + 'a>,
     pub state: SyncState,
     pub summary: Summary,
+    /// Events per request: [`BATCH`], halved after each 400 until the refused event is
+    /// alone in its batch and parked.
+    batch_limit: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,6 +229,7 @@ impl<'a> Syncer<'a> {
             scanner_state: Box::new(|| "not_running".to_owned()),
             state,
             summary: Summary::default(),
+            batch_limit: BATCH,
         }
     }
 
@@ -333,8 +337,9 @@ impl<'a> Syncer<'a> {
 
     /// Sends one batch of the oldest pending events; `Ok(0)` when there were none.
     async fn forward(&mut self) -> Result<usize, UpstreamError> {
+        let limit = self.batch_limit;
         let events: Vec<OutboxEvent> =
-            self.ledger.with(|agent| agent.store().pending_events(BATCH)).await?.map_err(local)?;
+            self.ledger.with(move |agent| agent.store().pending_events(limit)).await?.map_err(local)?;
         if events.is_empty() {
             return Ok(0);
         }
@@ -358,8 +363,16 @@ impl<'a> Syncer<'a> {
                 self.contact().await?;
                 Ok(count)
             }
+            // Something in the batch is bad: halve it until the refused event is alone,
+            // then park only that one (spec, upstream-api.md "400"). Each retry re-reads
+            // the outbox, so nothing behind a parked event of its redemption goes out.
+            Err(UpstreamError::BadRequest(reason)) if events.len() > 1 => {
+                self.batch_limit = events.len() / 2;
+                tracing::warn!(count = events.len(), next = self.batch_limit, %reason, "upstream refused a batch (400); narrowing it down");
+                Err(UpstreamError::BadRequest(reason))
+            }
             Err(UpstreamError::BadRequest(reason)) => {
-                let (count, first_seq) = (events.len(), events[0].seq);
+                let seq = events[0].seq;
                 let why = reason.clone();
                 self.ledger
                     .with(move |agent| {
@@ -368,8 +381,9 @@ impl<'a> Syncer<'a> {
                     })
                     .await?
                     .map_err(local)?;
-                self.summary.parked += count as u64;
-                tracing::error!(first_seq, count, %reason, "upstream refused a batch (400); parked");
+                self.summary.parked += 1;
+                self.batch_limit = BATCH;
+                tracing::error!(seq, %reason, "upstream refused an event (400); parked until `redeemd outbox retry`");
                 Err(UpstreamError::BadRequest(reason))
             }
             Err(e) => Err(e),

@@ -186,17 +186,74 @@ fn unauthorized_stops_forwarding_and_keeps_the_outbox() {
 }
 
 #[test]
-fn bad_request_parks_the_batch_without_looping() {
+fn bad_request_narrows_the_batch_down_and_parks_only_the_refused_event() {
     let rig = rig();
-    redeem(&rig.t, "PARK-1");
-    rig.up.fail_next("redemptions", &[Fault::BadRequest]);
-    let r = rig.t.run(&["sync", "--once"]);
-    assert_exit(&r, 3, "400");
+    let t = &rig.t;
+    let mut ids = Vec::new();
+    for i in 0..9 {
+        ids.push(redeem(t, &format!("NARROW-{i}")));
+    }
+    // The poisoned coupon's void is queued behind its redeem; it must wait.
+    let void = t.run(&["void", &ids[4]]);
+    assert_exit(&void, 0, "void");
+    redeem(t, "NARROW-9");
+    rig.up.poison("NARROW-4");
+    let r = t.run(&["sync", "--once"]);
+    assert_exit(&r, 3, "a parked event is undelivered");
     assert!(r.stderr.contains("parked"), "{}", r.stderr);
-    assert_eq!(rig.up.requests("redemptions"), 1, "sent once, not looped");
-    assert!(outbox(&rig.t).iter().all(|(_, _, s)| s == "parked"));
-    let report = rig.t.run(&["report", "daily", "--format", "json"]).json();
-    assert_eq!(report["redemptions"][0]["state"], "pending");
+    let arrived: Vec<String> =
+        rig.up.arrivals().iter().filter_map(|e| e["coupon_id"].as_str().map(str::to_owned)).collect();
+    assert_eq!(arrived.len(), 9, "every other redemption went: {arrived:?}");
+    assert!(!arrived.contains(&"NARROW-4".to_owned()));
+    assert!(rig.up.arrivals().iter().all(|e| e["type"] != "void"), "the void did not overtake its redeem");
+    assert!(rig.up.requests("redemptions") <= 12, "narrowed by halving: {}", rig.up.requests("redemptions"));
+    let states: Vec<String> = outbox(t).into_iter().map(|(_, _, s)| s).collect();
+    assert_eq!(states.iter().filter(|s| *s == "parked").count(), 1, "{states:?}");
+    assert_eq!(states.iter().filter(|s| *s == "pending").count(), 1, "the void waits: {states:?}");
+
+    // Shown with upstream's message; the report says parked.
+    let list = t.run(&["outbox", "list", "--json"]);
+    assert_exit(&list, 0, "outbox list");
+    let list: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    let parked: Vec<&serde_json::Value> = list.as_array().unwrap().iter().filter(|e| e["state"] == "parked").collect();
+    assert_eq!(parked.len(), 1);
+    assert!(parked[0]["message"].as_str().unwrap().contains("NARROW-4 is malformed"), "{list}");
+    let report = t.run(&["report", "daily", "--format", "json"]).json();
+    let state_of = |id: &str| {
+        report["redemptions"].as_array().unwrap().iter().find(|r| r["redemption_id"] == id).unwrap()["state"].clone()
+    };
+    assert_eq!(state_of(&ids[4]), "parked");
+    assert_eq!(state_of(&ids[0]), "forwarded");
+
+    // Retried once upstream is fixed: the redeem, then its void, in order.
+    rig.up.cure("NARROW-4");
+    let retry = t.run(&["outbox", "retry", "--all"]);
+    assert_exit(&retry, 0, "outbox retry --all");
+    assert_exit(&t.run(&["outbox", "retry", "no-such-event"]), 2, "retry of an unknown id");
+    let r = t.run(&["sync", "--once"]);
+    assert_exit(&r, 0, "delivered after the retry");
+    let arrivals = rig.up.arrivals();
+    let last_two: Vec<&str> = arrivals[arrivals.len() - 2..].iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(last_two, ["redeem", "void"]);
+}
+
+#[test]
+fn a_parked_redemption_counts_as_answered_for_the_offline_limits() {
+    let up = TestUpstream::start();
+    let t = TestTerminal::bare(22);
+    up.set_ruleset_keys(&t.issuer.trust_anchors_json());
+    let mut payload = t.issuer.ruleset_payload(3, jiff::Timestamp::now(), &["DINING"], &[]);
+    payload["offline"] = json!({"max_unsynced_count": 1});
+    up.set_ruleset(&t.issuer.sign_ruleset(&payload));
+    up.add_code("GOOD-CODE");
+    assert_exit(&t.provision(&up.url, &up.ca_pem, "GOOD-CODE"), 0, "provision");
+    redeem(&t, "LIMIT-1");
+    let r = t.run(&["redeem", &t.code("LIMIT-2", "DINING"), "--amount", "58", "--json"]);
+    assert_eq!(r.json()["reason"], "offline_limit", "one unsynced is the limit");
+    up.poison("LIMIT-1");
+    assert_exit(&t.run(&["sync", "--once"]), 3, "parked");
+    let r = t.run(&["redeem", &t.code("LIMIT-2", "DINING"), "--amount", "58", "--json"]);
+    assert_eq!(r.json()["decision"], "accepted", "a parked event no longer blocks the till: {}", r.stdout);
 }
 
 #[test]

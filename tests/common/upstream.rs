@@ -54,6 +54,8 @@ pub struct UpstreamState {
     pub requests: HashMap<&'static str, u64>,
     pub heartbeats: Vec<Value>,
     pub server_time_offset_s: i64,
+    /// Coupon ids whose redeem event makes any batch holding it a 400.
+    pub poison: HashSet<String>,
     pub ruleset_gets_with_etag: u64,
 }
 
@@ -220,6 +222,15 @@ async fn redemptions(State(state): State<Shared>, headers: HeaderMap, body: axum
     if events.len() > 500 {
         return error(StatusCode::BAD_REQUEST, "too_many_events");
     }
+    let poisoned = {
+        let s = state.lock().unwrap();
+        events.iter().find_map(|e| e["coupon_id"].as_str().filter(|c| s.poison.contains(*c)).map(str::to_owned))
+    };
+    if let Some(coupon) = poisoned {
+        let body =
+            json!({"error": {"code": "bad_event", "message": format!("event for coupon {coupon} is malformed")}});
+        return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+    }
     let mut results = process(&state, &events);
     match fault {
         Some(Fault::Delay(d)) => {
@@ -305,6 +316,26 @@ impl TestUpstream {
 
     pub fn fail_next(&self, path: &'static str, faults: &[Fault]) {
         self.state.lock().unwrap().faults.entry(path).or_default().extend(faults.iter().cloned());
+    }
+
+    /// Any batch holding the redeem event of `coupon_id` is answered 400.
+    pub fn poison(&self, coupon_id: &str) {
+        self.state.lock().unwrap().poison.insert(coupon_id.into());
+    }
+
+    pub fn cure(&self, coupon_id: &str) {
+        self.state.lock().unwrap().poison.remove(coupon_id);
+    }
+
+    /// Event types in the order they first arrived.
+    pub fn arrivals(&self) -> Vec<Value> {
+        let s = self.state.lock().unwrap();
+        let mut seen = HashSet::new();
+        s.received
+            .iter()
+            .filter(|e| seen.insert(e["event_id"].as_str().unwrap_or_default().to_owned()))
+            .cloned()
+            .collect()
     }
 
     pub fn verdict(&self, coupon_id: &str, answer: Value) {
