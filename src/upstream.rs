@@ -18,6 +18,8 @@ pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 const MAX_JSON: usize = 4 << 20;
 /// Largest rule set accepted (a million revoked ids is about 25 MB).
 pub const MAX_RULESET: u64 = 512 << 20;
+/// A large rule-set download says how far it got this often (bytes), in the log.
+const PROGRESS_LOG_EVERY: u64 = 4 << 20;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum UpstreamError {
@@ -351,7 +353,9 @@ impl Upstream {
         let mut builder = reqwest::Client::builder()
             .user_agent(format!("redeemd/{AGENT_VERSION}"))
             .connect_timeout(endpoint.timeout.min(Duration::from_secs(10)))
-            .timeout(endpoint.timeout)
+            // Timeouts bound waits, not bodies: a 25 MB rule set on a slow shop line takes
+            // minutes but never stalls for `timeout`; JSON answers are size-capped.
+            .read_timeout(endpoint.timeout)
             .gzip(true)
             .https_only(base.scheme() == "https");
         if let Some(pem) = &endpoint.ca_pem {
@@ -435,6 +439,7 @@ impl Upstream {
         let local = |e: std::io::Error| UpstreamError::Local(format!("writing {}: {e}", dest.display()));
         let mut file = std::fs::File::create(dest).map_err(local)?;
         let mut written = 0u64;
+        let mut logged = 0u64;
         while let Some(chunk) = resp.chunk().await.map_err(|e| classify(&self.base, &e))? {
             written += chunk.len() as u64;
             if written > MAX_RULESET {
@@ -442,6 +447,13 @@ impl Upstream {
             }
             file.write_all(&chunk).map_err(local)?;
             progress(written, total);
+            if written - logged >= PROGRESS_LOG_EVERY {
+                logged = written;
+                match total {
+                    Some(total) => tracing::info!("downloading the rule set: {written} of {total} bytes"),
+                    None => tracing::info!("downloading the rule set: {written} bytes"),
+                }
+            }
         }
         file.sync_all().map_err(local)?;
         Ok(RulesetFetch::Fetched { etag, bytes: written })

@@ -350,3 +350,19 @@ fn a_failing_heartbeat_or_refresh_does_not_hold_back_forwarding() {
     assert!(r.stdout.contains("warning: heartbeat") && r.stdout.contains("warning: rule-set refresh"), "{}", r.stdout);
     assert_eq!(rig.up.event_ids().len(), 1);
 }
+
+#[test]
+fn a_rule_set_on_a_slow_line_installs_though_it_takes_longer_than_the_timeout() {
+    let rig = rig(); // timeout-secs = 1
+    let mut payload = rig.t.issuer.ruleset_payload(4, jiff::Timestamp::now(), &["DINING", "GROCERY"], &[]);
+    let revoked: Vec<String> = (0..8000).map(|i| format!("SLOW-REVOKED-{i:06}")).collect();
+    payload["revoked"] = json!(revoked);
+    rig.up.set_ruleset(&rig.t.issuer.sign_ruleset(&payload));
+    // 3 s in all, never 1 s without a byte.
+    rig.up.fail_next("ruleset", &[Fault::Trickle { pieces: 7, pause: Duration::from_millis(500) }]);
+    let started = std::time::Instant::now();
+    let r = rig.t.run(&["sync", "--once"]);
+    assert_exit(&r, 0, "slow download");
+    assert!(started.elapsed() >= Duration::from_millis(2500));
+    assert!(r.stdout.contains("installed version 4"), "{}", r.stdout);
+}

@@ -31,6 +31,11 @@ pub enum Fault {
     Short,
     Unauthorized,
     BadRequest,
+    /// Send the rule set in this many pieces with this pause between them (a slow line).
+    Trickle {
+        pieces: usize,
+        pause: Duration,
+    },
 }
 
 #[derive(Default)]
@@ -145,7 +150,8 @@ fn etag_of(jws: &str) -> String {
 }
 
 async fn ruleset(State(state): State<Shared>, headers: HeaderMap) -> Response {
-    if let Some(r) = take_fault(&state, "ruleset").as_ref().and_then(fault_response) {
+    let fault = take_fault(&state, "ruleset");
+    if let Some(r) = fault.as_ref().and_then(fault_response) {
         return r;
     }
     if !authorized(&state, &headers) {
@@ -161,6 +167,22 @@ async fn ruleset(State(state): State<Shared>, headers: HeaderMap) -> Response {
         if sent == tag {
             return StatusCode::NOT_MODIFIED.into_response();
         }
+    }
+    if let Some(Fault::Trickle { pieces, pause }) = fault {
+        let bytes = jws.into_bytes();
+        let size = bytes.len().div_ceil(pieces.max(1));
+        let chunks: Vec<bytes::Bytes> = bytes.chunks(size).map(bytes::Bytes::copy_from_slice).collect();
+        let stream = futures_util::stream::unfold((chunks.into_iter(), true), move |(mut rest, first)| async move {
+            if !first {
+                tokio::time::sleep(pause).await;
+            }
+            rest.next().map(|c| (Ok::<_, std::io::Error>(c), (rest, false)))
+        });
+        return Response::builder()
+            .header("content-type", "application/jose")
+            .header("etag", tag)
+            .body(Body::from_stream(stream))
+            .unwrap();
     }
     ([("content-type", "application/jose"), ("etag", tag.as_str())], jws).into_response()
 }
