@@ -37,6 +37,8 @@ pub struct Agent {
     installed: Option<Installed>,
     /// The ledger's `data_version` when this agent last looked.
     seen_data_version: Option<i64>,
+    /// Why the stored rule set is not used (its tables do not match its signed text).
+    ruleset_problem: Option<String>,
 }
 
 impl Agent {
@@ -49,7 +51,17 @@ impl Agent {
         clock: Box<dyn Clock>,
     ) -> Result<Agent, StoreError> {
         let installed = store.ruleset()?;
-        Ok(Agent { store, terminal, anchors, language, fallback_timezone, clock, installed, seen_data_version: None })
+        Ok(Agent {
+            store,
+            terminal,
+            anchors,
+            language,
+            fallback_timezone,
+            clock,
+            installed,
+            seen_data_version: None,
+            ruleset_problem: None,
+        })
     }
 
     pub fn now(&self) -> Timestamp {
@@ -63,12 +75,16 @@ impl Agent {
         if self.seen_data_version == Some(version) {
             return Ok(false);
         }
-        let reload = self.seen_data_version.is_some();
+        let changed = self.seen_data_version.is_some();
         self.seen_data_version = Some(version);
-        if reload {
-            self.installed = self.store.ruleset()?;
+        let in_force = self.installed.as_ref().map(|i| i.rules.version);
+        if !changed || self.store.ruleset_version()? == in_force {
+            return Ok(false);
         }
-        Ok(reload)
+        self.installed = self.store.ruleset()?;
+        // The import verified it; what decisions will read is proven here again.
+        let _ = self.check_derived_tables();
+        Ok(true)
     }
 
     pub fn installed(&self) -> Option<&Installed> {
@@ -112,25 +128,48 @@ impl Agent {
         let install = self.store.install_ruleset(&verified, now)?.map_err(refused)?;
         if let Install::Installed { previous } = install {
             self.installed = self.store.ruleset()?;
+            self.ruleset_problem = None;
             tracing::info!(?previous, version = verified.rules.version, "rule set installed");
         }
         Ok(install)
     }
 
-    /// Re-verifies the stored JWS of the rule set in force against the trust anchors: the
-    /// indexed tables are never trusted beyond the signed text they came from.
-    pub fn reverify_installed(&self) -> Result<Option<u64>, ImportError> {
-        let Some((version, jws)) = self.store.ruleset_jws()? else {
-            return Ok(None);
+    /// Proves that the tables decisions read (campaigns, revoked ids, the header row) are
+    /// exactly what the verified JWS says: re-verifies the JWS and compares digests. On
+    /// any mismatch the rule set is dropped from this agent, so decisions fail closed
+    /// (`no_ruleset`); the error says why.
+    pub fn check_derived_tables(&mut self) -> Result<(), String> {
+        let Some((_, jws)) = self.store.ruleset_jws().map_err(|e| e.to_string())? else {
+            return Ok(());
         };
-        let verified = ruleset::verify(&jws, &self.anchors)?;
-        if verified.rules.version != version {
-            return Err(ImportError::Refused(Refusal::Payload(format!(
-                "stored text is version {}, the row says {version}",
-                verified.rules.version
-            ))));
+        let problem = match ruleset::verify(&jws, &self.anchors) {
+            Err(refusal) => Some(format!("the stored rule set no longer verifies: {refusal}")),
+            Ok(verified) => {
+                let expected = crate::store::derived_digest_of(&verified.wire).map_err(|e| e.to_string())?;
+                let actual = self.store.derived_digest().map_err(|e| e.to_string())?;
+                (actual != Some(expected)).then(|| {
+                    format!(
+                        "the ledger's campaign/revoked tables differ from the signed rule set {} (edited?); \
+                         decisions refuse with no_ruleset until a rule set is installed again",
+                        verified.rules.version
+                    )
+                })
+            }
+        };
+        self.ruleset_problem = problem.clone();
+        match problem {
+            Some(problem) => {
+                tracing::error!("{problem}");
+                self.installed = None;
+                Err(problem)
+            }
+            None => Ok(()),
         }
-        Ok(Some(version))
+    }
+
+    /// Why the stored rule set is not in force, when [`Agent::check_derived_tables`] found it unfit.
+    pub fn ruleset_problem(&self) -> Option<&str> {
+        self.ruleset_problem.as_deref()
     }
 
     /// Decides a code and records it when accepted; always at the clock's now.

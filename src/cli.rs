@@ -544,8 +544,13 @@ fn ruleset_import(config_path: &Path, file: &Path) -> CliResult {
 
 fn ruleset_show(config_path: &Path, json: bool) -> CliResult {
     let config = load_config(config_path)?;
-    let agent = open_agent(&config)?;
+    let mut agent = open_agent(&config)?;
+    let loaded = agent.installed().cloned();
+    let derived = agent.check_derived_tables();
     let now = agent.now();
+    if let (Err(problem), Some(_)) = (&derived, &loaded) {
+        return Err(anyhow!("{problem}; check the ledger with `redeemd doctor`, or install the rule set again").into());
+    }
     let Some(installed) = agent.installed() else {
         if json {
             println!("{}", serde_json::json!({"version": null, "installed": false}));
@@ -555,11 +560,8 @@ fn ruleset_show(config_path: &Path, json: bool) -> CliResult {
         return Ok(ExitCode::SUCCESS);
     };
     let rules = &installed.rules;
-    let signature = match agent.reverify_installed() {
-        Ok(Some(_)) => "verified".to_owned(),
-        Ok(None) => "missing".to_owned(),
-        Err(e) => format!("FAILED: {e}"),
-    };
+    // check_derived_tables re-verified the signature and matched the tables against it.
+    let signature = "verified".to_owned();
     let age_s = (now - installed.installed_at).as_secs();
     if json {
         let campaigns: Vec<_> = rules
@@ -578,7 +580,7 @@ fn ruleset_show(config_path: &Path, json: bool) -> CliResult {
                 "timezone": rules.timezone_name, "currency": rules.currency,
                 "campaigns": rules.campaigns.len(), "revoked": rules.revoked_count,
                 "installed_at": installed.installed_at.to_string(), "age_seconds": age_s,
-                "signature": signature, "campaign_list": campaigns,
+                "signature": signature, "derived_tables": "match", "campaign_list": campaigns,
             })
         );
         return Ok(ExitCode::SUCCESS);
@@ -589,7 +591,11 @@ fn ruleset_show(config_path: &Path, json: bool) -> CliResult {
     println!("  issued    {}", local(rules.issued_at));
     let expired = if now >= rules.expires_at { "  (EXPIRED: refresh it)" } else { "" };
     println!("  expires   {}{expired}", local(rules.expires_at));
-    println!("  installed {} ({} h ago), signature {signature}", local(installed.installed_at), age_s / 3600);
+    println!(
+        "  installed {} ({} h ago), signature {signature}, indexed tables match it",
+        local(installed.installed_at),
+        age_s / 3600
+    );
     println!(
         "  timezone {}, currency {}, max {} coupon(s) per basket",
         rules.timezone_name, rules.currency, rules.max_coupons_per_basket
@@ -1157,12 +1163,10 @@ fn run_daemon(config_path: &Path, args: RunArgs) -> CliResult {
     let options = crate::daemon::RunOptions { listen: args.listen, scanner: args.scanner, profile: args.profile };
     // Checked before the ledger opens, so a refused address changes nothing.
     crate::daemon::listen_address(&config, options.listen.as_deref()).map_err(usage)?;
-    let agent = open_agent_with(&config, Box::new(clock.clone()))?;
-    if let Err(e) = agent.reverify_installed() {
-        tracing::error!(
-            "the stored rule set does not verify ({e}); decisions will refuse until a good one is installed"
-        );
-    }
+    let mut agent = open_agent_with(&config, Box::new(clock.clone()))?;
+    // Decisions read indexed tables; they are used only once proven to be the signed text
+    // (a mismatch is logged, and decisions refuse with no_ruleset).
+    let _ = agent.check_derived_tables();
     match crate::daemon::run(&config, agent, clock, options) {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e @ crate::daemon::RunError::Config(_)) => Err(usage(e)),

@@ -245,8 +245,7 @@ impl Store {
             Some(installed) if offered == installed => return Ok(Ok(Install::Unchanged)),
             _ => {}
         }
-        let header = RuleSetWire { campaigns: Vec::new(), revoked: None, ..verified.wire.clone() };
-        let header_json = serde_json::to_string(&header).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let header_json = header_json(&verified.wire)?;
         tx.execute(
             "INSERT INTO ruleset (version, jws, header_json, issued_at_ms, expires_at_ms, installed_ms, revoked_count)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -301,6 +300,37 @@ impl Store {
         let mut rules = RuleSet::from_wire(&wire).map_err(|source| StoreError::StoredRuleSet { version, source })?;
         rules.revoked_count = revoked_count as usize;
         Ok(Some(Installed { rules, installed_at: from_ms(installed_ms) }))
+    }
+
+    /// SHA-256 of the derived tables as they are now (header row, campaigns, revoked ids),
+    /// in the canonical form of [`derived_digest_of`]: compared with the digest of the
+    /// verified JWS, it proves the tables decisions read came from that signed text.
+    pub fn derived_digest(&self) -> Result<Option<[u8; 32]>> {
+        let Some(header) = self
+            .conn
+            .query_row("SELECT header_json FROM ruleset ORDER BY version DESC LIMIT 1", [], |r| r.get::<_, String>(0))
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        let mut digest = DerivedDigest::new(&header);
+        let mut stmt = self.conn.prepare("SELECT id, wire_json FROM campaign ORDER BY id")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let text = |i| row.get_ref(i).and_then(|v| v.as_str().map_err(rusqlite::Error::from));
+            digest.campaign(text(0)?, text(1)?);
+        }
+        let mut stmt = self.conn.prepare("SELECT coupon_id FROM revoked ORDER BY coupon_id")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            digest.revoked(row.get_ref(0).and_then(|v| v.as_str().map_err(rusqlite::Error::from))?);
+        }
+        Ok(Some(digest.finish()))
+    }
+
+    /// The version of the rule set in force (cheap: no JWS, no campaigns).
+    pub fn ruleset_version(&self) -> Result<Option<u64>> {
+        Ok(self.conn.query_row("SELECT MAX(version) FROM ruleset", [], |r| r.get(0))?)
     }
 
     /// The verified JWS text of the rule set in force, to re-verify at start.
@@ -870,6 +900,65 @@ pub fn last_contact_in(c: &Connection) -> Result<Option<Timestamp>> {
         .query_row([], |r| r.get(0))
         .optional()?;
     Ok(value.and_then(|v| v.parse::<i64>().ok()).map(from_ms))
+}
+
+/// The rule set without campaigns and revoked ids, as the `ruleset` row keeps it.
+fn header_json(wire: &RuleSetWire) -> Result<String> {
+    let header = RuleSetWire { campaigns: Vec::new(), revoked: None, ..wire.clone() };
+    serde_json::to_string(&header).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// The digest the derived tables must have for a verified rule set.
+pub fn derived_digest_of(wire: &RuleSetWire) -> Result<[u8; 32]> {
+    let mut digest = DerivedDigest::new(&header_json(wire)?);
+    let mut campaigns: Vec<(String, String)> = Vec::with_capacity(wire.campaigns.len());
+    for c in &wire.campaigns {
+        campaigns.push((c.id.clone(), serde_json::to_string(c).map_err(|e| StoreError::Corrupt(e.to_string()))?));
+    }
+    campaigns.sort();
+    for (id, json) in &campaigns {
+        digest.campaign(id, json);
+    }
+    let mut revoked: Vec<&str> = wire.revoked.iter().flatten().map(String::as_str).collect();
+    revoked.sort_unstable();
+    revoked.dedup();
+    for id in revoked {
+        digest.revoked(id);
+    }
+    Ok(digest.finish())
+}
+
+/// Canonical form: the header JSON, then `c <id> <json>` per campaign by id, then
+/// `r <id>` per revoked id, sorted (SQLite's BINARY order is byte order, as Rust's).
+struct DerivedDigest(sha2::Sha256);
+
+impl DerivedDigest {
+    fn new(header: &str) -> DerivedDigest {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update(header.as_bytes());
+        h.update(b"\n");
+        DerivedDigest(h)
+    }
+
+    fn campaign(&mut self, id: &str, json: &str) {
+        use sha2::Digest as _;
+        for part in [b"c\t".as_slice(), id.as_bytes(), b"\t", json.as_bytes(), b"\n"] {
+            self.0.update(part);
+        }
+    }
+
+    fn revoked(&mut self, id: &str) {
+        use sha2::Digest as _;
+        for part in [b"r\t".as_slice(), id.as_bytes(), b"\n"] {
+            self.0.update(part);
+        }
+    }
+
+    fn finish(self) -> [u8; 32] {
+        use sha2::Digest as _;
+        self.0.finalize().into()
+    }
 }
 
 /// One outbox row as `outbox list` shows it.

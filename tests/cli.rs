@@ -312,3 +312,29 @@ fn an_empty_or_foreign_ledger_is_refused_not_taken_for_a_new_one() {
     assert_exit(&r, 3, "not a database");
     assert!(r.stderr.contains("not an SQLite database"), "{}", r.stderr);
 }
+
+#[test]
+fn edited_rule_set_tables_are_caught_and_fail_closed() {
+    let t = TestTerminal::with_ruleset();
+    let show = t.run(&["ruleset", "show"]);
+    assert_exit(&show, 0, "show");
+    assert!(show.stdout.contains("tables match"), "{}", show.stdout);
+    // Someone un-revokes a coupon and doubles a face value behind the signature's back.
+    let conn = rusqlite::Connection::open(t.db()).unwrap();
+    conn.execute("DELETE FROM revoked WHERE coupon_id = 'REVOKED-1'", []).unwrap();
+    conn.execute(
+        "UPDATE campaign SET wire_json = replace(wire_json, '\"face_value\":1000', '\"face_value\":2000')",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let show = t.run(&["ruleset", "show"]);
+    assert_exit(&show, 3, "show over edited tables");
+    assert!(show.stderr.contains("differ from the signed rule set"), "{}", show.stderr);
+    let d = common::daemon::Daemon::start(&t, &[]);
+    let status = d.get("/v1/status").json();
+    assert!(status["ruleset_problem"].as_str().unwrap().contains("differ"), "{status}");
+    assert_eq!(status["ruleset"], serde_json::Value::Null);
+    let id = d.open_checkout(5800);
+    assert_eq!(d.present(&id, &t.code("C-EDIT", "DINING"))["reason"], "no_ruleset", "fails closed");
+}

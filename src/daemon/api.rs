@@ -452,6 +452,7 @@ pub async fn status_json(s: &AppState) -> Result<Value, Response> {
         "merchant_id": s.merchant_id,
         "scanner": scanner,
         "ruleset": ledger.ruleset,
+        "ruleset_problem": ledger.ruleset_problem,
         "unsynced": ledger.unsynced,
         "unsynced_value": ledger.unsynced_value.0,
         "last_sync": ledger.last_sync,

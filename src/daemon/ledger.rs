@@ -218,6 +218,8 @@ pub struct LedgerStatus {
     pub ruleset_age_s: Option<i64>,
     pub clock_warning: Option<String>,
     pub current_checkout: Option<String>,
+    /// Why the stored rule set is not in force (tables that do not match its signed text).
+    pub ruleset_problem: Option<String>,
 }
 
 impl Ledger {
@@ -464,6 +466,7 @@ impl Ledger {
             last_sync_age_s: last_contact.map(|t| (now - t).as_secs()),
             clock_warning,
             current_checkout,
+            ruleset_problem: self.agent.ruleset_problem().map(str::to_owned),
         })
     }
 }
