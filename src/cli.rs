@@ -840,12 +840,35 @@ fn provision(config_path: &Path, mut args: ProvisionArgs) -> CliResult {
     };
     let client = Upstream::new(&endpoint, None).map_err(upstream_failure)?;
     let label = args.label.clone().unwrap_or_else(host_name);
+    // Everything local is checked before the one-time code is spent: the data directory,
+    // the config's directory and the ledger must all be writable.
+    check_writable_dir(&data_dir)?;
+    let config_dir = config_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    check_writable_dir(config_dir)?;
+    drop(Store::open(&data_dir.join(config::DATABASE_FILE))?);
     let rt = runtime()?;
-    let enrollment = rt.block_on(client.enroll(&args.enrollment_code, &label)).map_err(upstream_failure)?;
+    // An earlier attempt that enrolled but failed afterwards left upstream's answer: the
+    // code is spent, so that answer completes this attempt.
+    let saved_path = data_dir.join(ENROLLMENT_FILE);
+    let saved = std::fs::read_to_string(&saved_path)
+        .ok()
+        .and_then(|text| serde_json::from_str::<SavedEnrollment>(&text).ok())
+        .filter(|s| s.upstream == args.upstream);
+    let enrollment = match saved {
+        Some(saved) => {
+            println!("using the enrollment answer an earlier attempt saved ({})", saved_path.display());
+            saved.answer
+        }
+        None => {
+            let answer = rt.block_on(client.enroll(&args.enrollment_code, &label)).map_err(upstream_failure)?;
+            let saved = SavedEnrollment { upstream: args.upstream.clone(), answer };
+            crate::secret::write_secret(&saved_path, serde_json::to_string(&saved)?.as_bytes())
+                .with_context(|| format!("enrolled, but cannot keep the answer in {}", saved_path.display()))?;
+            saved.answer
+        }
+    };
     let anchors = crate::ruleset::anchors_from_wire(&enrollment.ruleset_keys)
         .context("the enrollment answer's ruleset_keys are not usable trust anchors")?;
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     let ca_file = match &ca_pem {
         Some(pem) => {
             let path = data_dir.join(config::UPSTREAM_CA_FILE);
@@ -883,6 +906,8 @@ fn provision(config_path: &Path, mut args: ProvisionArgs) -> CliResult {
     write_file(config_path, config.to_toml().as_bytes(), 0o644)?;
     let mut agent = open_agent(&config)?;
     crate::sync::reset_after_provision(&agent)?;
+    // Written in full: the saved answer (it holds the token) is no longer needed.
+    let _ = std::fs::remove_file(&saved_path);
     println!(
         "enrolled as terminal {} ({label}) of merchant {} {}",
         enrollment.terminal_id, enrollment.merchant_id, enrollment.merchant_name
@@ -908,6 +933,26 @@ fn provision(config_path: &Path, mut args: ProvisionArgs) -> CliResult {
         )
         .into()),
     }
+}
+
+/// Upstream's enrollment answer, kept (mode 0600) until provisioning has written
+/// everything, so a retry after a local failure needs no new one-time code.
+const ENROLLMENT_FILE: &str = "enrollment.json";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedEnrollment {
+    upstream: String,
+    answer: crate::upstream::Enrollment,
+}
+
+/// Creates `dir` if needed and proves a file can be written in it.
+fn check_writable_dir(dir: &Path) -> CliResult<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create directory {}", dir.display()))?;
+    let probe = dir.join(".redeemd-write-test");
+    crate::secret::write_atomic(&probe, b"", 0o600)
+        .with_context(|| format!("cannot write in {} (permissions? run as the service user or root)", dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
 }
 
 fn syncer<'a>(config: &Config, agent: &'a mut Agent) -> CliResult<Syncer<'a>> {

@@ -366,3 +366,39 @@ fn a_rule_set_on_a_slow_line_installs_though_it_takes_longer_than_the_timeout() 
     assert!(started.elapsed() >= Duration::from_millis(2500));
     assert!(r.stdout.contains("installed version 4"), "{}", r.stdout);
 }
+
+#[test]
+fn provision_checks_local_files_before_spending_the_code_and_a_retry_completes() {
+    let up = TestUpstream::start();
+    let t = TestTerminal::bare(23);
+    up.set_ruleset_keys(&t.issuer.trust_anchors_json());
+    up.set_ruleset(&signed_ruleset(&t, 3));
+    up.add_code("ONCE-ONLY");
+    std::fs::write(t.path("ca.pem"), &up.ca_pem).unwrap();
+    let provision = |config: &str| {
+        let mut cmd = std::process::Command::new(common::binary());
+        cmd.args(["--config", config, "provision", "--upstream", &up.url, "--enrollment-code", "ONCE-ONLY"])
+            .args(["--ca", &t.path("ca.pem"), "--data-dir", &t.path("data")])
+            .env("REDEEMD_LOG", "error");
+        let out = cmd.output().unwrap();
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    // The config's directory cannot exist (a file is in the way): refused before enrolling.
+    std::fs::write(t.path("not-a-dir"), "").unwrap();
+    let (code, stderr) = provision(&t.path("not-a-dir/redeemd.toml"));
+    assert_ne!(code, 0);
+    assert!(stderr.contains("not-a-dir"), "{stderr}");
+    assert_eq!(up.requests("enroll"), 0, "the code was not spent");
+    // Enrolled, then a local failure (the trust-key file's place is taken by a directory).
+    std::fs::create_dir_all(t.dir.path().join("data/trust-keys.json/x")).unwrap();
+    let (code, stderr) = provision(&t.config());
+    assert_ne!(code, 0, "{stderr}");
+    assert_eq!(up.requests("enroll"), 1);
+    // Fixed; the same (now used) code completes from the saved answer.
+    std::fs::remove_dir_all(t.dir.path().join("data/trust-keys.json")).unwrap();
+    let (code, stderr) = provision(&t.config());
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(up.requests("enroll"), 1, "no second enrollment");
+    assert!(!t.dir.path().join("data/enrollment.json").exists(), "the saved answer is gone once written");
+    assert_exit(&t.run(&["sync", "--once"]), 0, "a working terminal");
+}
