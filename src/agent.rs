@@ -51,6 +51,8 @@ impl Agent {
         clock: Box<dyn Clock>,
     ) -> Result<Agent, StoreError> {
         let installed = store.ruleset()?;
+        // From the start: a change made between opening and the first job is seen.
+        let seen_data_version = store.data_version().ok();
         Ok(Agent {
             store,
             terminal,
@@ -59,7 +61,7 @@ impl Agent {
             fallback_timezone,
             clock,
             installed,
-            seen_data_version: None,
+            seen_data_version,
             ruleset_problem: None,
         })
     }
@@ -75,10 +77,9 @@ impl Agent {
         if self.seen_data_version == Some(version) {
             return Ok(false);
         }
-        let changed = self.seen_data_version.is_some();
         self.seen_data_version = Some(version);
         let in_force = self.installed.as_ref().map(|i| i.rules.version);
-        if !changed || self.store.ruleset_version()? == in_force {
+        if self.store.ruleset_version()? == in_force {
             return Ok(false);
         }
         self.installed = self.store.ruleset()?;

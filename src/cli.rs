@@ -380,6 +380,8 @@ pub fn main() -> ExitCode {
         .with_max_level(level)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
+        // A closed stderr must not panic the thread that logs (the daemon's writer).
+        .log_internal_errors(false)
         .init();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -1248,7 +1250,14 @@ fn manager_pin_set(config_path: &Path) -> CliResult {
 
 fn cashier_url(config_path: &Path) -> CliResult {
     let config = load_config(config_path)?;
-    let addr = crate::daemon::listen_address(&config, None).map_err(usage)?;
+    // The address the daemon really bound (`run --listen` may differ from the config).
+    let bound = std::fs::read_to_string(config.data_dir.join(crate::daemon::LISTEN_FILE))
+        .ok()
+        .and_then(|text| text.trim().parse::<std::net::SocketAddr>().ok());
+    let addr = match bound {
+        Some(addr) => addr,
+        None => crate::daemon::listen_address(&config, None).map_err(usage)?,
+    };
     let expires = SystemClock.now() + jiff::SignedDuration::from_mins(10);
     let token = crate::secret::new_cashier_link(&config.data_dir, expires).with_context(|| {
         format!("cannot write {}", config.data_dir.join(crate::secret::CASHIER_LINK_FILE).display())

@@ -148,9 +148,18 @@ impl Config {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ConfigError::Missing(path.into())),
             Err(source) => return Err(ConfigError::Read { path: path.into(), source }),
         };
+        Config::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse { path: path.into(), message },
+            ConfigError::Invalid { message, .. } => ConfigError::Invalid { path: path.into(), message },
+            other => other,
+        })
+    }
+
+    /// Parses and checks config text (any text: a fuzz target feeds it).
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let config: Config =
-            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
-        config.check().map_err(|message| ConfigError::Invalid { path: path.into(), message })?;
+            toml::from_str(text).map_err(|e| ConfigError::Parse { path: PathBuf::new(), message: e.to_string() })?;
+        config.check().map_err(|message| ConfigError::Invalid { path: PathBuf::new(), message })?;
         Ok(config)
     }
 

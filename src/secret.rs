@@ -31,6 +31,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
         let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
+        give_to_directory_owner(dir, &tmp)?;
         std::fs::rename(&tmp, path)?;
         std::fs::File::open(dir)?.sync_all()
     })();
@@ -38,6 +39,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Run as root (`sudo redeemd pos-token --rotate`) in a directory the service user owns,
+/// the file goes to that user: a root-owned 0600 token would lock the daemon out.
+fn give_to_directory_owner(dir: &Path, file: &Path) -> std::io::Result<()> {
+    let (Ok(me), Ok(owner)) = (std::fs::metadata("/proc/self"), std::fs::metadata(dir)) else {
+        return Ok(());
+    };
+    if me.uid() == 0 && owner.uid() != 0 {
+        std::os::unix::fs::chown(file, Some(owner.uid()), Some(owner.gid()))?;
+    }
+    Ok(())
 }
 
 pub fn random_bytes<const N: usize>() -> [u8; N] {

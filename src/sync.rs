@@ -71,7 +71,9 @@ pub fn next_action(state: &SyncState, cadence: Cadence, pending: bool, now: Time
         return Action::Wait(since(at, now));
     }
     let due = |last: Option<Timestamp>, every: Duration| last.is_none_or(|l| since(now, l) >= every);
-    if due(state.last_heartbeat, cadence.heartbeat) {
+    // Offline, the heartbeat is the probe: after a reconnect comes heartbeat, refresh,
+    // then forwarding (spec "Cadence"), never forwarding first.
+    if state.failures > 0 || due(state.last_heartbeat, cadence.heartbeat) {
         return Action::Heartbeat;
     }
     if due(state.last_refresh, cadence.refresh) {

@@ -404,8 +404,7 @@ impl Upstream {
         let headers = resp.headers().clone();
         let bytes = read_capped(&mut resp, &self.base, MAX_JSON).await?;
         match status.as_u16() {
-            200 => serde_json::from_slice(&bytes)
-                .map_err(|e| retryable(format!("the enrollment answer is not valid: {e}"))),
+            200 => parse_enrollment(&bytes).map_err(retryable),
             401 => Err(UpstreamError::InvalidCode { code: error_text(&bytes) }),
             409 => Err(UpstreamError::CodeUsed { code: error_text(&bytes) }),
             _ => Err(Upstream::status_error(status, &headers, &bytes)),
@@ -505,14 +504,23 @@ impl Upstream {
         if status != reqwest::StatusCode::OK {
             return Err(Upstream::status_error(status, &headers, &bytes));
         }
-        #[derive(Deserialize)]
-        struct Answer {
-            server_time: String,
-        }
-        let answer: Answer =
-            serde_json::from_slice(&bytes).map_err(|e| retryable(format!("heartbeat answer is not valid: {e}")))?;
-        answer.server_time.parse().map_err(|e| retryable(format!("heartbeat server_time is not RFC 3339: {e}")))
+        parse_heartbeat(&bytes).map_err(retryable)
     }
+}
+
+/// A `POST /v1/enroll` 200 answer (any bytes: a fuzz target feeds it).
+pub fn parse_enrollment(body: &[u8]) -> Result<Enrollment, String> {
+    serde_json::from_slice(body).map_err(|e| format!("the enrollment answer is not valid: {e}"))
+}
+
+/// A `POST /v1/heartbeat` 200 answer: the server's time (any bytes: a fuzz target feeds it).
+pub fn parse_heartbeat(body: &[u8]) -> Result<Timestamp, String> {
+    #[derive(Deserialize)]
+    struct Answer {
+        server_time: String,
+    }
+    let answer: Answer = serde_json::from_slice(body).map_err(|e| format!("heartbeat answer is not valid: {e}"))?;
+    answer.server_time.parse().map_err(|e| format!("heartbeat server_time is not RFC 3339: {e}"))
 }
 
 /// Checks a `POST /v1/redemptions` answer against what was sent.

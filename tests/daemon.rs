@@ -77,6 +77,11 @@ fn every_endpoint_and_error_code() {
     assert_eq!(d.post("/v1/checkouts/nope/close", r#"{"status": "paid"}"#).status, 404);
     assert_eq!(d.post("/v1/redemptions/nope/void", "{}").status, 404);
     assert_eq!(d.get("/v1/no-such-thing").status, 404);
+    let wrong_method = d.request("GET", "/v1/checkouts", None, &[]);
+    assert_eq!((wrong_method.status, wrong_method.error_code().as_str()), (405, "method_not_allowed"));
+    let bad_path = d.get("/v1/checkouts/%ff");
+    assert_eq!((bad_path.status, bad_path.error_code().as_str()), (400, "bad_path"));
+    assert_eq!(d.request("GET", "/v1/status", None, &[("authorization", &format!("bearer {}", d.token))]).status, 200);
     assert_eq!(d.post(&format!("/v1/checkouts/{id}/codes"), r#"{"code": 5}"#).status, 400);
 
     // Close: unknown status 400; paid; paid again 200; cancelled now 409; a code now 409.
@@ -298,6 +303,21 @@ fn sigterm_with_an_sse_client_exits_0_within_5_s() {
     let (code, took) = d.wait_exit(Duration::from_secs(8));
     assert_eq!(code, Some(0), "exit status; log:\n{}", d.log());
     assert!(took <= Duration::from_secs(5), "took {took:?}");
+    // A client holding a half-sent request open does not hold the process.
+    let mut d = Daemon::start(&t, &[]);
+    let addr = d.base.trim_start_matches("http://").to_owned();
+    let mut half = std::net::TcpStream::connect(&addr).unwrap();
+    std::io::Write::write_all(
+        &mut half,
+        b"POST /v1/checkouts HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"bas",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    d.signal("TERM");
+    let (code, took) = d.wait_exit(Duration::from_secs(8));
+    assert_eq!(code, Some(0), "log:\n{}", d.log());
+    assert!(took <= Duration::from_secs(5), "took {took:?} with a half-sent request");
+    drop(half);
     // SIGINT too.
     let mut d = Daemon::start(&t, &[]);
     let _events = d.events();
@@ -412,10 +432,36 @@ fn manager_pin_login_lockout_and_the_cashier_link() {
     let session = cookie.split(';').next().unwrap().to_owned();
     let report = d.request("GET", "/v1/reports/daily", None, &[("cookie", &session)]);
     assert_eq!(report.status, 200, "a manager session reads reports");
-    for _ in 0..5 {
-        assert_eq!(form("000000").status, 401);
-    }
+    // Parallel guesses cannot slip past the lock: at most five are ever checked.
+    let base = d.base.clone();
+    let guesses: Vec<_> = (0..12)
+        .map(|i| {
+            let base = base.clone();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(async {
+                    common::daemon::client()
+                        .redirect(reqwest::redirect::Policy::none())
+                        .build()
+                        .unwrap()
+                        .post(format!("{base}/manager/login"))
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .body(format!("pin=11{i:04}"))
+                        .send()
+                        .await
+                        .unwrap()
+                        .status()
+                        .as_u16()
+                })
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = guesses.into_iter().map(|g| g.join().unwrap()).collect();
+    assert!(statuses.iter().all(|s| *s == 401 || *s == 429), "{statuses:?}");
+    assert!(statuses.iter().filter(|s| **s == 401).count() <= 5, "{statuses:?}");
+    while form("000000").status == 401 {}
     assert_eq!(form("246810").status, 429, "locked even for the right PIN");
+    assert_eq!(form("246810").status, 429);
 
     // The cashier link: once, then a session that may open checkouts but not read reports.
     let url = t.run(&["cashier-url"]).stdout.trim().to_owned();
@@ -426,6 +472,19 @@ fn manager_pin_login_lockout_and_the_cashier_link() {
     assert_eq!(d.request("GET", &path, None, &[("cookie", "x=y")]).status, 401, "one time only");
     let open = d.request("POST", "/v1/checkouts", Some(r#"{"basket_total": 100}"#), &[("cookie", &session)]);
     assert_eq!(open.status, 201);
+    let older = open.json()["checkout_id"].as_str().unwrap().to_owned();
+    let current = d.request("POST", "/v1/checkouts", Some(r#"{"basket_total": 100}"#), &[("cookie", &session)]);
+    let current = current.json()["checkout_id"].as_str().unwrap().to_owned();
+    let cancel = |id: &str| {
+        d.request(
+            "POST",
+            &format!("/v1/checkouts/{id}/close"),
+            Some(r#"{"status": "cancelled"}"#),
+            &[("cookie", &session)],
+        )
+    };
+    assert_eq!(cancel(&older).status, 403, "a cashier cancels only the current checkout");
+    assert_eq!(cancel(&current).status, 200);
     assert_eq!(d.request("GET", "/v1/reports/daily", None, &[("cookie", &session)]).status, 403);
     let page = d.request("GET", "/", None, &[("cookie", &session)]);
     assert_eq!(page.status, 200);
@@ -517,7 +576,7 @@ fn scans_decide_beep_and_publish_through_unplug_and_replug() {
 
 #[test]
 fn the_vector_cases_with_prior_codes_run_through_the_api() {
-    let Some(faketime) = which("faketime") else {
+    let (Some(faketime), Some(libfaketime)) = (which("faketime"), libfaketime()) else {
         eprintln!("NOTICE: faketime not installed: the multi-code vector cases through the daemon are skipped");
         return;
     };
@@ -565,7 +624,14 @@ fn the_vector_cases_with_prior_codes_run_through_the_api() {
             .output()
             .unwrap();
         assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
-        let mut run = cmd(case["now"].as_str().unwrap(), &["run", "--listen", "127.0.0.1:0", "--scanner", "none"]);
+        // The daemon itself gets libfaketime preloaded (not the `faketime` wrapper, which
+        // forks: killing the wrapper would orphan the daemon).
+        let mut run = std::process::Command::new(common::binary());
+        run.args(["--config", &t.config(), "run", "--listen", "127.0.0.1:0", "--scanner", "none"])
+            .env_remove("REDEEMD_CONFIG")
+            .env("LD_PRELOAD", &libfaketime)
+            .env("FAKETIME", fake(case["now"].as_str().unwrap()))
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
         let d = common::daemon::Daemon::from_command(&t, &mut run);
         let co = &case["checkout"];
         let r = d.post(
@@ -586,6 +652,13 @@ fn the_vector_cases_with_prior_codes_run_through_the_api() {
         }
         assert_eq!(record["coupon_id"], expect["coupon_id"], "{}", case["name"]);
     }
+}
+
+fn libfaketime() -> Option<std::path::PathBuf> {
+    ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib"]
+        .iter()
+        .map(|d| std::path::Path::new(d).join("faketime/libfaketimeMT.so.1"))
+        .find(|p| p.is_file())
 }
 
 fn which(name: &str) -> Option<std::path::PathBuf> {

@@ -12,14 +12,14 @@
 
 use super::ledger::{Answer, Idempotency, LedgerHandle, Source};
 use super::metrics::Metrics;
-use super::pages;
+use super::{body, pages};
 use crate::clock::Clock;
 use crate::events::{EventBus, EventKind};
 use crate::money::Money;
 use crate::secret::{self, WatchedFile};
-use crate::store::{self, CheckoutStatus};
+use crate::store;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -41,8 +41,9 @@ pub const MAX_WAIT_SECONDS: f64 = 30.0;
 /// Amounts above 10^11 minor units are refused (the spec's bound for rule sets too).
 pub const MAX_AMOUNT: i64 = Money::MAX.0;
 pub const SESSION_COOKIE: &str = "redeemd_session";
-/// Keep-alive comments on idle event streams.
-pub const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// Keep-alive comments on idle event streams (the spec: at least every 15 s; margin for
+/// a busy machine). A stream also ends this soon after its token is rotated away.
+pub const SSE_KEEP_ALIVE: Duration = Duration::from_secs(10);
 const CASHIER_SESSION_DAYS: i64 = 365;
 const MANAGER_SESSION_HOURS: i64 = 12;
 const LOGIN_ATTEMPTS: u32 = 5;
@@ -103,6 +104,7 @@ impl std::fmt::Debug for AppState {
 pub struct LoginThrottle {
     wrong: u32,
     locked_until: Option<std::time::Instant>,
+    checking: bool,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -118,13 +120,30 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/manager/login", post(manager_login))
         .route("/cashier/open", get(cashier_open))
         .merge(pages::router())
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT));
+        .layer(axum::middleware::from_fn(request_timeout));
     Router::new()
         .route("/v1/events", get(events))
         .merge(timed)
         .fallback(|| async { error(404, "not_found", "no such path") })
+        .method_not_allowed_fallback(|| async {
+            error(405, "method_not_allowed", "this path does not take that method")
+        })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
+}
+
+/// Every call but the event stream ends within [`REQUEST_TIMEOUT`], body reading included,
+/// answered in the spec's error shape.
+async fn request_timeout(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => error(408, "request_timeout", format!("the request took over {} s", REQUEST_TIMEOUT.as_secs())),
+    }
+}
+
+/// A path segment that is not valid UTF-8 (`%ff`) is a 400 in the spec's shape.
+fn path_id(path: Result<Path<String>, PathRejection>) -> Result<String, Response> {
+    path.map(|Path(id)| id).map_err(|e| error(400, "bad_path", e.body_text()))
 }
 
 pub fn error(status: u16, code: &str, message: impl Into<String>) -> Response {
@@ -147,10 +166,16 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     })
 }
 
+/// The credentials of `Authorization: Bearer …` (the scheme is case-insensitive).
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, credentials) = auth.split_once(' ').unwrap_or((auth, ""));
+    Some(if scheme.eq_ignore_ascii_case("bearer") { credentials.trim() } else { "" })
+}
+
 /// The role of the request, or the 401 that answers it.
 async fn authorize(s: &AppState, headers: &HeaderMap) -> Result<Role, Response> {
-    if let Some(auth) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        let offered = auth.strip_prefix("Bearer ").unwrap_or("").trim();
+    if let Some(offered) = bearer(headers) {
         if !offered.is_empty() && s.pos_token.matches(offered) {
             return Ok(Role::Pos);
         }
@@ -189,16 +214,8 @@ fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
     })
 }
 
-/// Parses a JSON body into an object, or the 400 that answers it.
-fn json_object(bytes: &[u8], empty_ok: bool) -> Result<serde_json::Map<String, Value>, Response> {
-    if empty_ok && bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(serde_json::Map::new());
-    }
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(error(400, "bad_json", "the body must be a JSON object")),
-        Err(e) => Err(error(400, "bad_json", format!("the body is not valid JSON: {e}"))),
-    }
+fn bad_body(e: body::BadBody) -> Response {
+    error(400, e.code, e.message)
 }
 
 /// The first steps of every POST: authorization, the body, and the Idempotency-Key — a
@@ -237,33 +254,6 @@ async fn post_prelude(
     Ok((role, bytes, idem))
 }
 
-fn bad_field(field: &str, what: &str) -> Response {
-    error(400, "bad_field", format!("`{field}` {what}"))
-}
-
-fn amount(map: &serde_json::Map<String, Value>, field: &str) -> Result<Option<Money>, Response> {
-    match map.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => match n.as_i64() {
-            Some(v) if (0..=MAX_AMOUNT).contains(&v) => Ok(Some(Money(v))),
-            Some(v) if v < 0 => Err(bad_field(field, "must not be negative")),
-            _ if n.is_i64() || n.is_u64() => {
-                Err(bad_field(field, &format!("must be at most {MAX_AMOUNT} minor units")))
-            }
-            _ => Err(bad_field(field, "must be an integer of minor units (fen), not a fraction")),
-        },
-        Some(_) => Err(bad_field(field, "must be an integer of minor units (fen)")),
-    }
-}
-
-fn string(map: &serde_json::Map<String, Value>, field: &str) -> Result<Option<String>, Response> {
-    match map.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(bad_field(field, "must be a string")),
-    }
-}
-
 fn idempotency(headers: &HeaderMap, method: &Method, uri: &Uri, body: &[u8]) -> Result<Option<Idempotency>, Response> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
@@ -286,20 +276,12 @@ async fn open_checkout(
         Ok(v) => v,
         Err(r) => return r,
     };
-    let result = (|| {
-        let map = json_object(&bytes, false)?;
-        let basket = amount(&map, "basket_total")?.ok_or_else(|| bad_field("basket_total", "is missing"))?;
-        let eligible = amount(&map, "eligible_total")?;
-        if eligible.is_some_and(|e| e > basket) {
-            return Err(bad_field("eligible_total", "must not exceed basket_total"));
-        }
-        Ok((basket, eligible, string(&map, "pos_ref")?, idem))
-    })();
-    let (basket, eligible, pos_ref, idem) = match result {
+    let request = match body::open_checkout(&bytes) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(e) => return bad_body(e),
     };
-    match s.ledger.call(move |l| l.open_checkout(basket, eligible, pos_ref, idem.as_ref())).await {
+    let body::OpenCheckout { basket_total, eligible_total, pos_ref } = request;
+    match s.ledger.call(move |l| l.open_checkout(basket_total, eligible_total, pos_ref, idem.as_ref())).await {
         Ok(answer) => respond(answer),
         Err(_) => gone(),
     }
@@ -307,24 +289,23 @@ async fn open_checkout(
 
 async fn add_code(
     State(s): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let id = match path_id(path) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
     let (_, bytes, idem) = match post_prelude(&s, &method, &uri, &headers, body).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    let result = (|| {
-        let map = json_object(&bytes, false)?;
-        let code = string(&map, "code")?.ok_or_else(|| bad_field("code", "is missing"))?;
-        Ok((code, idem))
-    })();
-    let (code, idem) = match result {
+    let code = match body::code(&bytes) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(e) => return bad_body(e),
     };
     match s.ledger.call(move |l| l.present(Some(&id), &code, Source::Api, idem.as_ref()).0).await {
         Ok(answer) => respond(answer),
@@ -334,10 +315,14 @@ async fn add_code(
 
 async fn get_checkout(
     State(s): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
+    let id = match path_id(path) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
     if let Err(r) = authorize(&s, &headers).await {
         return r;
     }
@@ -378,33 +363,26 @@ async fn get_checkout(
 
 async fn close_checkout(
     State(s): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let (_, bytes, idem) = match post_prelude(&s, &method, &uri, &headers, body).await {
+    let id = match path_id(path) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let (role, bytes, idem) = match post_prelude(&s, &method, &uri, &headers, body).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    let result = (|| {
-        let map = json_object(&bytes, false)?;
-        let status = match string(&map, "status")?.as_deref() {
-            Some("paid") => CheckoutStatus::Paid,
-            Some("cancelled") => CheckoutStatus::Cancelled,
-            Some(other) => {
-                return Err(bad_field("status", &format!("must be \"paid\" or \"cancelled\", not {other:?}")))
-            }
-            None => return Err(bad_field("status", "is missing (\"paid\" or \"cancelled\")")),
-        };
-        Ok((status, idem))
-    })();
-    let (status, idem) = match result {
+    let status = match body::close(&bytes) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(e) => return bad_body(e),
     };
-    match s.ledger.call(move |l| l.close(&id, status, idem.as_ref())).await {
+    let only_current = role == Role::Cashier;
+    match s.ledger.call(move |l| l.close(&id, status, only_current, idem.as_ref())).await {
         Ok(answer) => respond(answer),
         Err(_) => gone(),
     }
@@ -412,23 +390,23 @@ async fn close_checkout(
 
 async fn void(
     State(s): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let id = match path_id(path) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
     let (role, bytes, idem) = match post_prelude(&s, &method, &uri, &headers, body).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    let result = (|| {
-        let map = json_object(&bytes, true)?;
-        Ok((string(&map, "reason")?, idem))
-    })();
-    let (reason, idem) = match result {
+    let reason = match body::void(&bytes) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(e) => return bad_body(e),
     };
     let only_in_current = role == Role::Cashier;
     match s.ledger.call(move |l| l.void(&id, reason, only_in_current, idem.as_ref())).await {
@@ -503,23 +481,41 @@ async fn report_daily(
 }
 
 async fn events(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&s, &headers).await {
-        return r;
-    }
+    let role = match authorize(&s, &headers).await {
+        Ok(role) => role,
+        Err(r) => return r,
+    };
     use futures_util::StreamExt as _;
     let rx = s.bus.subscribe();
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(e) => {
-                    let sse = SseEvent::default().event(e.kind.as_str()).id(e.id.to_string()).data(e.data.to_string());
-                    return Some((Ok::<_, std::convert::Infallible>(sse), rx));
+    // A stream opened with the POS token ends once that token is rotated away.
+    let token = (role == Role::Pos).then(|| bearer(&headers).unwrap_or_default().to_owned());
+    let state = s.clone();
+    let stream = futures_util::stream::unfold(rx, move |mut rx| {
+        let token = token.clone();
+        let state = state.clone();
+        async move {
+            loop {
+                let received = tokio::select! {
+                    r = rx.recv() => r,
+                    _ = tokio::time::sleep(SSE_KEEP_ALIVE) => {
+                        if token.as_deref().is_some_and(|t| !state.pos_token.matches(t)) {
+                            return None;
+                        }
+                        continue;
+                    }
+                };
+                match received {
+                    Ok(e) => {
+                        let sse =
+                            SseEvent::default().event(e.kind.as_str()).id(e.id.to_string()).data(e.data.to_string());
+                        return Some((Ok::<_, std::convert::Infallible>(sse), rx));
+                    }
+                    // A slow reader loses the oldest events rather than holding up the daemon.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(lost = n, "an event stream fell behind");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                 }
-                // A slow reader loses the oldest events rather than holding up the daemon.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(lost = n, "an event stream fell behind");
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             }
         }
     });
@@ -583,33 +579,43 @@ async fn cashier_open(State(s): State<Arc<AppState>>, Query(query): Query<HashMa
 }
 
 async fn manager_login(State(s): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
-    let Ok(body) = body else {
-        return error(413, "body_too_large", "the login form is too large");
+    let body = match body_bytes(body) {
+        Ok(b) => b,
+        Err(r) => return r,
     };
-    let pin = url::form_urlencoded::parse(&body).find(|(k, _)| k == "pin").map(|(_, v)| v.into_owned());
-    {
-        let throttle = s.login.lock().unwrap_or_else(|e| e.into_inner());
-        if throttle.locked_until.is_some_and(|until| std::time::Instant::now() < until) {
-            return error(429, "login_locked", "five wrong PINs in a row: the login is locked for five minutes");
-        }
-    }
+    let Some(pin) = url::form_urlencoded::parse(&body).find(|(k, _)| k == "pin").map(|(_, v)| v.into_owned()) else {
+        return error(400, "bad_form", "the form has no `pin` field");
+    };
     let Some(hash) = s.manager_pin.current().filter(|h| !h.is_empty()) else {
         return error(401, "no_pin", "no manager PIN is set: run `redeemd manager-pin set` on the terminal");
     };
-    let pin = pin.unwrap_or_default();
+    // The attempt counts as wrong before it is checked, and one check runs at a time:
+    // parallel guesses can neither slip past the lock nor pile up Argon2 work.
+    {
+        let mut throttle = s.login.lock().unwrap_or_else(|e| e.into_inner());
+        if throttle.locked_until.is_some_and(|until| std::time::Instant::now() < until) {
+            return error(429, "login_locked", "five wrong PINs in a row: the login is locked for five minutes");
+        }
+        if throttle.checking {
+            return error(429, "login_busy", "another login is being checked; try again in a moment");
+        }
+        throttle.checking = true;
+        throttle.wrong += 1;
+        if throttle.wrong >= LOGIN_ATTEMPTS {
+            throttle.locked_until = Some(std::time::Instant::now() + LOGIN_LOCK);
+        }
+    }
     let ok = tokio::task::spawn_blocking(move || secret::verify_pin(&hash, &pin)).await.unwrap_or(false);
     {
         let mut throttle = s.login.lock().unwrap_or_else(|e| e.into_inner());
-        if ok {
-            *throttle = LoginThrottle::default();
-        } else {
-            throttle.wrong += 1;
-            if throttle.wrong >= LOGIN_ATTEMPTS {
+        throttle.checking = false;
+        if !ok {
+            if throttle.locked_until.is_some() {
                 throttle.wrong = 0;
-                throttle.locked_until = Some(std::time::Instant::now() + LOGIN_LOCK);
             }
             return error(401, "wrong_pin", "wrong PIN");
         }
+        *throttle = LoginThrottle::default();
     }
     start_session(&s, "manager", "/manager").await
 }

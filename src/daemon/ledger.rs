@@ -199,6 +199,13 @@ impl Idempotency {
 
 type Events = Vec<(EventKind, Value)>;
 
+/// An answer, and whether the transaction behind it committed: only then may anyone be
+/// told what it decided (a beep, a metric, a wake-up).
+struct Committed {
+    answer: Answer,
+    committed: bool,
+}
+
 /// What a scan from the scanner did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScanOutcome {
@@ -237,7 +244,7 @@ impl Ledger {
         &mut self,
         idempotency: Option<&Idempotency>,
         op: impl FnOnce(&Connection, &Context<'_>) -> Result<(Answer, Events), StoreError>,
-    ) -> Answer {
+    ) -> Committed {
         let result = self.agent.write(|c, ctx| {
             if let Some(idem) = idempotency {
                 if let Some(stored) = store::idempotent_answer_in(c, &idem.key)? {
@@ -269,9 +276,9 @@ impl Ledger {
                 for (kind, data) in events {
                     self.bus.publish(kind, data);
                 }
-                answer
+                Committed { answer, committed: true }
             }
-            Err(e) => Answer::internal(&e),
+            Err(e) => Committed { answer: Answer::internal(&e), committed: false },
         }
     }
 
@@ -289,6 +296,7 @@ impl Ledger {
             let body = checkout_json(&row, ctx);
             Ok((Answer::json(201, &body), vec![(EventKind::Checkout, body)]))
         })
+        .answer
     }
 
     pub fn checkout(&mut self, id: &str) -> Answer {
@@ -346,6 +354,11 @@ impl Ledger {
             event["checkout_id"] = json!(id);
             Ok((Answer::json(200, &record), vec![(EventKind::Decision, event)]))
         });
+        let Committed { answer, committed } = answer;
+        if !committed {
+            // Nothing is on disk: the scanner beeps bad-read, whatever was decided.
+            return (answer, ScanOutcome::Refused);
+        }
         if let Some(reason) = reason {
             self.metrics.decision(reason, started.elapsed());
         }
@@ -355,12 +368,34 @@ impl Ledger {
         (answer, outcome)
     }
 
-    pub fn close(&mut self, id: &str, status: CheckoutStatus, idempotency: Option<&Idempotency>) -> Answer {
+    /// Closes a checkout; `only_current` (a cashier) may cancel only the current one,
+    /// since cancelling voids its redemptions.
+    pub fn close(
+        &mut self,
+        id: &str,
+        status: CheckoutStatus,
+        only_current: bool,
+        idempotency: Option<&Idempotency>,
+    ) -> Answer {
         let mut voided_any = false;
         let answer = self.transact(idempotency, |c, ctx| {
             let Some(row) = store::checkout_in(c, id)? else {
                 return Ok((not_found("checkout", id), Vec::new()));
             };
+            if only_current
+                && status == CheckoutStatus::Cancelled
+                && row.status == CheckoutStatus::Open
+                && store::current_checkout_in(c)?.as_deref() != Some(id)
+            {
+                return Ok((
+                    Answer::error(
+                        403,
+                        "manager_required",
+                        "only the manager cancels a checkout other than the current one",
+                    ),
+                    Vec::new(),
+                ));
+            }
             if row.status == status {
                 return Ok((Answer::json(200, &checkout_json(&row, ctx)), Vec::new()));
             }
@@ -379,10 +414,10 @@ impl Ledger {
             let body = checkout_json(&row, ctx);
             Ok((Answer::json(200, &body), vec![(EventKind::Checkout, body)]))
         });
-        if voided_any {
+        if voided_any && answer.committed {
             self.forwarder.notify_one();
         }
-        answer
+        answer.answer
     }
 
     /// Voids a redemption; `only_in_current` limits a cashier to the current checkout.
@@ -414,18 +449,23 @@ impl Ledger {
                 }
             }
         });
-        if voided {
+        if voided && answer.committed {
             self.forwarder.notify_one();
         }
-        answer
+        answer.answer
     }
 
     pub fn report(&mut self, date: Option<jiff::civil::Date>, csv: bool) -> Answer {
         let date = date.unwrap_or_else(|| self.agent.now().to_zoned_datetime(self.agent.timezone()).date());
+        let tz = self.agent.timezone();
+        if date.to_zoned_datetime(tz.clone()).is_err() || date.tomorrow().and_then(|d| d.to_zoned_datetime(tz)).is_err()
+        {
+            return Answer::error(400, "bad_date", format!("date {date} is out of range"));
+        }
         match self.agent.daily_report(date) {
             Ok(report) if csv => Answer { status: 200, content_type: CSV, body: report.to_csv() },
             Ok(report) => Answer { status: 200, content_type: JSON, body: report.to_json() },
-            Err(e) => Answer::error(400, "bad_date", format!("no report for {date}: {e}")),
+            Err(e) => Answer::internal(&e),
         }
     }
 

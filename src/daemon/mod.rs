@@ -12,6 +12,7 @@
 //! ```
 
 pub mod api;
+pub mod body;
 pub mod ledger;
 pub mod metrics;
 pub mod pages;
@@ -35,6 +36,8 @@ use tokio_util::sync::CancellationToken;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 pub const DEFAULT_PROFILE: &str = "generic-serial";
+/// `<data-dir>/listen`: the address the running (or last) daemon bound.
+pub const LISTEN_FILE: &str = "listen";
 /// How long shutdown may take before the process gives up waiting (the spec allows 5 s).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 
@@ -146,8 +149,10 @@ pub fn run(config: &Config, agent: Agent, clock: Arc<dyn Clock>, options: RunOpt
             .await
             .map_err(|e| RunError::Start(format!("cannot listen on {addr}: {e}")))?;
         let bound = listener.local_addr().map_err(|e| RunError::Start(e.to_string()))?;
-        // The first line on stdout: scripts and tests read the port from it.
+        // The first line on stdout: scripts and tests read the port from it;
+        // `redeemd cashier-url` reads the address file.
         println!("redeemd: listening on http://{bound}");
+        let _ = crate::secret::write_atomic(&config.data_dir.join(LISTEN_FILE), bound.to_string().as_bytes(), 0o644);
         tracing::info!(%bound, "local API listening");
 
         let scanner = scanner_profile.map(|p| {
@@ -185,21 +190,46 @@ pub fn run(config: &Config, agent: Agent, clock: Arc<dyn Clock>, options: RunOpt
 
         let app = api::router(state.clone());
         let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-        let served = serve.await;
+        let mut serving = tokio::spawn(async move { serve.await });
+        let served = tokio::select! {
+            served = &mut serving => Some(served),
+            _ = shutdown.cancelled() => None,
+        };
+        shutdown.cancel();
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         tracing::info!("stopping: no more requests or scans");
         watchdog.abort();
+        // Scans stop at once; the bridge finishes the decision in hand, then sees the
+        // scanner gone.
+        let bridge = scanner.map(|(stopper, bridge, _)| {
+            stopper.stop();
+            tokio::task::spawn_blocking(move || bridge.join())
+        });
+        // Requests in flight get a moment to finish; a client that holds a half-sent
+        // request open does not hold the process (the spec allows 5 s in all).
+        let served = match served {
+            Some(served) => served,
+            None => match tokio::time::timeout(SHUTDOWN_GRACE / 2, &mut serving).await {
+                Ok(served) => served,
+                Err(_) => {
+                    tracing::warn!("connections still open after {:?}: closing them", SHUTDOWN_GRACE / 2);
+                    serving.abort();
+                    Ok(Ok(()))
+                }
+            },
+        };
         if let Some(task) = sync_task {
             // The forwarder stops between requests; an answer in flight is applied, or
             // the events are sent again next time (upstream's event_id makes that safe).
-            let _ = tokio::time::timeout(SHUTDOWN_GRACE / 2, task).await;
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE / 4, task).await;
         }
-        if let Some((stopper, bridge, _)) = scanner {
-            stopper.stop();
-            // The bridge finishes the decision in hand, then sees the scanner gone.
-            let _ = tokio::task::spawn_blocking(move || bridge.join()).await;
+        if let Some(bridge) = bridge {
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE / 4, bridge).await;
         }
-        served.map_err(|e| RunError::Start(format!("serving the local API: {e}")))
+        match served {
+            Ok(result) => result.map_err(|e| RunError::Start(format!("serving the local API: {e}"))),
+            Err(e) => Err(RunError::Start(format!("the local API server failed: {e}"))),
+        }
     });
     ledger.stop();
     let _ = owner.join();
@@ -220,8 +250,9 @@ async fn wait_for_signal(shutdown: CancellationToken) {
         _ = async { match int.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
         _ = shutdown.cancelled() => return,
     }
-    tracing::info!("signal received: shutting down");
+    // Cancel first: nothing after this (a log line to a closed stderr, say) may stop it.
     shutdown.cancel();
+    tracing::info!("signal received: shutting down");
 }
 
 /// Pings systemd's watchdog at half its interval, but only while the ledger owner answers
