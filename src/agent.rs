@@ -70,14 +70,18 @@ impl Agent {
         self.clock.now()
     }
 
-    /// Reloads the rule set in force when another process changed the ledger (an
-    /// installer's `ruleset import` beside a running daemon); true when it did.
-    pub fn reload_if_changed_elsewhere(&mut self) -> Result<bool, StoreError> {
+    /// Whether another process committed to the ledger since the last look (SQLite's
+    /// `data_version`, one cheap pragma).
+    pub fn changed_elsewhere(&mut self) -> Result<bool, StoreError> {
         let version = self.store.data_version()?;
-        if self.seen_data_version == Some(version) {
-            return Ok(false);
-        }
+        let changed = self.seen_data_version != Some(version);
         self.seen_data_version = Some(version);
+        Ok(changed)
+    }
+
+    /// Reloads the rule set in force when its version in the ledger differs from the one
+    /// in memory (an installer's `ruleset import` beside a running daemon); true when it did.
+    pub fn reload_if_changed_elsewhere(&mut self) -> Result<bool, StoreError> {
         let in_force = self.installed.as_ref().map(|i| i.rules.version);
         if self.store.ruleset_version()? == in_force {
             return Ok(false);

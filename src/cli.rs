@@ -529,6 +529,8 @@ fn ruleset_import(config_path: &Path, file: &Path) -> CliResult {
                 rules.revoked_count,
                 rfc3339(rules.expires_at, &rules.timezone)
             );
+            drop(agent);
+            nudge_daemon(&config);
             Ok(ExitCode::SUCCESS)
         }
         Ok(Install::Unchanged) => {
@@ -1198,9 +1200,38 @@ fn outbox_retry(config_path: &Path, event_id: Option<&str>) -> CliResult {
             Ok(ExitCode::SUCCESS)
         }
         (n, _) => {
+            drop(agent);
+            nudge_daemon(&config);
             println!("{n} event(s) queued again; the daemon (or `redeemd sync --once`) sends them");
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Tells a running daemon (if any) to look at the ledger now: one authorized status
+/// request to the address it bound. Its ledger owner then sees the change (a new rule
+/// set, queued events), announces it and wakes the forwarder. Best effort, one second.
+fn nudge_daemon(config: &Config) {
+    use std::io::Read as _;
+    let addr = std::fs::read_to_string(config.data_dir.join(crate::daemon::LISTEN_FILE))
+        .ok()
+        .and_then(|text| text.trim().parse::<std::net::SocketAddr>().ok());
+    let token = std::fs::read_to_string(crate::secret::pos_token_path(&config.data_dir)).ok();
+    let (Some(addr), Some(token)) = (addr, token) else {
+        return;
+    };
+    let timeout = std::time::Duration::from_secs(1);
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, timeout) else {
+        return;
+    };
+    let _ = stream.set_read_timeout(Some(timeout));
+    let _ = stream.set_write_timeout(Some(timeout));
+    let request = format!(
+        "GET /v1/status HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        token.trim()
+    );
+    if stream.write_all(request.as_bytes()).is_ok() {
+        let _ = stream.read_to_end(&mut Vec::new());
     }
 }
 

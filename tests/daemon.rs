@@ -727,7 +727,8 @@ fn a_rule_set_imported_beside_the_running_daemon_takes_effect_at_once() {
     let file = t.write_ruleset("rs6.jws", 6, &["DINING", "SNACKS"], &[]);
     let r = t.run(&["ruleset", "import", &file]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(d.present(&id, &code)["decision"], "accepted");
+    // Announced at once (the import nudges the daemon), before anyone asks anything.
     assert_eq!(events.next_named("ruleset", 5 * SECOND).unwrap()["version"], 6);
+    assert_eq!(d.present(&id, &code)["decision"], "accepted");
     assert_eq!(d.get("/v1/status").json()["ruleset"]["version"], 6);
 }

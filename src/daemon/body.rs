@@ -36,7 +36,7 @@ pub fn amount(map: &Map<String, Value>, field: &str) -> Result<Option<Money>, Ba
         Some(Value::Number(n)) => match n.as_i64() {
             Some(v) if (0..=Money::MAX.0).contains(&v) => Ok(Some(Money(v))),
             Some(v) if v < 0 => Err(bad_field(field, "must not be negative")),
-            _ if n.is_i64() || n.is_u64() => {
+            _ if n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.is_finite() && f.fract() == 0.0) => {
                 Err(bad_field(field, &format!("must be at most {} minor units", Money::MAX.0)))
             }
             _ => Err(bad_field(field, "must be an integer of minor units (fen), not a fraction")),

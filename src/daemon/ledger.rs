@@ -233,8 +233,17 @@ impl Ledger {
     /// A rule set imported by the command line beside the running daemon takes effect
     /// at the next job.
     fn notice_changes_elsewhere(&mut self) {
-        if let Err(e) = self.agent.reload_if_changed_elsewhere() {
-            tracing::warn!(error = %e, "cannot check the ledger for outside changes");
+        match self.agent.changed_elsewhere() {
+            // Another process wrote (an import, `outbox retry`, a command-line redeem):
+            // the forwarder looks at once instead of at its next heartbeat.
+            Ok(true) => {
+                self.forwarder.notify_one();
+                if let Err(e) = self.agent.reload_if_changed_elsewhere() {
+                    tracing::warn!(error = %e, "cannot reload the rule set changed by another process");
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot check the ledger for outside changes"),
         }
     }
 
