@@ -15,6 +15,8 @@
 //! Single sizes can be set with `REDEEMD_BENCH_ROWS`, `_REVOKED`, `_CAMPAIGNS`, `_SAMPLES`,
 //! `_REDEMPTIONS` and `_IDLE_SECS`; `REDEEMD_BENCH_KEEP=1` keeps the terminals' directory.
 
+mod common;
+
 use redeemd::agent::Agent;
 use redeemd::clock::SystemClock;
 use redeemd::decision::Terminal;
@@ -41,17 +43,7 @@ const PAUSE_EVERY: usize = 100;
 /// Before the idle window: the idle checkpoint done, the last connections gone.
 const SETTLE: Duration = Duration::from_secs(2);
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.3} ms", d.as_secs_f64() * 1e3)
-}
+use common::{env, ms, percentile};
 
 struct Sizes {
     quick: bool,
@@ -543,50 +535,11 @@ fn measure_idle(pid: u32, window: Duration) -> Idle {
 
 // ------------------------------------------------------------------ ledger and codes
 
-/// Bulk rows straight into the tables, in one transaction, before any daemon runs:
-/// paid checkouts, their redemptions marked forwarded, and answered (accepted) redeem
-/// events with a placeholder body, so the ledger is big but nothing is left to forward.
+/// The shared bulk fill, with a big page cache while filling and the WAL folded back.
 fn prefill(db: &Path, rows: usize, campaigns: usize) {
     let conn = rusqlite::Connection::open(db).unwrap();
     conn.pragma_update(None, "cache_size", -524_288).unwrap(); // 512 MiB while filling
-    conn.execute_batch("BEGIN IMMEDIATE").unwrap();
-    {
-        let mut checkout = conn
-            .prepare("INSERT INTO checkout (id, basket_total, eligible_total, opened_ms, status, closed_ms) VALUES (?1, 5800, 5800, ?2, 'paid', ?2)")
-            .unwrap();
-        let mut redemption = conn
-            .prepare(
-                "INSERT INTO redemption (id, checkout_id, coupon_id, campaign_id, holder, code, discount, basket_total,
-                     eligible_total, currency, ruleset_version, at_ms, forward_state)
-                 VALUES (?1, ?1, ?2, ?3, ?4, 'CP1:', 1000, 5800, 5800, 'CNY', 1, ?5, 'forwarded')",
-            )
-            .unwrap();
-        let mut outbox = conn
-            .prepare(
-                "INSERT INTO outbox (seq, event_id, type, redemption_id, body, created_ms, state, answer, answered_ms)
-                 VALUES (?1, ?2, 'redeem', ?3, '{}', ?4, 'accepted', '{\"status\":\"accepted\"}', ?4)",
-            )
-            .unwrap();
-        let base = jiff::Timestamp::now().as_millisecond() - 30 * 24 * 3600 * 1000;
-        for i in 0..rows {
-            let id = format!("00000000-0000-7000-8000-{i:012}");
-            let at = base + (i as i64) * 2000;
-            checkout.execute(rusqlite::params![id, at]).unwrap();
-            redemption
-                .execute(rusqlite::params![
-                    id,
-                    format!("OLD-{i:09}"),
-                    format!("CAMP-{:05}", i % campaigns),
-                    format!("holder-{:06}", i % 50_000).into_bytes(),
-                    at
-                ])
-                .unwrap();
-            outbox
-                .execute(rusqlite::params![i as i64 + 1, format!("00000000-0000-7000-9000-{i:012}"), id, at])
-                .unwrap();
-        }
-    }
-    conn.execute_batch("COMMIT").unwrap();
+    common::prefill(&conn, rows, campaigns);
     conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
 }
 

@@ -8,6 +8,8 @@
 //!
 //! Sizes can be lowered for a quick look: `REDEEMD_BENCH_ROWS=100000 cargo bench --bench ledger`.
 
+mod common;
+
 use jiff::{SignedDuration, Timestamp};
 use redeemd::coupon;
 use redeemd::decision::Terminal;
@@ -16,19 +18,9 @@ use redeemd::keys::b64url_encode;
 use redeemd::money::Money;
 use redeemd::ruleset;
 use redeemd::store::{CheckoutRef, Store};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.3} ms", d.as_secs_f64() * 1e3)
-}
+use common::{env, ms, percentile};
 
 fn main() {
     let rows = env("REDEEMD_BENCH_ROWS", 1_000_000);
@@ -60,7 +52,7 @@ fn main() {
 
     eprintln!("filling the ledger with {rows} forwarded redemptions");
     let t = Instant::now();
-    prefill(store.connection(), rows, now);
+    common::prefill(store.connection(), rows, 10_000);
     eprintln!("  done in {:.1?}", t.elapsed());
     if std::env::var("NOCKPT").is_ok() {
         store.connection().pragma_update(None, "wal_autocheckpoint", 0).unwrap();
@@ -182,45 +174,4 @@ fn main() {
         "decode+verify/s {decode_rate:.0}  bare Ed25519 verify/s {bare_verify_rate:.0}  ratio {:.2}  (target >= 0.8)",
         decode_rate / bare_verify_rate
     );
-}
-
-/// Bulk rows straight into the tables, in one transaction: synced redemptions (their
-/// redeem events answered), so the ledger is big but the unsynced set stays small.
-fn prefill(conn: &rusqlite::Connection, rows: usize, now: Timestamp) {
-    conn.execute_batch("BEGIN").unwrap();
-    {
-        let mut checkout = conn
-            .prepare("INSERT INTO checkout (id, basket_total, eligible_total, opened_ms, status) VALUES (?1, 5800, 5800, ?2, 'paid')")
-            .unwrap();
-        let mut redemption = conn
-            .prepare(
-                "INSERT INTO redemption (id, checkout_id, coupon_id, campaign_id, holder, code, discount, basket_total,
-                     eligible_total, currency, ruleset_version, at_ms, forward_state)
-                 VALUES (?1, ?1, ?2, ?3, ?4, 'CP1:', 1000, 5800, 5800, 'CNY', 1, ?5, 'forwarded')",
-            )
-            .unwrap();
-        let mut outbox = conn
-            .prepare(
-                "INSERT INTO outbox (seq, event_id, type, redemption_id, body, created_ms, state)
-                 VALUES (?1, ?2, 'redeem', ?3, '{}', ?4, 'accepted')",
-            )
-            .unwrap();
-        let base = now.as_millisecond() - 30 * 24 * 3600 * 1000;
-        for i in 0..rows {
-            let id = format!("00000000-0000-7000-8000-{i:012}");
-            let at = base + (i as i64) * 2000;
-            checkout.execute(rusqlite::params![id, at]).unwrap();
-            redemption
-                .execute(rusqlite::params![
-                    id,
-                    format!("OLD-{i:09}"),
-                    format!("CAMP-{:05}", i % 10_000),
-                    format!("holder-{:06}", i % 50_000).into_bytes(),
-                    at
-                ])
-                .unwrap();
-            outbox.execute(rusqlite::params![i as i64 + 1, format!("e-{id}"), id, at]).unwrap();
-        }
-    }
-    conn.execute_batch("COMMIT").unwrap();
 }

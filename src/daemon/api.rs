@@ -265,6 +265,39 @@ fn idempotency(headers: &HeaderMap, method: &Method, uri: &Uri, body: &[u8]) -> 
     Ok(Some(Idempotency::new(key, method.as_str(), uri.path(), body)))
 }
 
+/// A POST after its prelude: who asks, what they asked (typed), its idempotency key.
+struct Post<T> {
+    role: Role,
+    request: T,
+    idem: Option<Idempotency>,
+}
+
+async fn posted<T>(
+    s: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    parse: fn(&[u8]) -> Result<T, body::BadBody>,
+) -> Result<Post<T>, Response> {
+    let (role, bytes, idem) = post_prelude(s, method, uri, headers, body).await?;
+    let request = parse(&bytes).map_err(bad_body)?;
+    Ok(Post { role, request, idem })
+}
+
+/// Runs a job on the ledger owner and answers with what it answered.
+async fn on_ledger(s: &AppState, job: impl FnOnce(&mut super::ledger::Ledger) -> Answer + Send + 'static) -> Response {
+    match s.ledger.call(job).await {
+        Ok(answer) => respond(answer),
+        Err(_) => gone(),
+    }
+}
+
+/// Handlers written with `?` over responses: an early answer is as good as the last.
+fn either(result: Result<Response, Response>) -> Response {
+    result.unwrap_or_else(|early| early)
+}
+
 async fn open_checkout(
     State(s): State<Arc<AppState>>,
     method: Method,
@@ -272,19 +305,14 @@ async fn open_checkout(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let (_, bytes, idem) = match post_prelude(&s, &method, &uri, &headers, body).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let request = match body::open_checkout(&bytes) {
-        Ok(v) => v,
-        Err(e) => return bad_body(e),
-    };
-    let body::OpenCheckout { basket_total, eligible_total, pos_ref } = request;
-    match s.ledger.call(move |l| l.open_checkout(basket_total, eligible_total, pos_ref, idem.as_ref())).await {
-        Ok(answer) => respond(answer),
-        Err(_) => gone(),
-    }
+    either(
+        async {
+            let Post { request, idem, .. } = posted(&s, &method, &uri, &headers, body, body::open_checkout).await?;
+            let body::OpenCheckout { basket_total, eligible_total, pos_ref } = request;
+            Ok(on_ledger(&s, move |l| l.open_checkout(basket_total, eligible_total, pos_ref, idem.as_ref())).await)
+        }
+        .await,
+    )
 }
 
 async fn add_code(
@@ -295,22 +323,14 @@ async fn add_code(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let id = match path_id(path) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
-    let (_, bytes, idem) = match post_prelude(&s, &method, &uri, &headers, body).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let code = match body::code(&bytes) {
-        Ok(v) => v,
-        Err(e) => return bad_body(e),
-    };
-    match s.ledger.call(move |l| l.present(Some(&id), &code, Source::Api, idem.as_ref()).0).await {
-        Ok(answer) => respond(answer),
-        Err(_) => gone(),
-    }
+    either(
+        async {
+            let id = path_id(path)?;
+            let Post { request: code, idem, .. } = posted(&s, &method, &uri, &headers, body, body::code).await?;
+            Ok(on_ledger(&s, move |l| l.present(Some(&id), &code, Source::Api, idem.as_ref()).0).await)
+        }
+        .await,
+    )
 }
 
 async fn get_checkout(
@@ -369,23 +389,15 @@ async fn close_checkout(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let id = match path_id(path) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
-    let (role, bytes, idem) = match post_prelude(&s, &method, &uri, &headers, body).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let status = match body::close(&bytes) {
-        Ok(v) => v,
-        Err(e) => return bad_body(e),
-    };
-    let only_current = role == Role::Cashier;
-    match s.ledger.call(move |l| l.close(&id, status, only_current, idem.as_ref())).await {
-        Ok(answer) => respond(answer),
-        Err(_) => gone(),
-    }
+    either(
+        async {
+            let id = path_id(path)?;
+            let Post { role, request: status, idem } = posted(&s, &method, &uri, &headers, body, body::close).await?;
+            let only_current = role == Role::Cashier;
+            Ok(on_ledger(&s, move |l| l.close(&id, status, only_current, idem.as_ref())).await)
+        }
+        .await,
+    )
 }
 
 async fn void(
@@ -396,23 +408,15 @@ async fn void(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let id = match path_id(path) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
-    let (role, bytes, idem) = match post_prelude(&s, &method, &uri, &headers, body).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let reason = match body::void(&bytes) {
-        Ok(v) => v,
-        Err(e) => return bad_body(e),
-    };
-    let only_in_current = role == Role::Cashier;
-    match s.ledger.call(move |l| l.void(&id, reason, only_in_current, idem.as_ref())).await {
-        Ok(answer) => respond(answer),
-        Err(_) => gone(),
-    }
+    either(
+        async {
+            let id = path_id(path)?;
+            let Post { role, request: reason, idem } = posted(&s, &method, &uri, &headers, body, body::void).await?;
+            let only_in_current = role == Role::Cashier;
+            Ok(on_ledger(&s, move |l| l.void(&id, reason, only_in_current, idem.as_ref())).await)
+        }
+        .await,
+    )
 }
 
 /// The body of `/v1/status`.
