@@ -29,6 +29,12 @@ fn signed_ruleset(t: &TestTerminal, version: u64) -> String {
 fn rig() -> Rig {
     let up = TestUpstream::start();
     let t = TestTerminal::bare(21);
+    // A world-readable leftover where the old code put its temporary token file: it must
+    // not lend its mode to the token.
+    std::fs::create_dir_all(t.dir.path().join("data")).unwrap();
+    std::fs::write(t.dir.path().join("data/token.tmp"), "stale").unwrap();
+    std::fs::set_permissions(t.dir.path().join("data/token.tmp"), std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .unwrap();
     up.set_ruleset_keys(&t.issuer.trust_anchors_json());
     up.set_ruleset(&signed_ruleset(&t, 3));
     up.add_code("GOOD-CODE");
