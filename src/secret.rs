@@ -165,6 +165,15 @@ impl WatchedFile {
         Some(text)
     }
 
+    /// Whether the file was written after `at` (or is gone): what it grants was granted
+    /// against an older secret.
+    pub fn changed_since(&self, at: jiff::Timestamp) -> bool {
+        let Ok(modified) = std::fs::metadata(&self.path).and_then(|m| m.modified()) else {
+            return true;
+        };
+        jiff::Timestamp::try_from(modified).map_or(true, |m| m > at)
+    }
+
     /// Constant-time comparison against the file's current text; false when absent.
     pub fn matches(&self, offered: &str) -> bool {
         match self.current() {

@@ -886,10 +886,10 @@ pub fn put_session_in(
     Ok(())
 }
 
-/// The kind of an unexpired session.
-pub fn session_kind_in(c: &Connection, token_sha256: &[u8], now: Timestamp) -> Result<Option<String>> {
-    Ok(c.prepare_cached("SELECT kind FROM session WHERE token_sha256 = ?1 AND expires_ms > ?2")?
-        .query_row(params![token_sha256, ms(now)], |r| r.get(0))
+/// The kind and start of an unexpired session.
+pub fn session_in(c: &Connection, token_sha256: &[u8], now: Timestamp) -> Result<Option<(String, Timestamp)>> {
+    Ok(c.prepare_cached("SELECT kind, created_ms FROM session WHERE token_sha256 = ?1 AND expires_ms > ?2")?
+        .query_row(params![token_sha256, ms(now)], |r| Ok((r.get(0)?, from_ms(r.get(1)?))))
         .optional()?)
 }
 

@@ -432,6 +432,13 @@ fn manager_pin_login_lockout_and_the_cashier_link() {
     let session = cookie.split(';').next().unwrap().to_owned();
     let report = d.request("GET", "/v1/reports/daily", None, &[("cookie", &session)]);
     assert_eq!(report.status, 200, "a manager session reads reports");
+    std::thread::sleep(Duration::from_millis(20));
+    let again = t.run_with_stdin(&["manager-pin", "set"], Some(b"135791\n"));
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    let report = d.request("GET", "/v1/reports/daily", None, &[("cookie", &session)]);
+    assert_eq!(report.status, 401, "a new PIN ends the sessions of the old one");
+    let again = t.run_with_stdin(&["manager-pin", "set"], Some(b"246810\n"));
+    assert_eq!(again.code, 0, "{}", again.stderr);
     // Parallel guesses cannot slip past the lock: at most five are ever checked.
     let base = d.base.clone();
     let guesses: Vec<_> = (0..12)

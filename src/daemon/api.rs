@@ -184,9 +184,15 @@ async fn authorize(s: &AppState, headers: &HeaderMap) -> Result<Role, Response> 
     if let Some(token) = cookie(headers, SESSION_COOKIE) {
         let hash = secret::sha256(token.as_bytes());
         let now = s.clock.now();
-        let kind = s.ledger.call(move |l| store::session_kind_in(l.agent.store().connection(), &hash, now)).await;
-        match kind {
-            Ok(Ok(Some(kind))) if kind == "manager" => return Ok(Role::Manager),
+        let session = s.ledger.call(move |l| store::session_in(l.agent.store().connection(), &hash, now)).await;
+        match session {
+            // A new PIN ends the manager sessions opened with the old one.
+            Ok(Ok(Some((kind, created)))) if kind == "manager" => {
+                if s.manager_pin.changed_since(created) {
+                    return Err(unauthorized());
+                }
+                return Ok(Role::Manager);
+            }
             Ok(Ok(Some(_))) => return Ok(Role::Cashier),
             Ok(_) => {}
             Err(_) => return Err(gone()),
