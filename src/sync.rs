@@ -41,6 +41,23 @@ pub struct SyncState {
     pub last_error: Option<String>,
     pub last_heartbeat: Option<Timestamp>,
     pub last_refresh: Option<Timestamp>,
+    /// This terminal's heartbeat and refresh periods in ‰ of the cadence (900–1100; 0
+    /// means 1000): terminals that boot in the same second (a mall's power comes back)
+    /// drift apart instead of heartbeating in the same second for ever.
+    pub period_permille: u16,
+}
+
+impl SyncState {
+    /// A period of the cadence, stretched or shrunk by this terminal's own factor.
+    fn period(&self, every: Duration) -> Duration {
+        let permille = if self.period_permille == 0 { 1000 } else { u32::from(self.period_permille) };
+        every * permille / 1000
+    }
+}
+
+/// A terminal's own period factor (‰), from a jitter in `[0, 1)`.
+pub fn period_permille(jitter: f64) -> u16 {
+    900 + (jitter.clamp(0.0, 1.0) * 200.0) as u16
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,13 +87,15 @@ pub fn next_action(state: &SyncState, cadence: Cadence, pending: bool, now: Time
     if let Some(at) = state.next_attempt.filter(|at| *at > now) {
         return Action::Wait(since(at, now));
     }
+    let heartbeat = state.period(cadence.heartbeat);
+    let refresh = state.period(cadence.refresh);
     let due = |last: Option<Timestamp>, every: Duration| last.is_none_or(|l| since(now, l) >= every);
     // Offline, the heartbeat is the probe: after a reconnect comes heartbeat, refresh,
     // then forwarding (spec "Cadence"), never forwarding first.
-    if state.failures > 0 || due(state.last_heartbeat, cadence.heartbeat) {
+    if state.failures > 0 || due(state.last_heartbeat, heartbeat) {
         return Action::Heartbeat;
     }
-    if due(state.last_refresh, cadence.refresh) {
+    if due(state.last_refresh, refresh) {
         return Action::Refresh;
     }
     if pending {
@@ -84,7 +103,7 @@ pub fn next_action(state: &SyncState, cadence: Cadence, pending: bool, now: Time
     }
     let until =
         |last: Option<Timestamp>, every: Duration| last.map_or(Duration::ZERO, |l| every.saturating_sub(since(now, l)));
-    Action::Wait(until(state.last_heartbeat, cadence.heartbeat).min(until(state.last_refresh, cadence.refresh)))
+    Action::Wait(until(state.last_heartbeat, heartbeat).min(until(state.last_refresh, refresh)))
 }
 
 /// Full jitter: uniformly in `[0, min(cap, base·2^(failures-1))]`, but never sooner than
@@ -220,8 +239,9 @@ impl<'a> Syncer<'a> {
         upstream: Upstream,
         terminal_id: String,
         download_dir: PathBuf,
-        state: SyncState,
+        mut state: SyncState,
     ) -> Self {
+        state.period_permille = period_permille(jitter());
         Syncer {
             ledger,
             upstream,
@@ -598,6 +618,7 @@ pub fn load_state(store: &Store) -> Result<SyncState, StoreError> {
         last_error: store.meta(META_LAST_ERROR)?,
         last_heartbeat: None,
         last_refresh: None,
+        period_permille: 0,
     })
 }
 
@@ -662,6 +683,19 @@ mod tests {
         after(&mut s, &Err(err), t(0), 1.0);
         assert_eq!(s.next_attempt, Some(t(3600)));
         assert_eq!(next_action(&s, CADENCE, true, t(10)), Action::Wait(Duration::from_secs(3590)));
+    }
+
+    #[test]
+    fn each_terminal_keeps_its_own_period_so_simultaneous_boots_drift_apart() {
+        let mut fast = SyncState { period_permille: period_permille(0.0), ..SyncState::default() };
+        let mut slow = SyncState { period_permille: period_permille(0.999), ..SyncState::default() };
+        for s in [&mut fast, &mut slow] {
+            s.last_heartbeat = Some(t(0));
+            s.last_refresh = Some(t(0));
+        }
+        assert_eq!(next_action(&fast, CADENCE, false, t(54)), Action::Heartbeat);
+        assert_eq!(next_action(&slow, CADENCE, false, t(54)), Action::Wait(Duration::from_millis(11_940)));
+        assert_eq!(SyncState::default().period(CADENCE.heartbeat), CADENCE.heartbeat);
     }
 
     #[test]
