@@ -127,14 +127,17 @@ impl Agent {
     }
 
     /// Verifies and installs a rule set. A refusal changes nothing and is logged.
-    pub fn import_ruleset(&mut self, jws: &str) -> Result<Install, ImportError> {
+    pub fn import_ruleset(&mut self, jws: impl Into<String>) -> Result<Install, ImportError> {
         let now = self.clock.now();
-        let verified = ruleset::verify(jws, &self.anchors).map_err(refused)?;
+        let verified = ruleset::verify_owned(jws.into(), &self.anchors).map_err(refused)?;
         let install = self.store.install_ruleset(&verified, now)?.map_err(refused)?;
+        let version = verified.rules.version;
+        // The verified text and its 10^6 revoked ids go before the model is loaded back.
+        drop(verified);
         if let Install::Installed { previous } = install {
             self.installed = self.store.ruleset()?;
             self.ruleset_problem = None;
-            tracing::info!(?previous, version = verified.rules.version, "rule set installed");
+            tracing::info!(?previous, version, "rule set installed");
         }
         Ok(install)
     }
@@ -144,19 +147,20 @@ impl Agent {
     /// any mismatch the rule set is dropped from this agent, so decisions fail closed
     /// (`no_ruleset`); the error says why.
     pub fn check_derived_tables(&mut self) -> Result<(), String> {
-        let Some((_, jws)) = self.store.ruleset_jws().map_err(|e| e.to_string())? else {
+        let Some((version, jws)) = self.store.ruleset_jws().map_err(|e| e.to_string())? else {
             return Ok(());
         };
-        let problem = match ruleset::verify(&jws, &self.anchors) {
+        let problem = match ruleset::verify_wire(&jws, &self.anchors) {
             Err(refusal) => Some(format!("the stored rule set no longer verifies: {refusal}")),
-            Ok(verified) => {
-                let expected = crate::store::derived_digest_of(&verified.wire).map_err(|e| e.to_string())?;
+            Ok(wire) => {
+                drop(jws);
+                let expected = crate::store::derived_digest_of(wire).map_err(|e| e.to_string())?;
                 let actual = self.store.derived_digest().map_err(|e| e.to_string())?;
                 (actual != Some(expected)).then(|| {
                     format!(
                         "the ledger's campaign/revoked tables differ from the signed rule set {} (edited?); \
                          decisions refuse with no_ruleset until a rule set is installed again",
-                        verified.rules.version
+                        version
                     )
                 })
             }

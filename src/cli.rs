@@ -518,7 +518,7 @@ fn ruleset_import(config_path: &Path, file: &Path) -> CliResult {
     })?;
     let mut agent = open_agent(&config)?;
     let before = agent.installed().map(|i| i.rules.version);
-    match agent.import_ruleset(&text) {
+    match agent.import_ruleset(text) {
         Ok(Install::Installed { previous }) => {
             let rules = &agent.installed().ok_or_else(|| anyhow!("installed rule set vanished"))?.rules;
             let was = previous.map_or_else(|| "none".to_owned(), |v| v.to_string());

@@ -121,6 +121,22 @@ pub struct VerifiedRuleSet {
 
 /// Verifies a JWS compact rule set against `anchors` and validates its payload.
 pub fn verify(jws: &str, anchors: &[TrustAnchor]) -> Result<VerifiedRuleSet, Refusal> {
+    verify_owned(jws.to_owned(), anchors)
+}
+
+/// [`verify`] of a text the caller gives away, so a 25 MB rule set is not copied to be kept.
+pub fn verify_owned(mut jws: String, anchors: &[TrustAnchor]) -> Result<VerifiedRuleSet, Refusal> {
+    let wire = verify_wire(&jws, anchors)?;
+    let rules = RuleSet::from_wire(&wire)?;
+    if jws.trim().len() != jws.len() {
+        jws = jws.trim().to_owned();
+    }
+    Ok(VerifiedRuleSet { jws, wire, rules })
+}
+
+/// The signature check and the payload's wire shape, without building the model or
+/// copying the text: what proving the stored tables needs (a 25 MB rule set is held once).
+pub fn verify_wire(jws: &str, anchors: &[TrustAnchor]) -> Result<RuleSetWire, Refusal> {
     let jws = jws.trim();
     let mut parts = jws.split('.');
     let (Some(h64), Some(p64), Some(s64), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
@@ -145,9 +161,7 @@ pub fn verify(jws: &str, anchors: &[TrustAnchor]) -> Result<VerifiedRuleSet, Ref
         return Err(Refusal::BadSignature(anchor.kid.clone()));
     }
     let payload = b64url_decode(p64).map_err(|_| Refusal::Envelope("payload is not base64url"))?;
-    let wire: RuleSetWire = serde_json::from_slice(&payload).map_err(|e| Refusal::Payload(e.to_string()))?;
-    let rules = RuleSet::from_wire(&wire)?;
-    Ok(VerifiedRuleSet { jws: jws.to_owned(), wire, rules })
+    serde_json::from_slice(&payload).map_err(|e| Refusal::Payload(e.to_string()))
 }
 
 // ---------------------------------------------------------------- wire shape

@@ -904,13 +904,29 @@ pub fn last_contact_in(c: &Connection) -> Result<Option<Timestamp>> {
 
 /// The rule set without campaigns and revoked ids, as the `ruleset` row keeps it.
 fn header_json(wire: &RuleSetWire) -> Result<String> {
-    let header = RuleSetWire { campaigns: Vec::new(), revoked: None, ..wire.clone() };
+    // Field by field: cloning the whole wire would copy every campaign and revoked id.
+    let header = RuleSetWire {
+        format: wire.format,
+        version: wire.version,
+        issuer: wire.issuer.clone(),
+        issued_at: wire.issued_at.clone(),
+        expires_at: wire.expires_at.clone(),
+        timezone: wire.timezone.clone(),
+        currency: wire.currency.clone(),
+        coupon_keys: wire.coupon_keys.clone(),
+        max_coupons_per_basket: wire.max_coupons_per_basket,
+        campaigns: Vec::new(),
+        revoked: None,
+        offline: wire.offline.clone(),
+    };
     serde_json::to_string(&header).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-/// The digest the derived tables must have for a verified rule set.
-pub fn derived_digest_of(wire: &RuleSetWire) -> Result<[u8; 32]> {
-    let mut digest = DerivedDigest::new(&header_json(wire)?);
+/// The digest the derived tables must have for a verified rule set (consumed: its
+/// revoked ids are sorted in place rather than copied).
+pub fn derived_digest_of(mut wire: RuleSetWire) -> Result<[u8; 32]> {
+    let mut revoked = wire.revoked.take().unwrap_or_default();
+    let mut digest = DerivedDigest::new(&header_json(&wire)?);
     let mut campaigns: Vec<(String, String)> = Vec::with_capacity(wire.campaigns.len());
     for c in &wire.campaigns {
         campaigns.push((c.id.clone(), serde_json::to_string(c).map_err(|e| StoreError::Corrupt(e.to_string()))?));
@@ -919,10 +935,9 @@ pub fn derived_digest_of(wire: &RuleSetWire) -> Result<[u8; 32]> {
     for (id, json) in &campaigns {
         digest.campaign(id, json);
     }
-    let mut revoked: Vec<&str> = wire.revoked.iter().flatten().map(String::as_str).collect();
     revoked.sort_unstable();
     revoked.dedup();
-    for id in revoked {
+    for id in &revoked {
         digest.revoked(id);
     }
     Ok(digest.finish())

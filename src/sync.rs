@@ -325,8 +325,10 @@ impl<'a> Syncer<'a> {
                     .ledger
                     .with(move |agent| -> Result<String, UpstreamError> {
                         let text = std::fs::read(&path).map_err(|e| local_io(&path, e))?;
-                        let text = String::from_utf8_lossy(&text);
-                        match agent.import_ruleset(&text) {
+                        // Not UTF-8 is refused by the verification all the same; valid text is not copied.
+                        let text = String::from_utf8(text)
+                            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+                        match agent.import_ruleset(text) {
                             Ok(install) => {
                                 agent.store().set_meta(META_ETAG, etag.as_deref()).map_err(local)?;
                                 let version = agent.installed().map_or(0, |i| i.rules.version);

@@ -52,7 +52,7 @@ fn ruleset_cases() {
             clock.set(ts(step["at"].as_str().unwrap()));
             let jws = std::fs::read_to_string(vectors_dir().join(step["import"].as_str().unwrap())).unwrap();
             let before = agent.store().counts().unwrap();
-            let got = match agent.import_ruleset(&jws) {
+            let got = match agent.import_ruleset(jws.as_str()) {
                 Ok(Install::Installed { .. }) => "installed",
                 Ok(Install::Unchanged) => "unchanged",
                 Err(ImportError::Refused(_)) => "refused",
@@ -95,7 +95,7 @@ fn run_decision_case(case: &Value) -> Result<(), String> {
     if let Some(file) = case["ruleset"].as_str() {
         clock.set(ts(case["installed_at"].as_str().unwrap()));
         let jws = std::fs::read_to_string(vectors_dir().join(file)).unwrap();
-        agent.import_ruleset(&jws).map_err(|e| format!("import: {e}"))?;
+        agent.import_ruleset(jws.as_str()).map_err(|e| format!("import: {e}"))?;
     }
     for (i, h) in case["history"].as_array().unwrap().iter().enumerate() {
         clock.set(ts(h["at"].as_str().unwrap()));
