@@ -15,7 +15,6 @@ use super::metrics::Metrics;
 use super::{body, pages};
 use crate::clock::Clock;
 use crate::events::{EventBus, EventKind};
-use crate::money::Money;
 use crate::secret::{self, WatchedFile};
 use crate::store;
 use axum::body::Bytes;
@@ -38,8 +37,6 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 /// Every call but the event stream ends within this (a `wait` is at most 30 s).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(40);
 pub const MAX_WAIT_SECONDS: f64 = 30.0;
-/// Amounts above 10^11 minor units are refused (the spec's bound for rule sets too).
-pub const MAX_AMOUNT: i64 = Money::MAX.0;
 pub const SESSION_COOKIE: &str = "redeemd_session";
 /// Keep-alive comments on idle event streams (the spec: at least every 15 s; margin for
 /// a busy machine). A stream also ends this soon after its token is rotated away.
