@@ -8,7 +8,7 @@
 //! through the [`LedgerView`] this module implements over an open transaction.
 
 use crate::clock::rfc3339;
-use crate::coupon::Coupon;
+use crate::coupon::{Coupon, Shown};
 use crate::decision::{self, Checkout, Decision, LedgerView, Terminal, Unsynced};
 use crate::keys::b64url_encode;
 use crate::money::Money;
@@ -24,6 +24,7 @@ use thiserror::Error;
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_ledger", include_str!("../migrations/0001_ledger.sql")),
     ("0002_daemon", include_str!("../migrations/0002_daemon.sql")),
+    ("0003_presentation", include_str!("../migrations/0003_presentation.sql")),
 ];
 
 #[derive(Debug, Error)]
@@ -125,6 +126,8 @@ pub struct RedemptionRow {
     pub voided_at: Option<Timestamp>,
     /// `pending` until every event is answered, then the answer to the redeem event.
     pub state: String,
+    /// `static` (a CP1 code) or `dynamic` (a CP2 presentation).
+    pub presentation: String,
 }
 
 impl Store {
@@ -572,7 +575,8 @@ impl Store {
                     CASE WHEN EXISTS (SELECT 1 FROM outbox o WHERE o.redemption_id = r.id AND o.state = 'parked')
                          THEN 'parked'
                          WHEN EXISTS (SELECT 1 FROM outbox o WHERE o.redemption_id = r.id AND o.state = 'pending')
-                         THEN 'pending' ELSE r.forward_state END
+                         THEN 'pending' ELSE r.forward_state END,
+                    r.presentation
              FROM redemption r WHERE r.at_ms >= ?1 AND r.at_ms < ?2 ORDER BY r.at_ms, r.id",
         )?;
         let rows = stmt.query_map(params![ms(from), ms(until)], |r| {
@@ -587,6 +591,7 @@ impl Store {
                 at: from_ms(r.get(7)?),
                 voided_at: r.get::<_, Option<i64>>(8)?.map(from_ms),
                 state: r.get(9)?,
+                presentation: r.get(10)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -633,7 +638,9 @@ pub fn present_in(
 ) -> Result<Recorded> {
     let (view, checkout_id) = checkout_view(tx, &checkout)?;
     let decision = decide_in(tx, code, &view, terminal, rules, now)?;
-    let (Ok(discount), Some(coupon), Some(rules)) = (decision.outcome, &decision.coupon, rules) else {
+    let (Ok(discount), Some(coupon), Some(shown), Some(rules)) =
+        (decision.outcome, &decision.coupon, decision.presentation, rules)
+    else {
         // Nothing is written for a refusal.
         return Ok(Recorded { decision, redemption_id: None, checkout_id });
     };
@@ -656,10 +663,14 @@ pub fn present_in(
         }
     };
     let redemption_id = new_uuid(now);
+    let presented_at = match shown {
+        Shown::Static => None,
+        Shown::Dynamic { presented_at } => Some(i64::try_from(presented_at).unwrap_or(i64::MAX)),
+    };
     tx.prepare_cached(
         "INSERT INTO redemption (id, checkout_id, coupon_id, campaign_id, holder, code, discount,
-             basket_total, eligible_total, currency, ruleset_version, at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+             basket_total, eligible_total, currency, ruleset_version, at_ms, presentation, presented_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?
     .execute(params![
         redemption_id,
@@ -673,10 +684,12 @@ pub fn present_in(
         view.eligible_total.0,
         rules.currency,
         rules.version,
-        ms(now)
+        ms(now),
+        shown.as_str(),
+        presented_at
     ])?;
     let at = rfc3339(now, &rules.timezone);
-    let event = RedeemEvent { redemption_id: &redemption_id, coupon, code, view: &view, discount, rules, at };
+    let event = RedeemEvent { redemption_id: &redemption_id, coupon, shown, code, view: &view, discount, rules, at };
     append_event(tx, "redeem", &redemption_id, |event_id, seq| event.to_json(event_id, seq), now)?;
     Ok(Recorded { decision, redemption_id: Some(redemption_id), checkout_id: Some(checkout_id) })
 }
@@ -915,6 +928,7 @@ fn header_json(wire: &RuleSetWire) -> Result<String> {
         currency: wire.currency.clone(),
         coupon_keys: wire.coupon_keys.clone(),
         max_coupons_per_basket: wire.max_coupons_per_basket,
+        presentation_max_age_seconds: wire.presentation_max_age_seconds,
         campaigns: Vec::new(),
         revoked: None,
         offline: wire.offline.clone(),
@@ -1062,6 +1076,9 @@ fn decide_in(
 struct RedeemEvent<'a> {
     redemption_id: &'a str,
     coupon: &'a Coupon,
+    shown: Shown,
+    /// The text presented: for a dynamic one the whole `CP2:` text, so that upstream can
+    /// verify both signatures again.
     code: &'a str,
     view: &'a Checkout,
     discount: Money,
@@ -1071,15 +1088,24 @@ struct RedeemEvent<'a> {
 
 impl RedeemEvent<'_> {
     fn to_json(&self, event_id: &str, seq: i64) -> String {
-        serde_json::json!({
+        let mut event = serde_json::json!({
             "event_id": event_id, "seq": seq, "type": "redeem", "redemption_id": self.redemption_id,
             "coupon_id": self.coupon.coupon_id.as_str(), "campaign_id": self.coupon.campaign_id,
             "holder": b64url_encode(&self.coupon.holder), "code": self.code,
+            "presentation": self.shown.as_str(),
             "basket_total": self.view.basket_total.0, "eligible_total": self.view.eligible_total.0,
             "discount": self.discount.0, "currency": self.rules.currency, "at": self.at,
             "ruleset_version": self.rules.version,
-        })
-        .to_string()
+        });
+        // A static one omits presented_at (upstream-api.md).
+        if let Shown::Dynamic { presented_at } = self.shown {
+            let signed = i64::try_from(presented_at).ok().and_then(|s| Timestamp::from_second(s).ok());
+            // The window keeps an accepted presentation within 10 minutes of now: always an instant.
+            if let Some(signed) = signed {
+                event["presented_at"] = rfc3339(signed, &self.rules.timezone).into();
+            }
+        }
+        event.to_string()
     }
 }
 
