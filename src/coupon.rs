@@ -592,3 +592,151 @@ pub fn decode_any(code: &str) -> Result<Scanned, Malformed> {
         decode(code).map(Scanned::Static)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cbor::{write_bytes, write_header, write_int};
+
+    /// x = 0 is on P-256 with this y (y² = b mod p has a root).
+    const Y_AT_X0: &str = "66485c780e2f83d72433bd5d84a06bb6541c2af31dae871728bf856a174f93f4";
+    const P256_P: &str = "ffffffff00000001000000000000000000000000ffffffffffffffffffffffff";
+
+    fn bytes32(hex: &str) -> [u8; 32] {
+        let v: Vec<u8> = (0..64).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+        v.try_into().unwrap()
+    }
+
+    /// A COSE_Key map from `(label, encoded value)` pairs, in order.
+    fn key(entries: &[(i64, Vec<u8>)]) -> Value {
+        let mut out = Vec::new();
+        write_header(&mut out, 5, entries.len() as u64);
+        for (label, value) in entries {
+            write_int(&mut out, *label);
+            out.extend_from_slice(value);
+        }
+        cbor::from_slice(&out).unwrap()
+    }
+
+    fn int(n: i64) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_int(&mut out, n);
+        out
+    }
+
+    fn bstr(b: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_bytes(&mut out, b);
+        out
+    }
+
+    fn ec2(x: &[u8; 32], y: Vec<u8>) -> Vec<(i64, Vec<u8>)> {
+        vec![(1, int(2)), (-1, int(1)), (-2, bstr(x)), (-3, y)]
+    }
+
+    #[test]
+    fn p256_points_are_validated() {
+        let y = bytes32(Y_AT_X0);
+        assert!(matches!(parse_holder_key(&key(&ec2(&[0; 32], bstr(&y)))), Ok(HolderKey::P256(_))));
+        // x = p is 0 mod p, but not below the prime: refused.
+        assert!(parse_holder_key(&key(&ec2(&bytes32(P256_P), bstr(&y)))).is_err());
+        let mut off = y;
+        off[31] ^= 1;
+        assert!(parse_holder_key(&key(&ec2(&[0; 32], bstr(&off)))).is_err());
+        // The compressed form: y as a boolean.
+        assert!(parse_holder_key(&key(&ec2(&[0; 32], vec![0xf5]))).is_err());
+        assert!(parse_holder_key(&key(&ec2(&[0; 32], bstr(&y[1..])))).is_err());
+    }
+
+    #[test]
+    fn only_the_two_shapes_pass() {
+        let x = [7u8; 32];
+        let okp = |extra: &[(i64, Vec<u8>)]| {
+            let mut e = vec![(1, int(1)), (-1, int(6)), (-2, bstr(&x))];
+            e.extend_from_slice(extra);
+            parse_holder_key(&key(&e))
+        };
+        assert!(matches!(okp(&[]), Ok(HolderKey::Ed25519 { .. })));
+        assert!(okp(&[(3, int(-8))]).is_ok(), "alg -8 may be given");
+        assert!(okp(&[(3, int(-7))]).is_err(), "but not the other one");
+        assert!(okp(&[(2, bstr(b"kid"))]).is_err(), "no kid");
+        assert!(okp(&[(4, int(1))]).is_err(), "no key_ops");
+        assert!(okp(&[(-4, bstr(&[1; 32]))]).is_err(), "never the private key");
+        assert!(okp(&[(-3, bstr(&x))]).is_err(), "no y on an OKP key");
+        assert!(okp(&[(1, int(1))]).is_err(), "each label once");
+        assert!(parse_holder_key(&key(&[(1, int(1)), (-1, int(6)), (-2, bstr(&x[1..]))])).is_err());
+        assert!(parse_holder_key(&key(&[(1, int(1)), (-1, int(1)), (-2, bstr(&x))])).is_err(), "crv P-256 on OKP");
+        assert!(parse_holder_key(&key(&[(1, int(1)), (-2, bstr(&x))])).is_err(), "crv missing");
+        // kty as a tagged integer, or as text; a text label.
+        let tagged = [0xc1, 0x01];
+        assert!(parse_holder_key(&key(&[(1, tagged.to_vec()), (-1, int(6)), (-2, bstr(&x))])).is_err());
+        let mut text_label = Vec::new();
+        write_header(&mut text_label, 5, 4);
+        for (l, v) in [(1, int(1)), (-1, int(6)), (-2, bstr(&x))] {
+            write_int(&mut text_label, l);
+            text_label.extend_from_slice(&v);
+        }
+        crate::cbor::write_text(&mut text_label, "kty");
+        write_int(&mut text_label, 1);
+        assert!(parse_holder_key(&cbor::from_slice(&text_label).unwrap()).is_err());
+        assert!(parse_holder_key(&Value::Bytes(x.to_vec())).is_err());
+    }
+
+    #[test]
+    fn an_ed25519_x_is_checked_for_length_only() {
+        // Find 32 bytes that are no curve point: parsed, but a key that verifies nothing.
+        let x = (2u8..)
+            .map(|y| {
+                let mut b = [0u8; 32];
+                b[0] = y;
+                b
+            })
+            .find(|b| PublicKey::ed25519(b).is_none())
+            .unwrap();
+        let parsed = parse_holder_key(&key(&[(1, int(1)), (-1, int(6)), (-2, bstr(&x))])).unwrap();
+        assert_eq!(parsed, HolderKey::Ed25519 { x, key: None });
+        assert!(!parsed.verify(b"message", &[0; 64]));
+    }
+
+    #[test]
+    fn the_presentation_payload_has_exactly_keys_1_and_2() {
+        let payload = |entries: &[(Vec<u8>, Vec<u8>)]| {
+            let mut out = Vec::new();
+            write_header(&mut out, 5, entries.len() as u64);
+            for (k, v) in entries {
+                out.extend_from_slice(k);
+                out.extend_from_slice(v);
+            }
+            parse_presentation_payload(&out)
+        };
+        let coupon = bstr(b"cose");
+        assert_eq!(payload(&[(int(1), coupon.clone()), (int(2), int(5))]), Ok((b"cose".to_vec(), 5)));
+        assert_eq!(payload(&[(int(2), int(5)), (int(1), coupon.clone())]), Ok((b"cose".to_vec(), 5)));
+        assert!(payload(&[(int(1), coupon.clone())]).is_err());
+        assert!(payload(&[(int(1), coupon.clone()), (int(2), int(5)), (int(3), int(0))]).is_err());
+        assert!(payload(&[(int(1), coupon.clone()), (int(2), int(5)), (int(2), int(6))]).is_err());
+        assert!(payload(&[(int(1), coupon.clone()), (int(2), int(-5))]).is_err());
+        assert!(payload(&[(int(1), coupon.clone()), (int(2), vec![0xc1, 0x05])]).is_err());
+        assert!(payload(&[(int(1), coupon.clone()), (int(2), vec![0xf9, 0x3c, 0x00])]).is_err());
+        assert!(payload(&[(int(1), int(0)), (int(2), int(5))]).is_err());
+        let mut text_key = Vec::new();
+        crate::cbor::write_text(&mut text_key, "x");
+        assert!(payload(&[(int(1), coupon.clone()), (int(2), int(5)), (text_key, int(0))]).is_err());
+        // Indefinite-length map is accepted.
+        let mut indefinite = vec![0xbf];
+        indefinite.extend(int(1));
+        indefinite.extend(coupon);
+        indefinite.extend(int(2));
+        indefinite.extend(int(5));
+        indefinite.push(0xff);
+        assert_eq!(parse_presentation_payload(&indefinite), Ok((b"cose".to_vec(), 5)));
+    }
+
+    #[test]
+    fn presentations_only_under_their_own_prefix() {
+        assert_eq!(decode_any("cp2:ABC").err(), Some(Malformed::Prefix));
+        assert_eq!(decode_any("CP3:ABC").err(), Some(Malformed::Prefix));
+        assert!(matches!(decode_any("CP2:").err(), Some(Malformed::Zlib(_))));
+        assert!(matches!(decode_any(&format!("CP2:{}", "0".repeat(MAX_TEXT + 1))), Err(Malformed::TooLong(_))));
+    }
+}

@@ -318,4 +318,27 @@ mod tests {
         let key = verified.rules.coupon_key(&b64url_encode(unverified.kid())).unwrap();
         assert_eq!(unverified.verify(&key.key).unwrap().coupon.coupon_id.as_str(), "C-1");
     }
+
+    #[test]
+    fn holder_presentations_verify_with_both_keys() {
+        let issuer = Issuer::from_seed(7);
+        let now: Timestamp = "2026-11-28T04:00:00.750Z".parse().unwrap();
+        let key = crate::keys::PublicKey::from_base64url(
+            crate::keys::Alg::EdDSA,
+            issuer.coupon_key_json()["key"].as_str().unwrap(),
+        )
+        .unwrap();
+        for holder in [Holder::ed25519_from_seed(1), Holder::p256_from_seed(1)] {
+            let cose = issuer.coupon_cose(&CodeSpec::new("H-1", "DEMO", now).bound_to(&holder));
+            let text = holder.present(&cose, now);
+            let verified = coupon::decode_presentation(&text).unwrap().verify(&key).unwrap();
+            // Whole seconds, rounded down.
+            assert_eq!(verified.presented_at, 1_795_838_400);
+            assert_eq!(verified.coupon.holder_key.map(|k| k.alg()), Some(holder.alg()));
+            // The CP1 copy still decodes (and is refused by the decision, not the decoder).
+            assert!(coupon::decode(&cp1_text(&cose)).unwrap().verify(&key).is_some());
+            let other = Holder::ed25519_from_seed(2).present(&cose, now);
+            assert!(coupon::decode_presentation(&other).unwrap().verify(&key).is_none());
+        }
+    }
 }

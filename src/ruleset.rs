@@ -489,3 +489,60 @@ impl Campaign {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::issuer::Issuer;
+
+    fn with(edit: impl FnOnce(&mut serde_json::Value)) -> Result<RuleSet, Refusal> {
+        let issuer = Issuer::from_seed(5);
+        let mut payload = issuer.ruleset_payload(1, "2026-11-28T04:00:00Z".parse().unwrap(), &["A", "B"], &[]);
+        edit(&mut payload);
+        let anchors = parse_anchors(&issuer.trust_anchors_json()).unwrap();
+        verify(&issuer.sign_ruleset(&payload), &anchors).map(|v| v.rules)
+    }
+
+    #[test]
+    fn presentation_fields_default_and_bounds() {
+        let rules = with(|_| {}).unwrap();
+        assert_eq!(rules.presentation_max_age, 60);
+        assert_eq!(rules.campaigns["A"].presentation, PresentationPolicy::Any);
+        let rules = with(|p| {
+            p["presentation_max_age_seconds"] = 10.into();
+            p["campaigns"][0]["presentation"] = "dynamic".into();
+            p["campaigns"][1]["presentation"] = "any".into();
+        })
+        .unwrap();
+        assert_eq!(rules.presentation_max_age, 10);
+        assert_eq!(rules.campaigns["A"].presentation, PresentationPolicy::Dynamic);
+        assert_eq!(rules.campaigns["B"].presentation, PresentationPolicy::Any);
+        assert_eq!(with(|p| p["presentation_max_age_seconds"] = 600.into()).unwrap().presentation_max_age, 600);
+    }
+
+    #[test]
+    fn presentation_fields_refuse_anything_else_null_included() {
+        for bad in [
+            serde_json::json!(null),
+            serde_json::json!(9),
+            serde_json::json!(601),
+            serde_json::json!(-60),
+            serde_json::json!(60.0),
+            serde_json::json!(60.5),
+            serde_json::json!("60"),
+            serde_json::json!(1e30),
+            serde_json::json!(true),
+        ] {
+            assert!(with(|p| p["presentation_max_age_seconds"] = bad.clone()).is_err(), "age {bad}");
+        }
+        for bad in [
+            serde_json::json!(null),
+            serde_json::json!("static"),
+            serde_json::json!("Dynamic"),
+            serde_json::json!(true),
+            serde_json::json!(["dynamic"]),
+        ] {
+            assert!(with(|p| p["campaigns"][0]["presentation"] = bad.clone()).is_err(), "presentation {bad}");
+        }
+    }
+}

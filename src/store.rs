@@ -225,6 +225,9 @@ impl Store {
                 tx.pragma_update(None, "application_id", LEDGER_APPLICATION_ID)?;
             }
             tx.execute_batch(sql)?;
+            if MIGRATIONS[index].0 == "0003_presentation" {
+                rederive_ruleset_tables(&tx)?;
+            }
             tx.pragma_update(None, "user_version", index as i64 + 1)?;
             tx.commit()?;
         }
@@ -913,6 +916,40 @@ pub fn last_contact_in(c: &Connection) -> Result<Option<Timestamp>> {
         .query_row([], |r| r.get(0))
         .optional()?;
     Ok(value.and_then(|v| v.parse::<i64>().ok()).map(from_ms))
+}
+
+/// Part of migration 3. It taught the rule set two fields an older redeemd ignored
+/// (`presentation_max_age_seconds`, `campaigns[].presentation`): a rule set installed by
+/// that version holds them in its JWS only, not in the header row and campaign table that
+/// decisions read, and the start-up proof would then (rightly) find the tables different
+/// from the signed text and refuse every code until a newer rule set came. They are
+/// rebuilt here from the stored JWS when the current rules accept its payload; otherwise
+/// they stay as they are and the proof fails closed. The proof re-verifies the signature
+/// at start either way, so nothing unsigned becomes a rule.
+fn rederive_ruleset_tables(tx: &Connection) -> Result<()> {
+    let Some((version, jws)) = tx
+        .query_row("SELECT version, jws FROM ruleset ORDER BY version DESC LIMIT 1", [], |r| {
+            Ok((r.get::<_, u64>(0)?, r.get::<_, String>(1)?))
+        })
+        .optional()?
+    else {
+        return Ok(());
+    };
+    let wire = jws
+        .split('.')
+        .nth(1)
+        .and_then(|p| crate::keys::b64url_decode(p).ok())
+        .and_then(|p| serde_json::from_slice::<RuleSetWire>(&p).ok());
+    let Some(wire) = wire.filter(|w| RuleSet::from_wire(w).is_ok()) else {
+        return Ok(());
+    };
+    tx.execute("UPDATE ruleset SET header_json = ?2 WHERE version = ?1", params![version, header_json(&wire)?])?;
+    let mut update = tx.prepare("UPDATE campaign SET wire_json = ?2 WHERE id = ?1")?;
+    for c in &wire.campaigns {
+        let json = serde_json::to_string(c).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        update.execute(params![c.id, json])?;
+    }
+    Ok(())
 }
 
 /// The rule set without campaigns and revoked ids, as the `ruleset` row keeps it.

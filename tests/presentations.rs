@@ -400,6 +400,82 @@ fn a_ledger_of_the_previous_version_migrates_its_redemptions_as_static() {
     assert!(bad.is_err());
 }
 
+/// A ledger at schema version 2 (before CP2) holding `payload` as an older redeemd
+/// installed it: the JWS verbatim, the header row and campaign table without the fields
+/// that version did not know.
+fn old_ledger_with_ruleset(path: &Path, issuer: &Issuer, payload: &Value) {
+    use redeemd::ruleset::{CampaignWire, RuleSetWire};
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.pragma_update(None, "application_id", redeemd::store::LEDGER_APPLICATION_ID).unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    for file in ["0001_ledger.sql", "0002_daemon.sql"] {
+        conn.execute_batch(&std::fs::read_to_string(root.join(file)).unwrap()).unwrap();
+    }
+    conn.pragma_update(None, "user_version", 2).unwrap();
+    let jws = issuer.sign_ruleset(payload);
+    let mut old = payload.clone();
+    old.as_object_mut().unwrap().remove("presentation_max_age_seconds");
+    let campaigns: Vec<Value> = old["campaigns"]
+        .as_array_mut()
+        .unwrap()
+        .drain(..)
+        .map(|mut c| {
+            c.as_object_mut().unwrap().remove("presentation");
+            c
+        })
+        .collect();
+    old["revoked"] = Value::Null;
+    let header: RuleSetWire = serde_json::from_value(old).unwrap();
+    conn.execute(
+        "INSERT INTO ruleset (version, jws, header_json, issued_at_ms, expires_at_ms, installed_ms, revoked_count)
+         VALUES (?1, ?2, ?3, 0, 0, 0, 0)",
+        rusqlite::params![header.version, jws, serde_json::to_string(&header).unwrap()],
+    )
+    .unwrap();
+    for c in campaigns {
+        let c: CampaignWire = serde_json::from_value(c).unwrap();
+        conn.execute(
+            "INSERT INTO campaign (id, wire_json) VALUES (?1, ?2)",
+            rusqlite::params![c.id, serde_json::to_string(&c).unwrap()],
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn a_rule_set_installed_before_cp2_takes_effect_with_its_presentation_fields() {
+    let issuer = Issuer::from_seed(12);
+    let now = ts(NOW);
+    let open = |payload: &Value| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite");
+        old_ledger_with_ruleset(&path, &issuer, payload);
+        let store = Store::open(&path).unwrap();
+        let anchors = parse_anchors(&issuer.trust_anchors_json()).unwrap();
+        let terminal = Terminal { merchant_id: "M-1".into(), merchant_category: "dining".into() };
+        let tz = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap();
+        let agent = Agent::new(store, terminal, anchors, Language::En, tz, Box::new(ManualClock::new(now))).unwrap();
+        (dir, agent)
+    };
+    let mut payload = issuer.ruleset_payload(4, now, &["C", "DYN"], &[]);
+    payload["campaigns"][1]["presentation"] = "dynamic".into();
+    payload["presentation_max_age_seconds"] = 90.into();
+    let (_dir, mut agent) = open(&payload);
+    assert_eq!(agent.check_derived_tables(), Ok(()), "the tables were rebuilt from the signed text");
+    let rules = &agent.installed().unwrap().rules;
+    assert_eq!(rules.presentation_max_age, 90);
+    assert_eq!(rules.campaigns["DYN"].presentation, redeemd::ruleset::PresentationPolicy::Dynamic);
+    let unbound = issuer.code(&CodeSpec::new("OLD-1", "DYN", now));
+    assert_eq!(agent.check(single(), &unbound, None).unwrap().outcome, Err(Reason::PresentationRequired));
+
+    // One that an older redeemd took but this one refuses (null is not absent) is not in
+    // force: the proof fails closed.
+    payload["campaigns"][1]["presentation"] = Value::Null;
+    let (_dir, mut agent) = open(&payload);
+    assert!(agent.check_derived_tables().is_err());
+    assert_eq!(agent.check(single(), &unbound, None).unwrap().outcome, Err(Reason::NoRuleset));
+}
+
 #[test]
 fn check_at_judges_the_window_at_t_through_the_command_line() {
     let t = TestTerminal::new();
@@ -710,4 +786,29 @@ fn the_good_presentations_of_the_property_do_verify() {
         assert!((300..600).contains(&text.len()), "{} characters", text.len());
     }
     let _ = &w.issuer;
+}
+
+/// Writes the seeds of the `decode_presentation` fuzz target when
+/// `REDEEMD_WRITE_FUZZ_SEEDS` names a directory (`fuzz/corpus/decode_presentation`):
+/// presentations of the demo issuer (seed 42, the key the target verifies with) as text
+/// and as inflated COSE, holder COSE_Keys, a payload, and the CP2 vector texts.
+#[test]
+fn fuzz_seeds() {
+    let Some(dir) = std::env::var_os("REDEEMD_WRITE_FUZZ_SEEDS") else { return };
+    let dir = Path::new(&dir);
+    std::fs::create_dir_all(dir).unwrap();
+    let issuer = Issuer::from_seed(42);
+    for (name, holder) in [("ed", Holder::ed25519_from_seed(1)), ("ec", Holder::p256_from_seed(1))] {
+        let cose = issuer.coupon_cose(&CodeSpec::new(format!("FUZZ-{name}"), "DEMO-DINING", ts(NOW)).bound_to(&holder));
+        let text = holder.present(&cose, ts(NOW));
+        std::fs::write(dir.join(format!("cp2_{name}_text")), &text).unwrap();
+        std::fs::write(dir.join(format!("cp2_{name}_cose")), unwrap_text(&text)).unwrap();
+        std::fs::write(dir.join(format!("cp1_{name}_bound")), cp1_text(&cose)).unwrap();
+        std::fs::write(dir.join(format!("holder_key_{name}")), holder.cose_key()).unwrap();
+        let outer = coupon::parse_sign1(&unwrap_text(&text)).unwrap();
+        std::fs::write(dir.join(format!("payload_{name}")), outer.payload).unwrap();
+    }
+    for (i, case) in lines("presentations.jsonl").iter().enumerate() {
+        std::fs::write(dir.join(format!("vector_cp2_{i:02}")), case["code"].as_str().unwrap()).unwrap();
+    }
 }
