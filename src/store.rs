@@ -641,12 +641,14 @@ pub fn present_in(
 ) -> Result<Recorded> {
     let (view, checkout_id) = checkout_view(tx, &checkout)?;
     let decision = decide_in(tx, code, &view, terminal, rules, now)?;
-    let (Ok(discount), Some(coupon), Some(shown), Some(rules)) =
-        (decision.outcome, &decision.coupon, decision.presentation, rules)
-    else {
+    let (Ok(discount), Some(coupon), Some(rules)) = (decision.outcome, &decision.coupon, rules) else {
         // Nothing is written for a refusal.
         return Ok(Recorded { decision, redemption_id: None, checkout_id });
     };
+    // `decide` sets both together; an acceptance without it must not be reported.
+    let shown = decision
+        .presentation
+        .ok_or_else(|| StoreError::Corrupt("an accepted decision without its presentation".into()))?;
     let checkout_id = match checkout_id {
         Some(id) => id,
         None => {
