@@ -102,6 +102,15 @@ enum Command {
     /// Print a one-time link (valid 10 minutes) that opens the cashier screen in this terminal's browser
     #[command(name = "cashier-url", after_help = "Example:\n  chromium --kiosk \"$(redeemd cashier-url)\"")]
     CashierUrl,
+    /// Check config, files, ledger, clock, rule set, upstream, scanner, disk and service; say what to fix
+    #[command(
+        after_help = "Each finding is ok, a warning or a problem. Exit status: 0 when nothing is a problem, 3 otherwise."
+    )]
+    Doctor {
+        /// One JSON object: {ok, problems, warnings, findings: [{check, status, message, fix}]}
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 const RUN_EXAMPLES: &str = "\
@@ -424,6 +433,15 @@ pub fn run(cli: Cli) -> CliResult {
         Command::PosToken { rotate } => pos_token(&cli.config, rotate),
         Command::ManagerPin(ManagerPinCommand::Set) => manager_pin_set(&cli.config),
         Command::CashierUrl => cashier_url(&cli.config),
+        Command::Doctor { json } => {
+            let report = crate::doctor::examine(&cli.config, &SystemClock);
+            if json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(ExitCode::from(report.exit_code()))
+        }
     }
 }
 

@@ -14,6 +14,7 @@ pub mod config;
 pub mod coupon;
 pub mod daemon;
 pub mod decision;
+pub mod doctor;
 pub mod events;
 pub mod issuer;
 pub mod keys;
