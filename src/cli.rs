@@ -111,7 +111,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Copy the ledger (consistent while the daemon runs), the config and the trust anchors into FILE; never a token
+    #[command(after_help = "Example:\n  redeemd backup /media/usb/lane-2-$(date +%F).redeemd-backup")]
+    Backup {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Put a backup onto this (replacement) terminal; refuses to replace a ledger holding events the backup lacks
+    #[command(after_help = RESTORE_HELP)]
+    Restore {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Data directory when no config exists yet (the backup's config is written, pointing here)
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
 }
+
+const RESTORE_HELP: &str = "\
+A terminal swap, on the replacement:
+  redeemd restore lane-2.redeemd-backup --data-dir /var/lib/redeemd
+  redeemd provision --upstream URL --enrollment-code NEW-CODE --ca upstream-ca.pem
+  redeemd sync --once      # the old terminal's unanswered events, under their original event ids
+  redeemd manager-pin set  # PINs and tokens are never in a backup";
 
 const RUN_EXAMPLES: &str = "\
 Examples:
@@ -442,7 +464,62 @@ pub fn run(cli: Cli) -> CliResult {
             }
             Ok(ExitCode::from(report.exit_code()))
         }
+        Command::Backup { file } => backup(&cli.config, &file),
+        Command::Restore { file, data_dir } => restore(&cli.config, &file, data_dir.as_deref()),
     }
+}
+
+fn backup_failure(e: crate::backup::BackupError) -> Failure {
+    if e.is_refusal() {
+        usage(e)
+    } else {
+        e.into()
+    }
+}
+
+fn backup(config_path: &Path, file: &Path) -> CliResult {
+    let config = load_config(config_path)?;
+    let s = crate::backup::backup(config_path, &config, file, &SystemClock).map_err(backup_failure)?;
+    println!(
+        "wrote {} (mode 0600): {} redemption(s), {} event(s), {} not yet answered by upstream",
+        file.display(),
+        s.redemptions,
+        s.events,
+        s.unanswered
+    );
+    println!("  with {}; no token, PIN or session is in it", s.files.join(", "));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn restore(config_path: &Path, file: &Path, data_dir: Option<&Path>) -> CliResult {
+    let r = crate::backup::restore(config_path, file, data_dir).map_err(backup_failure)?;
+    let s = &r.summary;
+    println!(
+        "restored {} (terminal {}, made {}) into {}: {} redemption(s), {} event(s), {} not yet answered by upstream",
+        file.display(),
+        r.from_terminal.as_deref().unwrap_or("provisioned by hand"),
+        r.created_at.as_deref().unwrap_or("?"),
+        r.data_dir.display(),
+        s.redemptions,
+        s.events,
+        s.unanswered
+    );
+    if !s.files.is_empty() {
+        println!("  wrote {} from the backup", s.files.join(", "));
+    }
+    println!("next:");
+    if r.wrote_config && r.from_terminal.is_some() {
+        println!("  redeemd provision --upstream URL --enrollment-code CODE --ca FILE   # this terminal's own identity and token");
+    }
+    if s.unanswered > 0 {
+        println!(
+            "  redeemd sync --once   # sends the {} unanswered event(s) under their original event ids",
+            s.unanswered
+        );
+    }
+    println!("  redeemd manager-pin set   # PINs and tokens are never in a backup");
+    println!("  redeemd doctor");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn load_config(path: &Path) -> CliResult<Config> {
