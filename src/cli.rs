@@ -126,6 +126,12 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
+    /// Write the man pages, shell completions and udev rules for packaging into DIR
+    #[command(hide = true)]
+    Assets {
+        #[arg(value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 const RESTORE_HELP: &str = "\
@@ -466,6 +472,15 @@ pub fn run(cli: Cli) -> CliResult {
         }
         Command::Backup { file } => backup(&cli.config, &file),
         Command::Restore { file, data_dir } => restore(&cli.config, &file, data_dir.as_deref()),
+        Command::Assets { out } => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            for path in crate::assets::write_all(cmd, &profile::builtin()?, &out)
+                .with_context(|| format!("cannot write into {}", out.display()))?
+            {
+                println!("{}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! anyone is told. [`cli`] is the command line over all of it. See `ARCHITECTURE.md`.
 
 pub mod agent;
+pub mod assets;
 pub mod backup;
 pub mod base45;
 pub mod cbor;
