@@ -259,9 +259,10 @@ fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
-/// Run as root onto the service user's data dir, the restored ledger (and the WAL files
-/// SQLite made beside it) go to that user, or the daemon could not write them.
-fn give_to_directory_owner(dir: &Path, ledger: &Path) {
+/// Run as root (`sudo redeemd provision`, `restore`) in the service user's data dir, a
+/// ledger SQLite just created (and its WAL files) goes to that user, or the daemon could
+/// not write it. (SQLite itself gives later WAL files the ledger's owner.)
+pub fn give_to_directory_owner(dir: &Path, ledger: &Path) {
     let (Ok(me), Ok(owner)) = (std::fs::metadata("/proc/self"), std::fs::metadata(dir)) else {
         return;
     };

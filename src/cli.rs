@@ -595,6 +595,7 @@ fn init(config_path: &Path, args: InitArgs) -> CliResult {
     write_file(&config.trust_keys_path(), keys.as_bytes(), 0o644)?;
     let store = Store::open(&config.database_path())?;
     drop(store);
+    crate::backup::give_to_directory_owner(&config.data_dir, &config.database_path());
     crate::secret::ensure_pos_token(&config.data_dir)
         .with_context(|| format!("cannot write {}", crate::secret::pos_token_path(&config.data_dir).display()))?;
     if let Some(parent) = config_path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -1012,6 +1013,7 @@ fn provision(config_path: &Path, mut args: ProvisionArgs) -> CliResult {
     let keys = serde_json::to_string_pretty(&enrollment.ruleset_keys)?;
     write_file(&config.trust_keys_path(), keys.as_bytes(), 0o644)?;
     drop(Store::open(&config.database_path())?);
+    crate::backup::give_to_directory_owner(&config.data_dir, &config.database_path());
     crate::secret::ensure_pos_token(&config.data_dir)
         .with_context(|| format!("cannot write {}", crate::secret::pos_token_path(&config.data_dir).display()))?;
     if let Some(parent) = config_path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -1040,6 +1042,7 @@ fn provision(config_path: &Path, mut args: ProvisionArgs) -> CliResult {
     match fetched {
         Ok(()) => {
             println!("  rule set: {}", syncer.summary.ruleset.as_deref().unwrap_or("-"));
+            print_next_steps(config_path);
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => Err(anyhow!(
@@ -1047,6 +1050,29 @@ fn provision(config_path: &Path, mut args: ProvisionArgs) -> CliResult {
         )
         .into()),
     }
+}
+
+/// What an installer does after `provision`, command by command.
+fn print_next_steps(config_path: &Path) {
+    let redeemd = if config_path == Path::new(config::DEFAULT_PATH) {
+        "redeemd".to_owned()
+    } else {
+        format!("redeemd --config {}", config_path.display())
+    };
+    println!("\nnext steps:");
+    println!("  {redeemd} doctor                 # checks everything; says what to fix");
+    println!("  {redeemd} scanner list           # the scanner's port and matching profile");
+    println!("  {redeemd} scanner sheet --profile ID --out setup.png   # print it, scan its codes");
+    println!("  {redeemd} manager-pin set        # the store manager's PIN (from standard input)");
+    if config_path == Path::new(config::DEFAULT_PATH) {
+        println!("  systemctl enable --now redeemd   # the daemon, now and at every boot");
+    } else {
+        println!(
+            "  {redeemd} run                    # the daemon, by hand (the service reads {})",
+            config::DEFAULT_PATH
+        );
+    }
+    println!("  {redeemd} cashier-url            # a one-time link: open it in this terminal's browser");
 }
 
 /// Upstream's enrollment answer, kept (mode 0600) until provisioning has written

@@ -59,6 +59,10 @@ fn provisioned() -> (TestTerminal, TestUpstream) {
     up.add_code("DOC-CODE");
     let r = t.provision(&up.url, &up.ca_pem, "DOC-CODE");
     assert_eq!(r.code, 0, "provision: {}", r.stderr);
+    // provision ends with the installer's next steps
+    for step in ["next steps", "doctor", "scanner sheet", " run ", "cashier-url"] {
+        assert!(r.stdout.contains(step), "{step}: {}", r.stdout);
+    }
     append_config(&t, "[scanner]\nport = \"none\"");
     (t, up)
 }
