@@ -64,7 +64,17 @@ enum Command {
     /// Reports for the store manager
     #[command(subcommand)]
     Report(ReportCommand),
-    /// Run a self-contained offline demonstration in a temporary directory
+    /// A live demo terminal: cashier screen, manager's page, a virtual scanner, a demo upstream
+    ///
+    /// Starts a throwaway terminal in a temporary directory, enrolled with a loopback demo
+    /// upstream, and prints the cashier link, the manager link and PIN, and the virtual
+    /// scanner's page; runs until Ctrl-C. `--once` runs the scripted round trip instead.
+    ///
+    /// Examples:
+    ///   redeemd demo
+    ///   redeemd demo --listen 127.0.0.1:8080 --language en
+    ///   redeemd demo --scanner /dev/ttyACM0 --profile generic-cdc
+    ///   redeemd demo --once
     Demo(DemoArgs),
     /// Enroll with upstream, write the config and token, fetch the first rule set
     #[command(
@@ -384,9 +394,24 @@ enum ReportFormat {
 
 #[derive(Debug, Args)]
 struct DemoArgs {
-    /// Keep the demo terminal here instead of a temporary directory
+    /// Keep the demo terminal here instead of a temporary directory (must not hold one yet)
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
+    /// The scripted round trip (init, import, redeem, re-redeem, report), then exit
+    #[arg(long)]
+    once: bool,
+    /// Address for the pages and the local API
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:7878")]
+    listen: String,
+    /// A real scanner instead of the virtual one (a port path, or `auto`)
+    #[arg(long, value_name = "PATH")]
+    scanner: Option<String>,
+    /// The real scanner's firmware profile
+    #[arg(long, value_name = "ID")]
+    profile: Option<String>,
+    /// Language of the pages and messages
+    #[arg(long, value_enum, default_value = "zh-cn")]
+    language: LanguageArg,
 }
 
 /// An error with the exit status it maps to.
@@ -786,7 +811,7 @@ fn present(config_path: &Path, args: CodeArgs, check_at: Option<Option<String>>)
             (recorded.decision, recorded.redemption_id)
         }
     };
-    let record = agent.record(&decision, redemption_id);
+    let record = agent.record_with_advice(&decision, redemption_id, eligible_total.unwrap_or(basket_total))?;
     print_record(&record, args.json, digits, agent.currency().unwrap_or("CNY"));
     Ok(if decision.accepted() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
@@ -864,6 +889,9 @@ fn report_daily(config_path: &Path, date: Option<&str>, format: ReportFormat) ->
 
 /// A whole offline round trip on an embedded demo issuer: no network, no shared files.
 fn demo(args: DemoArgs) -> CliResult {
+    if !args.once {
+        return demo_live(args);
+    }
     let (_tmp, dir) = match args.dir {
         Some(dir) => (None, dir),
         None => {
@@ -913,6 +941,100 @@ fn demo(args: DemoArgs) -> CliResult {
 }
 
 const DEMO_SEED: u8 = 42;
+
+/// The live demo: a provisioned throwaway terminal, the demo upstream, the virtual
+/// scanner, and the daemon with the `/demo` page, until Ctrl-C.
+fn demo_live(args: DemoArgs) -> CliResult {
+    use crate::demo::{DemoState, DemoUpstream};
+    let (_tmp, dir) = match args.dir {
+        Some(dir) => {
+            if dir.join("redeemd.toml").exists() {
+                return Err(usage(anyhow!(
+                    "{} holds a demo terminal already: give another --dir, or leave it out for a temporary one",
+                    dir.display()
+                )));
+            }
+            (None, dir)
+        }
+        None => {
+            let tmp = tempdir()?;
+            let dir = tmp.0.clone();
+            (Some(tmp), dir)
+        }
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let issuer = Issuer::from_seed(DEMO_SEED);
+    let now = SystemClock.now();
+    let upstream = DemoUpstream::start(&issuer, now).context("starting the demo upstream on 127.0.0.1")?;
+    let config_path = dir.join("redeemd.toml");
+    let data_dir = dir.join("data");
+    println!("== provision: enroll with the demo upstream at {}", upstream.url());
+    provision(
+        &config_path,
+        ProvisionArgs {
+            upstream: upstream.url(),
+            enrollment_code: crate::demo::ENROLLMENT_CODE.into(),
+            ca: None,
+            data_dir: data_dir.clone(),
+            label: Some("demo".into()),
+            language: args.language,
+        },
+    )?;
+    let config = load_config(&config_path)?;
+    let pin = format!("{:06}", u32::from_le_bytes(crate::secret::random_bytes::<4>()) % 1_000_000);
+    crate::secret::write_secret(
+        &data_dir.join(crate::secret::MANAGER_PIN_FILE),
+        crate::secret::hash_pin(&pin).as_bytes(),
+    )
+    .context("writing the demo manager PIN")?;
+    // The virtual scanner: a pseudo-terminal whose slave the daemon opens as its port.
+    let (scanner_text, profile, master): (String, Option<String>, Box<dyn std::io::Write + Send>) = match args.scanner {
+        Some(port) => (port, args.profile, Box::new(std::io::sink())),
+        None => {
+            let (master, slave) =
+                serialport::TTYPort::pair().context("opening a pseudo-terminal for the virtual scanner")?;
+            let path =
+                serialport::SerialPort::name(&slave).context("the virtual scanner's pseudo-terminal has no path")?;
+            // The slave stays open here too, so the daemon's reconnects never see a hang-up.
+            std::mem::forget(slave);
+            (path, Some("generic-serial".into()), Box::new(master))
+        }
+    };
+    let listen: std::net::SocketAddr =
+        args.listen.parse().map_err(|_| usage(anyhow!("--listen {:?} is not ADDR:PORT", args.listen)))?;
+    let expires = now + jiff::SignedDuration::from_mins(10);
+    let token = crate::secret::new_cashier_link(&data_dir, expires)
+        .with_context(|| format!("cannot write the cashier link in {}", data_dir.display()))?;
+    let clock: std::sync::Arc<dyn crate::clock::Clock> = std::sync::Arc::new(SystemClock);
+    let demo_state = std::sync::Arc::new(DemoState {
+        issuer,
+        scanner: std::sync::Mutex::new(master),
+        online: upstream.online.clone(),
+        clock: clock.clone(),
+    });
+    println!();
+    println!("== the demo terminal is ready (files in {})", dir.display());
+    println!("   1. cashier screen (open once, in a browser on this machine):");
+    println!("      http://{listen}/cashier/open?token={token}");
+    println!("   2. virtual scanner, in the same browser: http://{listen}/demo");
+    println!("      click a coupon as if a scanner read it; start a sale on the cashier screen first");
+    println!("   3. manager's page: http://{listen}/manager   PIN {pin}");
+    println!("   Ctrl-C stops the demo{}.", if _tmp.is_some() { " and removes its files" } else { "" });
+    println!();
+    let options = crate::daemon::RunOptions {
+        listen: Some(listen.to_string()),
+        scanner: Some(scanner_text),
+        profile,
+        extra_routes: Some(crate::demo::routes(demo_state)),
+    };
+    let mut agent = open_agent_with(&config, Box::new(clock.clone()))?;
+    let _ = agent.check_derived_tables();
+    match crate::daemon::run(&config, agent, clock, options) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e @ crate::daemon::RunError::Config(_)) => Err(usage(e)),
+        Err(e) => Err(e.into()),
+    }
+}
 
 fn runtime() -> CliResult<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?)
@@ -1374,7 +1496,12 @@ fn nudge_daemon(config: &Config) {
 fn run_daemon(config_path: &Path, args: RunArgs) -> CliResult {
     let config = load_config(config_path)?;
     let clock: std::sync::Arc<dyn crate::clock::Clock> = std::sync::Arc::new(SystemClock);
-    let options = crate::daemon::RunOptions { listen: args.listen, scanner: args.scanner, profile: args.profile };
+    let options = crate::daemon::RunOptions {
+        listen: args.listen,
+        scanner: args.scanner,
+        profile: args.profile,
+        extra_routes: None,
+    };
     // Checked before the ledger opens, so a refused address changes nothing.
     crate::daemon::listen_address(&config, options.listen.as_deref()).map_err(usage)?;
     let mut agent = open_agent_with(&config, Box::new(clock.clone()))?;

@@ -5,6 +5,7 @@
 //! [`store`], and the store commits an accepted redemption with its outbox event before
 //! anyone is told. [`cli`] is the command line over all of it. See `ARCHITECTURE.md`.
 
+pub mod advice;
 pub mod agent;
 pub mod assets;
 pub mod backup;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod coupon;
 pub mod daemon;
 pub mod decision;
+pub mod demo;
 pub mod doctor;
 pub mod events;
 pub mod issuer;

@@ -805,6 +805,17 @@ pub fn current_checkout_in(c: &Connection) -> Result<Option<String>> {
         .optional()?)
 }
 
+/// Open checkouts opened before `cutoff`, oldest first (the manager's page lists them:
+/// a till that never closed its sales).
+pub fn open_checkouts_before_in(c: &Connection, cutoff: Timestamp) -> Result<Vec<(String, Timestamp, Money)>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT id, opened_ms, basket_total FROM checkout WHERE status = 'open' AND opened_ms < ?1
+         ORDER BY opened_ms LIMIT 100",
+    )?;
+    let rows = stmt.query_map([ms(cutoff)], |r| Ok((r.get::<_, String>(0)?, from_ms(r.get(1)?), Money(r.get(2)?))))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 pub fn open_checkout_in(
     c: &Connection,
     basket_total: Money,
@@ -1099,6 +1110,20 @@ fn append_event(
     )?
     .execute(params![seq, event_id, kind, redemption_id, body, ms(now)])?;
     Ok(())
+}
+
+/// What a refusal's message may tell beside the reason: when this terminal redeemed the
+/// coupon (unvoided), and the unsynced backlog.
+pub fn refusal_facts_in(c: &Connection, coupon_id: Option<&str>) -> Result<(Option<Timestamp>, Unsynced)> {
+    let redeemed_at = match coupon_id {
+        Some(id) => c
+            .prepare_cached("SELECT at_ms FROM redemption WHERE coupon_id = ?1 AND voided_ms IS NULL")?
+            .query_row([id], |r| r.get::<_, i64>(0))
+            .optional()?
+            .map(from_ms),
+        None => None,
+    };
+    Ok((redeemed_at, unsynced(c)?))
 }
 
 fn unsynced(conn: &Connection) -> rusqlite::Result<Unsynced> {

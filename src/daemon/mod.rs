@@ -47,6 +47,8 @@ pub struct RunOptions {
     pub listen: Option<String>,
     pub scanner: Option<String>,
     pub profile: Option<String>,
+    /// More pages beside the terminal's own (the interactive demo's `/demo`).
+    pub extra_routes: Option<axum::Router<Arc<AppState>>>,
 }
 
 #[derive(Debug, Error)]
@@ -75,7 +77,7 @@ pub fn listen_address(config: &Config, flag: Option<&str>) -> Result<SocketAddr,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. `clock` is the daemon's one time source.
-pub fn run(config: &Config, agent: Agent, clock: Arc<dyn Clock>, options: RunOptions) -> Result<(), RunError> {
+pub fn run(config: &Config, agent: Agent, clock: Arc<dyn Clock>, mut options: RunOptions) -> Result<(), RunError> {
     let addr = listen_address(config, options.listen.as_deref())?;
     let scanner_text = options
         .scanner
@@ -188,7 +190,7 @@ pub fn run(config: &Config, agent: Agent, clock: Arc<dyn Clock>, options: RunOpt
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         tokio::spawn(wait_for_signal(shutdown.clone()));
 
-        let app = api::router(state.clone());
+        let app = api::router(state.clone(), options.extra_routes.take());
         let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let mut serving = tokio::spawn(async move { serve.await });
         let served = tokio::select! {
