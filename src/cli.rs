@@ -1185,7 +1185,7 @@ fn print_next_steps(config_path: &Path) {
     println!("  {redeemd} doctor                 # checks everything; says what to fix");
     println!("  {redeemd} scanner list           # the scanner's port and matching profile");
     println!("  {redeemd} scanner sheet --profile ID --out setup.png   # print it, scan its codes");
-    println!("  {redeemd} manager-pin set        # the store manager's PIN (from standard input)");
+    println!("  {redeemd} manager-pin set        # the manager pages' code, read from standard input");
     if config_path == Path::new(config::DEFAULT_PATH) {
         println!("  systemctl enable --now redeemd   # the daemon, now and at every boot");
     } else {
