@@ -145,7 +145,7 @@ function showDecision(d) {
   v.className = "verdict " + (ok ? "accepted" : "rejected");
   $("verdict-icon").textContent = ok ? "✔" : "✖";
   $("verdict-title").textContent = ok ? t("decision.accepted_title") : t("decision.rejected_title");
-  $("verdict-detail").textContent = words(d);
+  $("verdict-detail").textContent = ok ? t("decision.discount") + " " + money(d.discount) : words(d);
   $("verdict-pay").textContent = ok && current ? t("decision.to_pay") + " " + money(current.basket_total - current.discount_total) : "";
   v.dataset.reason = d.reason || "accepted";
   beep(ok);

@@ -57,7 +57,7 @@ fn cashier_screen_from_link_to_paid_with_scans_refusals_and_both_languages() {
     let code = t.code("PAGE-1", "DINING");
     b.type_into("#code", &format!("{code}\n"));
     b.wait_text("#verdict-title", "Accepted");
-    b.wait_text("#verdict-detail", "10.00 off");
+    b.wait_text("#verdict-detail", "Discount 10.00");
     b.wait_text("#to-pay", "48.00");
     b.assert_no_horizontal_scroll();
     b.screenshot("cashier-accepted-800x480");
@@ -263,8 +263,11 @@ fn interactive_demo_scans_a_sample_and_forwards_it() {
 
     b.goto(&format!("{base}/demo"));
     b.wait_text("h1", "Demo");
+    b.click("button.sample[data-sample='3']"); // expired
+    b.wait_text("#verdict-detail", "valid until");
     b.screenshot("demo");
     b.click("button.sample[data-sample='1']");
+    b.wait_text("#verdict-detail", "10.00 off");
     b.goto(&format!("{base}/"));
     b.wait_text("#decisions", "10.00 off");
     b.click("#paid");

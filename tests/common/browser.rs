@@ -92,6 +92,21 @@ impl Browser {
                 .await
                 .expect("a WebDriver session with chromium")
         });
+        // --window-size sizes the window, not the page: grow it by the browser's own frame
+        // so the page itself gets width×height, as a kiosk screen would.
+        rt.block_on(async {
+            let v = client
+                .execute(
+                    "return [window.outerWidth - window.innerWidth, window.outerHeight - window.innerHeight]",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            let (dx, dy) = (v[0].as_u64().unwrap_or(0) as u32, v[1].as_u64().unwrap_or(0) as u32);
+            if dx > 0 || dy > 0 {
+                client.set_window_size(width + dx, height + dy).await.unwrap();
+            }
+        });
         Some(Browser { rt, client, driver, port, _profile: profile })
     }
 
