@@ -21,3 +21,23 @@ for (const form of document.querySelectorAll("form.void-form")) {
     }
   });
 }
+
+// `redeemd doctor` on demand: each finding with its level (icon and word) and what to do.
+document.getElementById("doctor-run").addEventListener("click", async () => {
+  const list = document.getElementById("doctor");
+  list.replaceChildren();
+  const wait = document.createElement("li");
+  wait.textContent = T["manager.doctor_running"];
+  list.append(wait);
+  const response = await fetch("/manager/doctor", { credentials: "same-origin" });
+  const report = await response.json().catch(() => ({}));
+  list.replaceChildren();
+  for (const f of report.findings || []) {
+    const li = document.createElement("li");
+    li.className = "finding-" + f.level;
+    const icon = { ok: "✔", warning: "⚠", problem: "✖" }[f.level] || "?";
+    li.textContent = icon + " " + T["manager.level_" + f.level] + " · " + f.check + ": " + f.message + (f.fix ? " → " + f.fix : "");
+    list.append(li);
+  }
+  if (!report.findings) list.textContent = (report.error && report.error.message) || String(response.status);
+});

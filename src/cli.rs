@@ -1026,6 +1026,7 @@ fn demo_live(args: DemoArgs) -> CliResult {
         scanner: Some(scanner_text),
         profile,
         extra_routes: Some(crate::demo::routes(demo_state)),
+        config_path: Some(config_path.clone()),
     };
     let mut agent = open_agent_with(&config, Box::new(clock.clone()))?;
     let _ = agent.check_derived_tables();
@@ -1501,6 +1502,7 @@ fn run_daemon(config_path: &Path, args: RunArgs) -> CliResult {
         scanner: args.scanner,
         profile: args.profile,
         extra_routes: None,
+        config_path: Some(config_path.to_owned()),
     };
     // Checked before the ledger opens, so a refused address changes nothing.
     crate::daemon::listen_address(&config, options.listen.as_deref()).map_err(usage)?;

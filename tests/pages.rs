@@ -175,6 +175,10 @@ fn manager_page_login_chart_csv_void_and_lockout() {
     assert_eq!(from_page.as_str().unwrap(), from_api);
     b.screenshot("manager-en");
 
+    // doctor's findings on demand.
+    b.click("#doctor-run");
+    b.wait_text("#doctor", "config:");
+
     // A void from the page shows up in the report.
     let first = report["redemptions"][0]["redemption_id"].as_str().unwrap().to_owned();
     b.type_into(&format!("tr[data-redemption='{first}'] input[name=reason]"), "customer returned the goods");
@@ -243,8 +247,11 @@ fn interactive_demo_scans_a_sample_and_forwards_it() {
                 link = Some(line[i..].trim().to_owned());
             }
         }
-        if let Some(p) = line.split("PIN ").nth(1) {
-            pin = Some(p.trim().to_owned());
+        // "3. manager's page: http://…/manager   PIN 123456"
+        if line.contains("/manager") {
+            if let Some(p) = line.split("PIN ").nth(1) {
+                pin = Some(p.trim().to_owned());
+            }
         }
     }
     let base = format!("http://127.0.0.1:{port}");

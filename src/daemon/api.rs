@@ -88,6 +88,8 @@ pub struct AppState {
     pub sync: Mutex<Option<SyncStatus>>,
     pub shutdown: CancellationToken,
     pub login: Mutex<LoginThrottle>,
+    /// The config file the daemon started with (`doctor` on the manager's page).
+    pub config_path: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for AppState {

@@ -49,6 +49,8 @@ pub struct RunOptions {
     pub profile: Option<String>,
     /// More pages beside the terminal's own (the interactive demo's `/demo`).
     pub extra_routes: Option<axum::Router<Arc<AppState>>>,
+    /// The config file, for `doctor` from the manager's page.
+    pub config_path: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Error)]
@@ -143,6 +145,7 @@ pub fn run(config: &Config, agent: Agent, clock: Arc<dyn Clock>, mut options: Ru
         sync: Mutex::new(None),
         shutdown: shutdown.clone(),
         login: Mutex::new(api::LoginThrottle::default()),
+        config_path: options.config_path.clone(),
     });
     metrics.scanner_state(if scanner_profile.is_some() { "disconnected" } else { "none" });
 

@@ -31,6 +31,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/", get(cashier))
         .route("/manager", get(manager))
         .route("/manager/logout", post(logout))
+        .route("/manager/doctor", get(doctor))
         .route("/assets/{name}", get(asset))
         .layer(axum::middleware::map_response(page_headers))
 }
@@ -371,4 +372,25 @@ async fn logout() -> Response {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     response
+}
+
+/// `redeemd doctor` for the manager's page (JSON; the checks that need the network
+/// take a few seconds, so the page asks for them with a button).
+async fn doctor(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    match page_role(&s, &headers).await {
+        Some(Role::Manager | Role::Pos) => {}
+        _ => return super::api::error(401, "manager_required", "the manager's session is needed"),
+    }
+    let Some(config_path) = s.config_path.clone() else {
+        return super::api::error(404, "no_config", "this daemon was started without a config file");
+    };
+    let clock = s.clock.clone();
+    match tokio::task::spawn_blocking(move || crate::doctor::examine(&config_path, &*clock)).await {
+        Ok(report) => (
+            [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")],
+            report.to_json().to_string(),
+        )
+            .into_response(),
+        Err(_) => super::api::error(500, "internal", "doctor failed"),
+    }
 }
