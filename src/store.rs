@@ -823,6 +823,17 @@ pub fn current_checkout_in(c: &Connection) -> Result<Option<String>> {
         .optional()?)
 }
 
+/// Open checkouts opened before `cutoff`, oldest first (the manager's page lists them:
+/// a till that never closed its sales).
+pub fn open_checkouts_before_in(c: &Connection, cutoff: Timestamp) -> Result<Vec<(String, Timestamp, Money)>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT id, opened_ms, basket_total FROM checkout WHERE status = 'open' AND opened_ms < ?1
+         ORDER BY opened_ms LIMIT 100",
+    )?;
+    let rows = stmt.query_map([ms(cutoff)], |r| Ok((r.get::<_, String>(0)?, from_ms(r.get(1)?), Money(r.get(2)?))))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 pub fn open_checkout_in(
     c: &Connection,
     basket_total: Money,
@@ -1166,6 +1177,20 @@ fn append_event(
     Ok(())
 }
 
+/// What a refusal's message may tell beside the reason: when this terminal redeemed the
+/// coupon (unvoided), and the unsynced backlog.
+pub fn refusal_facts_in(c: &Connection, coupon_id: Option<&str>) -> Result<(Option<Timestamp>, Unsynced)> {
+    let redeemed_at = match coupon_id {
+        Some(id) => c
+            .prepare_cached("SELECT at_ms FROM redemption WHERE coupon_id = ?1 AND voided_ms IS NULL")?
+            .query_row([id], |r| r.get::<_, i64>(0))
+            .optional()?
+            .map(from_ms),
+        None => None,
+    };
+    Ok((redeemed_at, unsynced(c)?))
+}
+
 fn unsynced(conn: &Connection) -> rusqlite::Result<Unsynced> {
     let (count, value): (u64, i64) = conn
         .prepare_cached(
@@ -1233,5 +1258,202 @@ impl LedgerView for SqlLedger<'_> {
                 .optional()?;
             Ok(value.and_then(|v| v.parse::<i64>().ok()).map(from_ms))
         })
+    }
+}
+
+// ------------------------------------------------------------ inspection, backup, restore
+
+/// SQLite `application_id` of a backup made by `redeemd backup`: "RDMB". A backup is a
+/// ledger copy plus two tables of its own, so it is never mistaken for a live ledger.
+pub const BACKUP_APPLICATION_ID: i64 = 0x5244_4D42;
+
+/// At most this many lines of `PRAGMA quick_check` are kept.
+const QUICK_CHECK_LINES: i64 = 20;
+
+fn step_to_done(backup: &rusqlite::backup::Backup<'_, '_>) -> rusqlite::Result<()> {
+    use rusqlite::backup::StepResult;
+    // All pages in one step: one read transaction, so the copy is one consistent
+    // snapshot even while the daemon keeps writing (WAL readers do not block it).
+    for _ in 0..500 {
+        match backup.step(-1)? {
+            StepResult::Done => return Ok(()),
+            _ => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
+    Err(rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+        Some("the ledger stayed locked for 10 s".into()),
+    ))
+}
+
+impl Store {
+    /// Opens an existing ledger for reading only (`doctor`, `backup`, `restore`'s check):
+    /// no migration, no stamping, no pragma that writes. A file that is not a redeemd
+    /// ledger, or one newer than this binary, is refused as [`Store::open`] would.
+    pub fn open_read_only(path: &Path) -> Result<Store> {
+        match std::fs::metadata(path) {
+            Err(_) => return Err(StoreError::Missing(path.into())),
+            Ok(meta) if meta.len() == 0 => {
+                return Err(StoreError::Foreign { path: path.into(), why: "the file is empty (0 bytes)".into() })
+            }
+            Ok(_) => {}
+        }
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let open = |source| StoreError::Open { path: path.into(), source };
+        let conn = Connection::open_with_flags(path, flags).map_err(open)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(open)?;
+        let store = Store { conn };
+        let app: i64 = match store.conn.pragma_query_value(None, "application_id", |r| r.get(0)) {
+            Ok(app) => app,
+            Err(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::NotADatabase => {
+                return Err(StoreError::Foreign { path: path.into(), why: "the file is not an SQLite database".into() })
+            }
+            Err(e) => return Err(open(e)),
+        };
+        let version = store.schema_version().map_err(|e| match e {
+            StoreError::Sql(source) => open(source),
+            other => other,
+        })?;
+        if app != LEDGER_APPLICATION_ID && !(app == 0 && version >= 1) {
+            return Err(StoreError::Foreign {
+                path: path.into(),
+                why: format!("its SQLite application_id is {app:#x}, not redeemd's"),
+            });
+        }
+        if version > MIGRATIONS.len() as i64 {
+            return Err(StoreError::TooNew { found: version, known: MIGRATIONS.len() as i64 });
+        }
+        Ok(store)
+    }
+
+    /// `PRAGMA quick_check`: `["ok"]` for a sound file, else what SQLite found (at most
+    /// 20 lines).
+    pub fn quick_check(&self) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare(&format!("PRAGMA quick_check({QUICK_CHECK_LINES})"))?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Every outbox event id, the ledger's record of what happened.
+    pub fn event_ids(&self) -> Result<std::collections::HashSet<String>> {
+        let mut stmt = self.conn.prepare("SELECT event_id FROM outbox")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Writes a consistent copy of the ledger to `dest` with SQLite's online backup (safe
+    /// while the daemon writes), adds `files` (name → bytes) and `info` (key → text),
+    /// drops page sessions (they belong to this terminal's browser), and makes it a
+    /// single-file database stamped as a backup. `dest` must not exist.
+    pub fn backup_to(&self, dest: &Path, files: &[(&str, Vec<u8>)], info: &[(&str, String)]) -> Result<()> {
+        let open = |source| StoreError::Open { path: dest.into(), source };
+        let mut out = Connection::open(dest).map_err(open)?;
+        {
+            let backup = rusqlite::backup::Backup::new(&self.conn, &mut out)?;
+            step_to_done(&backup)?;
+        }
+        let mode: String = out.pragma_update_and_check(None, "journal_mode", "DELETE", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("delete") {
+            return Err(StoreError::Corrupt(format!("the backup's journal_mode is {mode}, not delete")));
+        }
+        let tx = out.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(
+            "DELETE FROM session;
+             CREATE TABLE backup_info (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+             CREATE TABLE backup_file (name TEXT PRIMARY KEY, content BLOB NOT NULL) WITHOUT ROWID;",
+        )?;
+        for (key, value) in info {
+            tx.execute("INSERT INTO backup_info (key, value) VALUES (?1, ?2)", params![key, value])?;
+        }
+        for (name, content) in files {
+            tx.execute("INSERT INTO backup_file (name, content) VALUES (?1, ?2)", params![name, content])?;
+        }
+        tx.pragma_update(None, "application_id", BACKUP_APPLICATION_ID)?;
+        tx.commit()?;
+        out.execute_batch("VACUUM")?;
+        Ok(())
+    }
+}
+
+/// A backup file made by [`Store::backup_to`], opened read-only.
+pub struct BackupFile {
+    conn: Connection,
+}
+
+impl BackupFile {
+    pub fn open(path: &Path) -> Result<BackupFile> {
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let not_backup = |why: String| StoreError::Foreign { path: path.into(), why };
+        if !path.is_file() {
+            return Err(StoreError::Missing(path.into()));
+        }
+        let conn = Connection::open_with_flags(path, flags)
+            .map_err(|source| StoreError::Open { path: path.into(), source })?;
+        let app: i64 = conn
+            .pragma_query_value(None, "application_id", |r| r.get(0))
+            .map_err(|_| not_backup("the file is not an SQLite database".into()))?;
+        if app != BACKUP_APPLICATION_ID {
+            return Err(not_backup(format!("its application_id is {app:#x}, not a redeemd backup's")));
+        }
+        let file = BackupFile { conn };
+        let version: i64 = file.conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > MIGRATIONS.len() as i64 {
+            return Err(StoreError::TooNew { found: version, known: MIGRATIONS.len() as i64 });
+        }
+        Ok(file)
+    }
+
+    pub fn quick_check(&self) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare(&format!("PRAGMA quick_check({QUICK_CHECK_LINES})"))?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn info(&self, key: &str) -> Result<Option<String>> {
+        Ok(self.conn.query_row("SELECT value FROM backup_info WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+    }
+
+    pub fn file(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.conn.query_row("SELECT content FROM backup_file WHERE name = ?1", [name], |r| r.get(0)).optional()?)
+    }
+
+    pub fn event_ids(&self) -> Result<std::collections::HashSet<String>> {
+        let mut stmt = self.conn.prepare("SELECT event_id FROM outbox")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// (redemptions, events, events not yet answered by upstream).
+    pub fn counts(&self) -> Result<(i64, i64, i64)> {
+        Ok(self.conn.query_row(
+            "SELECT (SELECT COUNT(*) FROM redemption), (SELECT COUNT(*) FROM outbox),
+                    (SELECT COUNT(*) FROM outbox WHERE state IN ('pending', 'parked'))",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?)
+    }
+
+    /// Replaces the ledger at `ledger` (created if missing) with this backup's ledger,
+    /// through SQLite's backup API (so the live file's WAL and locks are respected), then
+    /// drops the backup's own tables, stamps it a ledger, and brings its schema up to date.
+    /// The caller has checked that nothing in `ledger` would be lost.
+    pub fn restore_into(&self, ledger: &Path) -> Result<Store> {
+        let open = |source| StoreError::Open { path: ledger.into(), source };
+        let mut dst = Connection::open(ledger).map_err(open)?;
+        dst.busy_timeout(std::time::Duration::from_secs(10))?;
+        let mode: String = dst.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Corrupt(format!("journal_mode is {mode}, not wal")));
+        }
+        {
+            let backup = rusqlite::backup::Backup::new(&self.conn, &mut dst)?;
+            step_to_done(&backup)?;
+        }
+        let tx = dst.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch("DROP TABLE backup_info; DROP TABLE backup_file;")?;
+        tx.pragma_update(None, "application_id", LEDGER_APPLICATION_ID)?;
+        tx.commit()?;
+        drop(dst);
+        Store::open(ledger)
     }
 }
