@@ -991,8 +991,24 @@ fn demo_live(args: DemoArgs) -> CliResult {
     let (scanner_text, profile, master): (String, Option<String>, Box<dyn std::io::Write + Send>) = match args.scanner {
         Some(port) => (port, args.profile, Box::new(std::io::sink())),
         None => {
-            let (master, slave) =
+            let (mut master, slave) =
                 serialport::TTYPort::pair().context("opening a pseudo-terminal for the virtual scanner")?;
+            // Like a real scanner, the virtual one takes whatever the host sends back
+            // (feedback, echoes): left unread, it would fill the pty and stall the writes.
+            let mut drain = master.try_clone_native().context("a second handle on the virtual scanner's pty")?;
+            let _ = serialport::SerialPort::set_timeout(&mut master, std::time::Duration::from_secs(2));
+            let _ = serialport::SerialPort::set_timeout(&mut drain, std::time::Duration::from_secs(3600));
+            std::thread::Builder::new().name("virtual-scanner".into()).spawn(move || {
+                let mut buffer = [0u8; 1024];
+                loop {
+                    match std::io::Read::read(&mut drain, &mut buffer) {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                        Err(_) => std::thread::sleep(std::time::Duration::from_millis(200)),
+                    }
+                }
+            })?;
             let path =
                 serialport::SerialPort::name(&slave).context("the virtual scanner's pseudo-terminal has no path")?;
             // The slave stays open here too, so the daemon's reconnects never see a hang-up.
@@ -1008,6 +1024,8 @@ fn demo_live(args: DemoArgs) -> CliResult {
     let clock: std::sync::Arc<dyn crate::clock::Clock> = std::sync::Arc::new(SystemClock);
     let demo_state = std::sync::Arc::new(DemoState {
         issuer,
+        holder: crate::issuer::Holder::ed25519_from_seed(DEMO_SEED),
+        live_coupon: std::sync::Mutex::new(Vec::new()),
         scanner: std::sync::Mutex::new(master),
         online: upstream.online.clone(),
         clock: clock.clone(),
