@@ -26,6 +26,32 @@ use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// Prints a line to stdout; a closed stdout (`redeemd ruleset show | head -1`) ends the
+/// command quietly with exit 0 instead of panicking like `println!`.
+macro_rules! say {
+    () => { $crate::cli::emit(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::cli::emit(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// `say!` without the line ending.
+macro_rules! say_raw {
+    ($($arg:tt)*) => { $crate::cli::emit(format_args!($($arg)*)) };
+}
+
+/// Writes to stdout; on a broken pipe the reader is gone and nothing else is worth
+/// saying, so the process ends with exit 0 (only output-only commands print this way
+/// after their work is done; a decision's own line uses `print_record`). Other write
+/// errors (a full disk behind a redirection) are ignored like `println!` would not.
+#[doc(hidden)]
+pub fn emit(args: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+    }
+}
+
 const EXAMPLES: &str = "\
 Examples:
   redeemd --config ./t/redeemd.toml init --data-dir ./t/data --merchant-id M-000123 \\
@@ -250,7 +276,7 @@ struct ProvisionArgs {
     #[arg(long, value_name = "TEXT")]
     label: Option<String>,
     /// Language of cashier messages
-    #[arg(long, value_enum, default_value = "zh-cn")]
+    #[arg(long, value_enum, default_value = "zh-CN")]
     language: LanguageArg,
 }
 
@@ -306,7 +332,7 @@ struct InitArgs {
     #[arg(long, value_name = "TZ", default_value = config::DEFAULT_TIMEZONE)]
     timezone: String,
     /// Language of cashier messages
-    #[arg(long, value_enum, default_value = "zh-cn")]
+    #[arg(long, value_enum, default_value = "zh-CN")]
     language: LanguageArg,
     /// Overwrite an existing config file (the ledger is kept)
     #[arg(long)]
@@ -315,9 +341,18 @@ struct InitArgs {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LanguageArg {
-    #[value(name = "zh-cn", alias = "zh-CN")]
+    #[value(name = "zh-CN", alias = "zh-cn")]
     ZhCn,
     En,
+}
+
+impl LanguageArg {
+    fn language(self) -> Language {
+        match self {
+            LanguageArg::ZhCn => Language::ZhCn,
+            LanguageArg::En => Language::En,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -410,7 +445,7 @@ struct DemoArgs {
     #[arg(long, value_name = "ID")]
     profile: Option<String>,
     /// Language of the pages and messages
-    #[arg(long, value_enum, default_value = "zh-cn")]
+    #[arg(long, value_enum, default_value = "zh-CN")]
     language: LanguageArg,
 }
 
@@ -441,11 +476,15 @@ pub fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_max_level(level)
         .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(colour(std::io::stderr().is_terminal()))
         // A closed stderr must not panic the thread that logs (the daemon's writer).
         .log_internal_errors(false)
         .init();
-    let cli = match Cli::try_parse() {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    if !colour(true) {
+        command = command.color(clap::ColorChoice::Never);
+    }
+    let cli = match command.try_get_matches().and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m)) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -459,6 +498,11 @@ pub fn main() -> ExitCode {
             ExitCode::from(failure.code)
         }
     }
+}
+
+/// Colour (ANSI escapes) only on a terminal and never when `NO_COLOR` is set (non-empty).
+fn colour(terminal: bool) -> bool {
+    terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 pub fn run(cli: Cli) -> CliResult {
@@ -489,9 +533,9 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Doctor { json } => {
             let report = crate::doctor::examine(&cli.config, &SystemClock);
             if json {
-                println!("{}", report.to_json());
+                say!("{}", report.to_json());
             } else {
-                print!("{}", report.to_text());
+                say_raw!("{}", report.to_text());
             }
             Ok(ExitCode::from(report.exit_code()))
         }
@@ -502,7 +546,7 @@ pub fn run(cli: Cli) -> CliResult {
             for path in crate::assets::write_all(cmd, &profile::builtin()?, &out)
                 .with_context(|| format!("cannot write into {}", out.display()))?
             {
-                println!("{}", path.display());
+                say!("{}", path.display());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -520,21 +564,21 @@ fn backup_failure(e: crate::backup::BackupError) -> Failure {
 fn backup(config_path: &Path, file: &Path) -> CliResult {
     let config = load_config(config_path)?;
     let s = crate::backup::backup(config_path, &config, file, &SystemClock).map_err(backup_failure)?;
-    println!(
+    say!(
         "wrote {} (mode 0600): {} redemption(s), {} event(s), {} not yet answered by upstream",
         file.display(),
         s.redemptions,
         s.events,
         s.unanswered
     );
-    println!("  with {}; no token, PIN or session is in it", s.files.join(", "));
+    say!("  with {}; no token, PIN or session is in it", s.files.join(", "));
     Ok(ExitCode::SUCCESS)
 }
 
 fn restore(config_path: &Path, file: &Path, data_dir: Option<&Path>) -> CliResult {
     let r = crate::backup::restore(config_path, file, data_dir).map_err(backup_failure)?;
     let s = &r.summary;
-    println!(
+    say!(
         "restored {} (terminal {}, made {}) into {}: {} redemption(s), {} event(s), {} not yet answered by upstream",
         file.display(),
         r.from_terminal.as_deref().unwrap_or("provisioned by hand"),
@@ -545,20 +589,17 @@ fn restore(config_path: &Path, file: &Path, data_dir: Option<&Path>) -> CliResul
         s.unanswered
     );
     if !s.files.is_empty() {
-        println!("  wrote {} from the backup", s.files.join(", "));
+        say!("  wrote {} from the backup", s.files.join(", "));
     }
-    println!("next:");
+    say!("next:");
     if r.wrote_config && r.from_terminal.is_some() {
-        println!("  redeemd provision --upstream URL --enrollment-code CODE --ca FILE   # this terminal's own identity and token");
+        say!("  redeemd provision --upstream URL --enrollment-code CODE --ca FILE   # this terminal's own identity and token");
     }
     if s.unanswered > 0 {
-        println!(
-            "  redeemd sync --once   # sends the {} unanswered event(s) under their original event ids",
-            s.unanswered
-        );
+        say!("  redeemd sync --once   # sends the {} unanswered event(s) under their original event ids", s.unanswered);
     }
-    println!("  redeemd manager-pin set   # PINs and tokens are never in a backup");
-    println!("  redeemd doctor");
+    say!("  redeemd manager-pin set   # PINs and tokens are never in a backup");
+    say!("  redeemd doctor");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -604,11 +645,8 @@ fn init(config_path: &Path, args: InitArgs) -> CliResult {
         data_dir: absolute(&args.data_dir),
         merchant_id: args.merchant_id,
         merchant_category: args.merchant_category,
-        timezone: args.timezone,
-        language: match args.language {
-            LanguageArg::ZhCn => Language::ZhCn,
-            LanguageArg::En => Language::En,
-        },
+        timezone: Config::canonical_timezone(&args.timezone).map_err(|m| usage(anyhow!("--timezone: {m}")))?,
+        language: args.language.language(),
         trust_keys: None,
         upstream: None,
         api: None,
@@ -627,11 +665,11 @@ fn init(config_path: &Path, args: InitArgs) -> CliResult {
         std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
     }
     write_file(config_path, config.to_toml().as_bytes(), 0o644)?;
-    println!("wrote {}", config_path.display());
-    println!("  merchant {} ({}), timezone {}", config.merchant_id, config.merchant_category, config.timezone);
-    println!("  {} rule-set trust key(s) in {}", anchors.len(), config.trust_keys_path().display());
-    println!("  ledger {}", config.database_path().display());
-    println!("next: redeemd --config {} ruleset import FILE", config_path.display());
+    say!("wrote {}", config_path.display());
+    say!("  merchant {} ({}), timezone {}", config.merchant_id, config.merchant_category, config.timezone);
+    say!("  {} rule-set trust key(s) in {}", anchors.len(), config.trust_keys_path().display());
+    say!("  ledger {}", config.database_path().display());
+    say!("next: redeemd --config {} ruleset import FILE", config_path.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -658,7 +696,7 @@ fn ruleset_import(config_path: &Path, file: &Path) -> CliResult {
         Ok(Install::Installed { previous }) => {
             let rules = &agent.installed().ok_or_else(|| anyhow!("installed rule set vanished"))?.rules;
             let was = previous.map_or_else(|| "none".to_owned(), |v| v.to_string());
-            println!(
+            say!(
                 "installed rule set version {} (was {was}): {} campaigns, {} revoked, valid until {}",
                 rules.version,
                 rules.campaigns.len(),
@@ -670,7 +708,7 @@ fn ruleset_import(config_path: &Path, file: &Path) -> CliResult {
             Ok(ExitCode::SUCCESS)
         }
         Ok(Install::Unchanged) => {
-            println!("rule set version {} is already in force; nothing changed", before.unwrap_or_default());
+            say!("rule set version {} is already in force; nothing changed", before.unwrap_or_default());
             Ok(ExitCode::SUCCESS)
         }
         Err(ImportError::Refused(refusal)) => {
@@ -693,9 +731,9 @@ fn ruleset_show(config_path: &Path, json: bool) -> CliResult {
     }
     let Some(installed) = agent.installed() else {
         if json {
-            println!("{}", serde_json::json!({"version": null, "installed": false}));
+            say!("{}", serde_json::json!({"version": null, "installed": false}));
         } else {
-            println!("no rule set installed; import one with `redeemd ruleset import FILE`");
+            say!("no rule set installed; import one with `redeemd ruleset import FILE`");
         }
         return Ok(ExitCode::SUCCESS);
     };
@@ -712,7 +750,7 @@ fn ruleset_show(config_path: &Path, json: bool) -> CliResult {
                 "status": c.status, "valid_from": c.valid_from.to_string(), "valid_until": c.valid_until.to_string()})
             })
             .collect();
-        println!(
+        say!(
             "{}",
             serde_json::json!({
                 "installed": true, "version": rules.version, "issuer": rules.issuer,
@@ -726,24 +764,26 @@ fn ruleset_show(config_path: &Path, json: bool) -> CliResult {
         return Ok(ExitCode::SUCCESS);
     }
     let digits = rules.currency_digits();
-    println!("rule set version {} from {}", rules.version, rules.issuer.as_deref().unwrap_or("(issuer not named)"));
+    say!("rule set version {} from {}", rules.version, rules.issuer.as_deref().unwrap_or("(issuer not named)"));
     let local = |ts| rfc3339(ts, &rules.timezone);
-    println!("  issued    {}", local(rules.issued_at));
+    say!("  issued    {}", local(rules.issued_at));
     let expired = if now >= rules.expires_at { "  (EXPIRED: refresh it)" } else { "" };
-    println!("  expires   {}{expired}", local(rules.expires_at));
-    println!(
+    say!("  expires   {}{expired}", local(rules.expires_at));
+    say!(
         "  installed {} ({} h ago), signature {signature}, indexed tables match it",
         local(installed.installed_at),
         age_s / 3600
     );
-    println!(
+    say!(
         "  timezone {}, currency {}, max {} coupon(s) per basket",
-        rules.timezone_name, rules.currency, rules.max_coupons_per_basket
+        rules.timezone_name,
+        rules.currency,
+        rules.max_coupons_per_basket
     );
-    println!("  {} revoked coupon ids", rules.revoked_count);
-    println!("  {} campaign(s):", rules.campaigns.len());
+    say!("  {} revoked coupon ids", rules.revoked_count);
+    say!("  {} campaign(s):", rules.campaigns.len());
     for c in rules.campaigns.values() {
-        println!(
+        say!(
             "    {:<20} {:<8} {} off from {}  {}",
             c.id,
             format!("{:?}", c.status).to_lowercase(),
@@ -782,6 +822,15 @@ fn amount(flag: &str, text: &str, digits: u32) -> CliResult<Money> {
 }
 
 fn present(config_path: &Path, args: CodeArgs, check_at: Option<Option<String>>) -> CliResult {
+    // CODE takes hyphen values (so `-` reads stdin); a mistyped option must not become a
+    // code answered `malformed`.
+    if args.code.starts_with('-') && args.code != "-" {
+        return Err(usage(anyhow!(
+            "unknown option {:?}: the CODE comes first, then --amount DEC [--eligible DEC] [--json]; \
+             a code read from standard input is `-`",
+            args.code
+        )));
+    }
     let config = load_config(config_path)?;
     let mut agent = open_agent(&config)?;
     let digits = agent.currency_digits();
@@ -848,7 +897,7 @@ fn void(config_path: &Path, args: &VoidArgs) -> CliResult {
     let digits = agent.currency_digits();
     match agent.void(&args.redemption_id, args.reason.as_deref())? {
         VoidOutcome::Voided { coupon_id, discount } => {
-            println!(
+            say!(
                 "voided redemption {} (coupon {coupon_id}, {} off); the coupon can be redeemed again",
                 args.redemption_id,
                 discount.display(digits)
@@ -856,7 +905,7 @@ fn void(config_path: &Path, args: &VoidArgs) -> CliResult {
             Ok(ExitCode::SUCCESS)
         }
         VoidOutcome::AlreadyVoided { at } => {
-            println!("redemption {} was already voided at {at}; nothing changed", args.redemption_id);
+            say!("redemption {} was already voided at {at}; nothing changed", args.redemption_id);
             Ok(ExitCode::SUCCESS)
         }
         VoidOutcome::NotFound => Err(anyhow!(
@@ -883,7 +932,7 @@ fn report_daily(config_path: &Path, date: Option<&str>, format: ReportFormat) ->
         ReportFormat::Csv => report.to_csv(),
         ReportFormat::Table => report.to_table(),
     };
-    print!("{text}");
+    say_raw!("{text}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -912,7 +961,7 @@ fn demo(args: DemoArgs) -> CliResult {
     )?;
     let config_path = dir.join("redeemd.toml");
     let data_dir = dir.join("data");
-    let step = |title: &str| println!("\n== {title}");
+    let step = |title: &str| say!("\n== {title}");
     step("init: a terminal provisioned by hand");
     init(
         &config_path,
@@ -936,7 +985,7 @@ fn demo(args: DemoArgs) -> CliResult {
     present(&config_path, code_args("58.00"), None)?;
     step("report daily");
     report_daily(&config_path, None, ReportFormat::Table)?;
-    println!("demo terminal in {} (config {})", dir.display(), config_path.display());
+    say!("demo terminal in {} (config {})", dir.display(), config_path.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -968,7 +1017,7 @@ fn demo_live(args: DemoArgs) -> CliResult {
     let upstream = DemoUpstream::start(&issuer, now).context("starting the demo upstream on 127.0.0.1")?;
     let config_path = dir.join("redeemd.toml");
     let data_dir = dir.join("data");
-    println!("== provision: enroll with the demo upstream at {}", upstream.url());
+    say!("== provision: enroll with the demo upstream at {}", upstream.url());
     provision(
         &config_path,
         ProvisionArgs {
@@ -1012,15 +1061,15 @@ fn demo_live(args: DemoArgs) -> CliResult {
         online: upstream.online.clone(),
         clock: clock.clone(),
     });
-    println!();
-    println!("== the demo terminal is ready (files in {})", dir.display());
-    println!("   1. cashier screen (open once, in a browser on this machine):");
-    println!("      http://{listen}/cashier/open?token={token}");
-    println!("   2. virtual scanner, in the same browser: http://{listen}/demo");
-    println!("      click a coupon as if a scanner read it; start a sale on the cashier screen first");
-    println!("   3. manager's page: http://{listen}/manager   PIN {pin}");
-    println!("   Ctrl-C stops the demo{}.", if _tmp.is_some() { " and removes its files" } else { "" });
-    println!();
+    say!();
+    say!("== the demo terminal is ready (files in {})", dir.display());
+    say!("   1. cashier screen (open once, in a browser on this machine):");
+    say!("      http://{listen}/cashier/open?token={token}");
+    say!("   2. virtual scanner, in the same browser: http://{listen}/demo");
+    say!("      click a coupon as if a scanner read it; start a sale on the cashier screen first");
+    say!("   3. manager's page: http://{listen}/manager   PIN {pin}");
+    say!("   Ctrl-C stops the demo{}.", if _tmp.is_some() { " and removes its files" } else { "" });
+    say!();
     let options = crate::daemon::RunOptions {
         listen: Some(listen.to_string()),
         scanner: Some(scanner_text),
@@ -1065,7 +1114,7 @@ fn read_ca(path: Option<&Path>) -> CliResult<Option<Vec<u8>>> {
 fn provision(config_path: &Path, mut args: ProvisionArgs) -> CliResult {
     let (normalized, changed) = crate::upstream::normalize_base(&args.upstream).map_err(upstream_failure)?;
     if changed {
-        println!("note: upstream URL {} is used as {normalized} (requests go below it)", args.upstream);
+        say!("note: upstream URL {} is used as {normalized} (requests go below it)", args.upstream);
         args.upstream = normalized;
     }
     let data_dir = absolute(&args.data_dir);
@@ -1094,7 +1143,7 @@ fn provision(config_path: &Path, mut args: ProvisionArgs) -> CliResult {
         .filter(|s| s.upstream == args.upstream);
     let enrollment = match saved {
         Some(saved) => {
-            println!("using the enrollment answer an earlier attempt saved ({})", saved_path.display());
+            say!("using the enrollment answer an earlier attempt saved ({})", saved_path.display());
             saved.answer
         }
         None => {
@@ -1120,10 +1169,7 @@ fn provision(config_path: &Path, mut args: ProvisionArgs) -> CliResult {
         merchant_id: enrollment.merchant_id.clone(),
         merchant_category: enrollment.merchant_category.clone(),
         timezone: enrollment.timezone.clone(),
-        language: match args.language {
-            LanguageArg::ZhCn => Language::ZhCn,
-            LanguageArg::En => Language::En,
-        },
+        language: args.language.language(),
         trust_keys: None,
         upstream: Some(config::UpstreamConfig::new(&args.upstream, &enrollment.terminal_id, ca_file)),
         api: None,
@@ -1147,24 +1193,26 @@ fn provision(config_path: &Path, mut args: ProvisionArgs) -> CliResult {
     crate::sync::reset_after_provision(&agent)?;
     // Written in full: the saved answer (it holds the token) is no longer needed.
     let _ = std::fs::remove_file(&saved_path);
-    println!(
+    say!(
         "enrolled as terminal {} ({label}) of merchant {} {}",
-        enrollment.terminal_id, enrollment.merchant_id, enrollment.merchant_name
+        enrollment.terminal_id,
+        enrollment.merchant_id,
+        enrollment.merchant_name
     );
-    println!(
+    say!(
         "  category {}, timezone {}, {} rule-set trust key(s)",
         enrollment.merchant_category,
         enrollment.timezone,
         anchors.len()
     );
-    println!("  config {}", config_path.display());
-    println!("  token {} (mode 0600)", config.token_path().unwrap_or_default().display());
-    println!("  ledger {}", config.database_path().display());
+    say!("  config {}", config_path.display());
+    say!("  token {} (mode 0600)", config.token_path().unwrap_or_default().display());
+    say!("  ledger {}", config.database_path().display());
     let mut syncer = syncer(&config, &mut agent)?;
     let fetched = rt.block_on(async { syncer.step_refresh().await });
     match fetched {
         Ok(()) => {
-            println!("  rule set: {}", syncer.summary.ruleset.as_deref().unwrap_or("-"));
+            say!("  rule set: {}", syncer.summary.ruleset.as_deref().unwrap_or("-"));
             print_next_steps(config_path);
             Ok(ExitCode::SUCCESS)
         }
@@ -1182,20 +1230,17 @@ fn print_next_steps(config_path: &Path) {
     } else {
         format!("redeemd --config {}", config_path.display())
     };
-    println!("\nnext steps:");
-    println!("  {redeemd} doctor                 # checks everything; says what to fix");
-    println!("  {redeemd} scanner list           # the scanner's port and matching profile");
-    println!("  {redeemd} scanner sheet --profile ID --out setup.png   # print it, scan its codes");
-    println!("  {redeemd} manager-pin set        # the manager pages' code, read from standard input");
+    say!("\nnext steps:");
+    say!("  {redeemd} doctor                 # checks everything; says what to fix");
+    say!("  {redeemd} scanner list           # the scanner's port and matching profile");
+    say!("  {redeemd} scanner sheet --profile ID --out setup.png   # print it, scan its codes");
+    say!("  {redeemd} manager-pin set        # the manager pages' code, read from standard input");
     if config_path == Path::new(config::DEFAULT_PATH) {
-        println!("  systemctl enable --now redeemd   # the daemon, now and at every boot");
+        say!("  systemctl enable --now redeemd   # the daemon, now and at every boot");
     } else {
-        println!(
-            "  {redeemd} run                    # the daemon, by hand (the service reads {})",
-            config::DEFAULT_PATH
-        );
+        say!("  {redeemd} run                    # the daemon, by hand (the service reads {})", config::DEFAULT_PATH);
     }
-    println!("  {redeemd} cashier-url            # a one-time link: open it in this terminal's browser");
+    say!("  {redeemd} cashier-url            # a one-time link: open it in this terminal's browser");
 }
 
 /// Upstream's enrollment answer, kept (mode 0600) until provisioning has written
@@ -1270,23 +1315,23 @@ fn sync(config_path: &Path, once: bool) -> CliResult {
     let s = &syncer.summary;
     if let Some(skew) = s.heartbeat_skew_s {
         let warn = if skew.abs() > crate::sync::CLOCK_SKEW_LIMIT { "  WARNING: fix this terminal's clock" } else { "" };
-        println!("heartbeat ok, clock {skew:+} s from the server's{warn}");
+        say!("heartbeat ok, clock {skew:+} s from the server's{warn}");
     }
     if let Some(r) = &s.ruleset {
-        println!("rule set: {r}");
+        say!("rule set: {r}");
     }
     for warning in &s.warnings {
-        println!("warning: {warning}");
+        say!("warning: {warning}");
     }
     let [accepted, duplicate, conflict, rejected] = s.by_status;
-    println!(
+    say!(
         "forwarded {} event(s): {accepted} accepted, {duplicate} duplicate, {conflict} conflict, {rejected} rejected{}",
         s.forwarded,
         if s.parked > 0 { format!("; {} parked (bad request)", s.parked) } else { String::new() }
     );
     match result {
         Ok(()) => {
-            println!("nothing left to deliver");
+            say!("nothing left to deliver");
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => Err(anyhow!(e).into()),
@@ -1299,11 +1344,11 @@ fn scanner_list(json: bool) -> CliResult {
     if json {
         let profiles: Vec<_> =
             profiles.iter().map(|p| serde_json::json!({"id": p.id, "vendor": p.vendor, "model": p.model})).collect();
-        println!("{}", serde_json::json!({"ports": ports, "profiles": profiles}));
+        say!("{}", serde_json::json!({"ports": ports, "profiles": profiles}));
         return Ok(ExitCode::SUCCESS);
     }
     if ports.is_empty() {
-        println!("no serial ports found (is the scanner in USB serial / CDC mode? see its setup sheet)");
+        say!("no serial ports found (is the scanner in USB serial / CDC mode? see its setup sheet)");
     }
     for p in &ports {
         let usb = p.usb.as_ref().map_or_else(
@@ -1320,14 +1365,14 @@ fn scanner_list(json: bool) -> CliResult {
             },
         );
         let matched = if p.profiles.is_empty() { "no profile matches".to_owned() } else { p.profiles.join(", ") };
-        println!("{}  {usb}  -> {matched}", p.port);
+        say!("{}  {usb}  -> {matched}", p.port);
         for link in &p.by_id {
-            println!("    {link}");
+            say!("    {link}");
         }
     }
-    println!("\nfirmware profiles:");
+    say!("\nfirmware profiles:");
     for p in &profiles {
-        println!("  {:<28} {} {}", p.id, p.vendor, p.model);
+        say!("  {:<28} {} {}", p.id, p.vendor, p.model);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -1393,7 +1438,7 @@ fn scanner_sheet(profile_id: &str, out: &Path) -> CliResult {
     let sample = Issuer::from_seed(DEMO_SEED).code(&CodeSpec::new("SAMPLE-0001", "DEMO-DINING", SystemClock.now()));
     let img = sheet::render(&profile, &sample)?;
     img.save_with_format(out, image::ImageFormat::Png).with_context(|| format!("cannot write {}", out.display()))?;
-    println!("wrote {} ({} setup codes, sample coupon)", out.display(), profile.setup_codes.len());
+    say!("wrote {} ({} setup codes, sample coupon)", out.display(), profile.setup_codes.len());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -1418,16 +1463,16 @@ fn outbox_list(config_path: &Path, state: Option<OutboxState>, json: bool) -> Cl
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::Array(list));
+        say!("{}", serde_json::Value::Array(list));
         return Ok(ExitCode::SUCCESS);
     }
     if rows.is_empty() {
-        println!("nothing waiting: every event has upstream's answer");
+        say!("nothing waiting: every event has upstream's answer");
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:>6}  {:<36}  {:<6}  {:<8}  {:<25}  message", "seq", "event_id", "type", "state", "created");
+    say!("{:>6}  {:<36}  {:<6}  {:<8}  {:<25}  message", "seq", "event_id", "type", "state", "created");
     for r in &rows {
-        println!(
+        say!(
             "{:>6}  {:<36}  {:<6}  {:<8}  {:<25}  {}",
             r.seq,
             r.event_id,
@@ -1439,9 +1484,7 @@ fn outbox_list(config_path: &Path, state: Option<OutboxState>, json: bool) -> Cl
     }
     let parked = rows.iter().filter(|r| r.state == "parked").count();
     if parked > 0 {
-        println!(
-            "{parked} parked: upstream refused them (400); `redeemd outbox retry EVENT_ID|--all` sends them again"
-        );
+        say!("{parked} parked: upstream refused them (400); `redeemd outbox retry EVENT_ID|--all` sends them again");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -1455,13 +1498,13 @@ fn outbox_retry(config_path: &Path, event_id: Option<&str>) -> CliResult {
             "event {id} is not parked (or does not exist); `redeemd outbox list --state parked` shows the parked ones"
         ))),
         (0, None) => {
-            println!("no parked events");
+            say!("no parked events");
             Ok(ExitCode::SUCCESS)
         }
         (n, _) => {
             drop(agent);
             nudge_daemon(&config);
-            println!("{n} event(s) queued again; the daemon (or `redeemd sync --once`) sends them");
+            say!("{n} event(s) queued again; the daemon (or `redeemd sync --once`) sends them");
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -1527,7 +1570,7 @@ fn pos_token(config_path: &Path, rotate: bool) -> CliResult {
             .with_context(|| format!("cannot write {}", path.display()))?;
         std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?.trim().to_owned()
     };
-    println!("{token}");
+    say!("{token}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -1560,7 +1603,7 @@ fn cashier_url(config_path: &Path) -> CliResult {
     })?;
     let host =
         if addr.ip().is_unspecified() { std::net::SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr };
-    println!("http://{host}/cashier/open?token={token}");
+    say!("http://{host}/cashier/open?token={token}");
     Ok(ExitCode::SUCCESS)
 }
 
