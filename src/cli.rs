@@ -462,6 +462,144 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     }
 }
 
+/// The ledger this run opened, so an SQLite error deep in a chain can name its file.
+static LEDGER: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// The one line a failure prints, and its exit status: a locked or read-only ledger is
+/// said once with its file and what to do, instead of SQLite's text three times.
+fn explain(failure: Failure) -> (u8, String) {
+    let sqlite = failure.error.chain().find_map(|e| match e.downcast_ref::<rusqlite::Error>() {
+        Some(rusqlite::Error::SqliteFailure(f, _)) => Some(f.code),
+        _ => None,
+    });
+    let ledger = LEDGER.get().map_or_else(|| "the ledger".to_owned(), |p| p.display().to_string());
+    match sqlite {
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+            let holders = LEDGER.get().map(|p| holders(p)).unwrap_or_default();
+            let who = if holders.is_empty() { "another process".to_owned() } else { holders.join(", ") };
+            let daemon = if holders.iter().any(|h| h.contains("redeemd run") || h.contains("redeemd demo")) {
+                "; the daemon owns the ledger while it runs: use its local API or pages, or stop it \
+                 (`systemctl stop redeemd`) for this command"
+            } else {
+                "; wait for it to finish and try again"
+            };
+            (3, format!("{ledger} is locked: {who} kept it busy for 10 s{daemon}"))
+        }
+        Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen) => (
+            2,
+            format!(
+                "{ledger} cannot be written by this user: run redeemd as the user that owns the data directory, \
+                 or give the directory and its files to that user (`chown -R redeemd: DIR`)"
+            ),
+        ),
+        _ => (failure.code, one_line(&failure.error)),
+    }
+}
+
+/// The error and its causes joined with ": ", skipping a cause already said (thiserror
+/// variants that print their source would otherwise repeat it).
+fn one_line(error: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut last = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        let lower = text.to_lowercase();
+        if out.to_lowercase().contains(&lower) || (!last.is_empty() && lower.contains(&last)) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+        last = lower;
+    }
+    out
+}
+
+/// The processes other than this one that hold `file` open, as `pid (command line)`.
+fn holders(file: &Path) -> Vec<String> {
+    let me = std::process::id().to_string();
+    let Ok(file) = std::fs::canonicalize(file) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if pid == me || !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let holds = std::fs::read_dir(entry.path().join("fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == file));
+        if holds {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            let name = args.first().map(|a| a.rsplit('/').next().unwrap_or(a).to_owned()).unwrap_or_default();
+            let sub = args.iter().skip(1).find(|a| !a.starts_with('-') && !a.contains('/')).cloned();
+            found.push(format!("process {pid} ({name}{})", sub.map(|s| format!(" {s}")).unwrap_or_default()));
+        }
+    }
+    found
+}
+
+/// Proves the ledger, its WAL files and its directory are writable by this user before
+/// SQLite opens them: a run that cannot write would otherwise create `-wal`/`-shm` files
+/// owned by the wrong user that keep failing after the permissions are fixed.
+fn check_ledger_access(db: &Path) -> CliResult<()> {
+    use nix::unistd::{access, AccessFlags};
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = db.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    let mut shm = db.as_os_str().to_owned();
+    shm.push("-shm");
+    let rw = AccessFlags::R_OK | AccessFlags::W_OK;
+    let candidates = [
+        (db.to_owned(), rw),
+        (PathBuf::from(wal), rw),
+        (PathBuf::from(shm), rw),
+        (dir.to_owned(), rw | AccessFlags::X_OK),
+    ];
+    for (path, flags) in candidates {
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if access(&path, flags).is_err() {
+            let owner = user_name(meta.uid());
+            let me = user_name(nix::unistd::geteuid().as_raw());
+            return Err(usage(anyhow!(
+                "the ledger cannot be written: {} belongs to {owner} (mode {:o}) and this command runs as {me}; \
+                 run it as {owner} (`sudo -u {owner} redeemd ...`), or give the data directory to the service user \
+                 (`chown -R redeemd: {}`)",
+                path.display(),
+                meta.mode() & 0o7777,
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The login name of `uid` (from /etc/passwd), else the number.
+fn user_name(uid: u32) -> String {
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                (fields.nth(1)? == uid.to_string()).then(|| name.to_owned())
+            })
+        })
+        .unwrap_or_else(|| format!("uid {uid}"))
+}
+
 /// Usage or configuration error: exit status 2.
 fn usage(error: impl Into<anyhow::Error>) -> Failure {
     Failure { code: 2, error: error.into() }
@@ -494,8 +632,9 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(failure) => {
-            eprintln!("redeemd: {:#}", failure.error);
-            ExitCode::from(failure.code)
+            let (code, text) = explain(failure);
+            eprintln!("redeemd: {text}");
+            ExitCode::from(code)
         }
     }
 }
@@ -619,6 +758,10 @@ fn open_agent_with(config: &Config, clock: Box<dyn crate::clock::Clock>) -> CliR
         })
         .map_err(usage)?;
     let anchors = parse_anchors(&keys).with_context(|| format!("trust keys {}", keys_path.display())).map_err(usage)?;
+    let _ = LEDGER.set(config.database_path());
+    if config.database_path().exists() {
+        check_ledger_access(&config.database_path())?;
+    }
     let store = Store::open_existing(&config.database_path()).map_err(|e| match e {
         StoreError::Missing(_) => usage(e),
         other => Failure::from(other),
@@ -703,6 +846,9 @@ fn ruleset_import(config_path: &Path, file: &Path) -> CliResult {
                 rules.revoked_count,
                 rfc3339(rules.expires_at, &rules.timezone)
             );
+            if let Some(warning) = refuses_this_terminal(rules, &config, config_path) {
+                eprintln!("warning: {warning}");
+            }
             drop(agent);
             nudge_daemon(&config);
             Ok(ExitCode::SUCCESS)
@@ -718,6 +864,37 @@ fn ruleset_import(config_path: &Path, file: &Path) -> CliResult {
         }
         Err(ImportError::Store(e)) => Err(e.into()),
     }
+}
+
+/// When no campaign of `rules` admits this terminal (its merchant id or category), the
+/// warning that says so: every code would be refused `wrong_merchant`. The most common
+/// installer mistake is a category that differs only in case (`Dining` vs `dining`).
+fn refuses_this_terminal(rules: &crate::ruleset::RuleSet, config: &Config, config_path: &Path) -> Option<String> {
+    let admits = |c: &crate::ruleset::Campaign| {
+        (c.merchants.is_empty() || c.merchants.contains(&config.merchant_id))
+            && (c.merchant_categories.is_empty() || c.merchant_categories.contains(&config.merchant_category))
+    };
+    if rules.campaigns.is_empty() || rules.campaigns.values().any(admits) {
+        return None;
+    }
+    let mut wanted: Vec<&str> =
+        rules.campaigns.values().flat_map(|c| c.merchant_categories.iter().map(String::as_str)).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let case = wanted
+        .iter()
+        .find(|w| w.eq_ignore_ascii_case(&config.merchant_category))
+        .map(|w| format!(" (the rule set spells it {w:?}: categories must match exactly)"))
+        .unwrap_or_default();
+    Some(format!(
+        "no campaign of this rule set admits this terminal (merchant-id {:?}, merchant-category {:?}){case}; \
+         every code will be refused as wrong_merchant. Categories the campaigns admit: {}. \
+         Fix merchant-id / merchant-category in {} or ask the issuer for this terminal's campaigns",
+        config.merchant_id,
+        config.merchant_category,
+        if wanted.is_empty() { "(only listed merchants)".to_owned() } else { wanted.join(", ") },
+        config_path.display()
+    ))
 }
 
 fn ruleset_show(config_path: &Path, json: bool) -> CliResult {
@@ -926,6 +1103,15 @@ fn report_daily(config_path: &Path, date: Option<&str>, format: ReportFormat) ->
             .map_err(|e| usage(anyhow!("--date {d:?} is not a date like 2026-11-28: {e}")))?,
         None => agent.now().to_zoned_datetime(tz.clone()).date(),
     };
+    // The day must start and end inside the instants the zone can name (9999-12-31 cannot).
+    if date.to_zoned_datetime(tz.clone()).is_err()
+        || date.tomorrow().and_then(|d| d.to_zoned_datetime(tz.clone())).is_err()
+    {
+        return Err(usage(anyhow!(
+            "--date {date}: date out of range for time zone {}; give a day between 0001-01-02 and 9999-12-30",
+            tz.iana_name().unwrap_or("UTC")
+        )));
+    }
     let report = agent.daily_report(date)?;
     let text = match format {
         ReportFormat::Json => report.to_json() + "\n",
@@ -1107,11 +1293,35 @@ fn upstream_failure(e: UpstreamError) -> Failure {
 
 /// The upstream CA file's PEM, when one is configured.
 fn read_ca(path: Option<&Path>) -> CliResult<Option<Vec<u8>>> {
-    path.map(|p| std::fs::read(p).with_context(|| format!("cannot read the CA file {}", p.display())).map_err(usage))
-        .transpose()
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let pem =
+        std::fs::read(path).with_context(|| format!("cannot read the CA file {}", path.display())).map_err(usage)?;
+    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(usage(anyhow!(
+            "the CA file {} holds no certificate (no \"-----BEGIN CERTIFICATE-----\" block): \
+             give upstream's CA certificate in PEM, not a key or a DER file",
+            path.display()
+        )));
+    }
+    Ok(Some(pem))
 }
 
 fn provision(config_path: &Path, mut args: ProvisionArgs) -> CliResult {
+    // Everything the installer typed is checked before any network.
+    if !args.upstream.contains("://") {
+        return Err(usage(anyhow!(
+            "--upstream {:?} has no scheme: write the whole URL, like https://{}/",
+            args.upstream,
+            args.upstream.trim_end_matches('/')
+        )));
+    }
+    if args.enrollment_code.trim().is_empty() {
+        return Err(usage(anyhow!(
+            "--enrollment-code is empty: give the one-time code the issuer sent for this terminal (like K7PX-93QD)"
+        )));
+    }
     let (normalized, changed) = crate::upstream::normalize_base(&args.upstream).map_err(upstream_failure)?;
     if changed {
         say!("note: upstream URL {} is used as {normalized} (requests go below it)", args.upstream);
