@@ -462,6 +462,18 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     }
 }
 
+/// The configured language of this run (zh-CN until a config or `--language` says).
+static LANG: std::sync::OnceLock<Language> = std::sync::OnceLock::new();
+
+fn lang() -> Language {
+    LANG.get().copied().unwrap_or_default()
+}
+
+/// The text `section.key` in this run's language with `{name}`s filled in.
+fn tr(key: &str, values: &[(&str, &str)]) -> String {
+    crate::messages::fill(lang(), key, values)
+}
+
 /// The ledger this run opened, so an SQLite error deep in a chain can name its file.
 static LEDGER: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
@@ -476,22 +488,14 @@ fn explain(failure: Failure) -> (u8, String) {
     match sqlite {
         Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
             let holders = LEDGER.get().map(|p| holders(p)).unwrap_or_default();
-            let who = if holders.is_empty() { "another process".to_owned() } else { holders.join(", ") };
-            let daemon = if holders.iter().any(|h| h.contains("redeemd run") || h.contains("redeemd demo")) {
-                "; the daemon owns the ledger while it runs: use its local API or pages, or stop it \
-                 (`systemctl stop redeemd`) for this command"
-            } else {
-                "; wait for it to finish and try again"
-            };
-            (3, format!("{ledger} is locked: {who} kept it busy for 10 s{daemon}"))
+            let who = if holders.is_empty() { tr("error.another_process", &[]) } else { holders.join(", ") };
+            let daemon = holders.iter().any(|h| h.contains("redeemd run") || h.contains("redeemd demo"));
+            let key = if daemon { "error.ledger_locked_daemon" } else { "error.ledger_locked" };
+            (3, tr(key, &[("path", &ledger), ("who", &who)]))
         }
-        Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen) => (
-            2,
-            format!(
-                "{ledger} cannot be written by this user: run redeemd as the user that owns the data directory, \
-                 or give the directory and its files to that user (`chown -R redeemd: DIR`)"
-            ),
-        ),
+        Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen) => {
+            (2, tr("error.ledger_read_only", &[("path", &ledger)]))
+        }
         _ => (failure.code, one_line(&failure.error)),
     }
 }
@@ -573,14 +577,16 @@ fn check_ledger_access(db: &Path) -> CliResult<()> {
         if access(&path, flags).is_err() {
             let owner = user_name(meta.uid());
             let me = user_name(nix::unistd::geteuid().as_raw());
-            return Err(usage(anyhow!(
-                "the ledger cannot be written: {} belongs to {owner} (mode {:o}) and this command runs as {me}; \
-                 run it as {owner} (`sudo -u {owner} redeemd ...`), or give the data directory to the service user \
-                 (`chown -R redeemd: {}`)",
-                path.display(),
-                meta.mode() & 0o7777,
-                dir.display()
-            )));
+            return Err(usage(anyhow!(tr(
+                "error.ledger_owner",
+                &[
+                    ("path", &path.display().to_string()),
+                    ("owner", &owner),
+                    ("mode", &format!("{:o}", meta.mode() & 0o7777)),
+                    ("me", &me),
+                    ("dir", &dir.display().to_string()),
+                ]
+            ))));
         }
     }
     Ok(())
@@ -743,7 +749,9 @@ fn restore(config_path: &Path, file: &Path, data_dir: Option<&Path>) -> CliResul
 }
 
 fn load_config(path: &Path) -> CliResult<Config> {
-    Config::load(path).map_err(usage)
+    let config = Config::load(path).map_err(usage)?;
+    let _ = LANG.set(config.language);
+    Ok(config)
 }
 
 fn open_agent(config: &Config) -> CliResult<Agent> {
@@ -772,6 +780,7 @@ fn open_agent_with(config: &Config, clock: Box<dyn crate::clock::Clock>) -> CliR
 }
 
 fn init(config_path: &Path, args: InitArgs) -> CliResult {
+    let _ = LANG.set(args.language.language());
     if config_path.exists() && !args.force {
         return Err(usage(anyhow!(
             "config file {} already exists; pass --force to overwrite it (the ledger is kept)",
@@ -808,11 +817,24 @@ fn init(config_path: &Path, args: InitArgs) -> CliResult {
         std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
     }
     write_file(config_path, config.to_toml().as_bytes(), 0o644)?;
-    say!("wrote {}", config_path.display());
-    say!("  merchant {} ({}), timezone {}", config.merchant_id, config.merchant_category, config.timezone);
-    say!("  {} rule-set trust key(s) in {}", anchors.len(), config.trust_keys_path().display());
-    say!("  ledger {}", config.database_path().display());
-    say!("next: redeemd --config {} ruleset import FILE", config_path.display());
+    say!("{}", tr("cli.init_wrote", &[("path", &config_path.display().to_string())]));
+    say!(
+        "  {}",
+        tr(
+            "cli.init_merchant",
+            &[("id", &config.merchant_id), ("category", &config.merchant_category), ("timezone", &config.timezone)]
+        )
+    );
+    say!(
+        "  {}",
+        tr(
+            "cli.init_keys",
+            &[("count", &anchors.len().to_string()), ("path", &config.trust_keys_path().display().to_string())]
+        )
+    );
+    say!("  {}", tr("cli.init_ledger", &[("path", &config.database_path().display().to_string())]));
+    let next = format!("redeemd --config {} ruleset import FILE", config_path.display());
+    say!("{}", tr("cli.next", &[("command", &next)]));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -838,23 +860,29 @@ fn ruleset_import(config_path: &Path, file: &Path) -> CliResult {
     match agent.import_ruleset(text) {
         Ok(Install::Installed { previous }) => {
             let rules = &agent.installed().ok_or_else(|| anyhow!("installed rule set vanished"))?.rules;
-            let was = previous.map_or_else(|| "none".to_owned(), |v| v.to_string());
+            let was = previous.map_or_else(|| tr("cli.none", &[]), |v| v.to_string());
             say!(
-                "installed rule set version {} (was {was}): {} campaigns, {} revoked, valid until {}",
-                rules.version,
-                rules.campaigns.len(),
-                rules.revoked_count,
-                rfc3339(rules.expires_at, &rules.timezone)
+                "{}",
+                tr(
+                    "cli.import_installed",
+                    &[
+                        ("version", &rules.version.to_string()),
+                        ("was", &was),
+                        ("campaigns", &rules.campaigns.len().to_string()),
+                        ("revoked", &rules.revoked_count.to_string()),
+                        ("until", &rfc3339(rules.expires_at, &rules.timezone)),
+                    ]
+                )
             );
             if let Some(warning) = refuses_this_terminal(rules, &config, config_path) {
-                eprintln!("warning: {warning}");
+                eprintln!("{warning}");
             }
             drop(agent);
             nudge_daemon(&config);
             Ok(ExitCode::SUCCESS)
         }
         Ok(Install::Unchanged) => {
-            say!("rule set version {} is already in force; nothing changed", before.unwrap_or_default());
+            say!("{}", tr("cli.import_unchanged", &[("version", &before.unwrap_or_default().to_string())]));
             Ok(ExitCode::SUCCESS)
         }
         Err(ImportError::Refused(refusal)) => {
@@ -884,16 +912,18 @@ fn refuses_this_terminal(rules: &crate::ruleset::RuleSet, config: &Config, confi
     let case = wanted
         .iter()
         .find(|w| w.eq_ignore_ascii_case(&config.merchant_category))
-        .map(|w| format!(" (the rule set spells it {w:?}: categories must match exactly)"))
+        .map(|w| tr("error.case_hint", &[("spelled", &format!("{w:?}"))]))
         .unwrap_or_default();
-    Some(format!(
-        "no campaign of this rule set admits this terminal (merchant-id {:?}, merchant-category {:?}){case}; \
-         every code will be refused as wrong_merchant. Categories the campaigns admit: {}. \
-         Fix merchant-id / merchant-category in {} or ask the issuer for this terminal's campaigns",
-        config.merchant_id,
-        config.merchant_category,
-        if wanted.is_empty() { "(only listed merchants)".to_owned() } else { wanted.join(", ") },
-        config_path.display()
+    let wanted = if wanted.is_empty() { tr("error.only_listed_merchants", &[]) } else { wanted.join(", ") };
+    Some(tr(
+        "error.refuses_this_terminal",
+        &[
+            ("merchant_id", &format!("{:?}", config.merchant_id)),
+            ("category", &format!("{:?}", config.merchant_category)),
+            ("case", &case),
+            ("wanted", &wanted),
+            ("config", &config_path.display().to_string()),
+        ],
     ))
 }
 
@@ -910,7 +940,7 @@ fn ruleset_show(config_path: &Path, json: bool) -> CliResult {
         if json {
             say!("{}", serde_json::json!({"version": null, "installed": false}));
         } else {
-            say!("no rule set installed; import one with `redeemd ruleset import FILE`");
+            say!("{}", tr("cli.ruleset_none", &[]));
         }
         return Ok(ExitCode::SUCCESS);
     };
@@ -941,31 +971,41 @@ fn ruleset_show(config_path: &Path, json: bool) -> CliResult {
         return Ok(ExitCode::SUCCESS);
     }
     let digits = rules.currency_digits();
-    say!("rule set version {} from {}", rules.version, rules.issuer.as_deref().unwrap_or("(issuer not named)"));
+    let unnamed = tr("cli.ruleset_issuer_unnamed", &[]);
+    let issuer = rules.issuer.as_deref().unwrap_or(&unnamed);
+    say!("{}", tr("cli.ruleset_header", &[("version", &rules.version.to_string()), ("issuer", issuer)]));
     let local = |ts| rfc3339(ts, &rules.timezone);
-    say!("  issued    {}", local(rules.issued_at));
-    let expired = if now >= rules.expires_at { "  (EXPIRED: refresh it)" } else { "" };
-    say!("  expires   {}{expired}", local(rules.expires_at));
+    say!("  {}", tr("cli.ruleset_issued", &[("at", &local(rules.issued_at))]));
+    let expired = if now >= rules.expires_at { tr("cli.ruleset_expired", &[]) } else { String::new() };
+    say!("  {}{expired}", tr("cli.ruleset_expires", &[("at", &local(rules.expires_at))]));
     say!(
-        "  installed {} ({} h ago), signature {signature}, indexed tables match it",
-        local(installed.installed_at),
-        age_s / 3600
+        "  {}",
+        tr("cli.ruleset_installed", &[("at", &local(installed.installed_at)), ("hours", &(age_s / 3600).to_string())])
     );
     say!(
-        "  timezone {}, currency {}, max {} coupon(s) per basket",
-        rules.timezone_name,
-        rules.currency,
-        rules.max_coupons_per_basket
+        "  {}",
+        tr(
+            "cli.ruleset_zone",
+            &[
+                ("timezone", &rules.timezone_name),
+                ("currency", &rules.currency),
+                ("max", &rules.max_coupons_per_basket.to_string())
+            ]
+        )
     );
-    say!("  {} revoked coupon ids", rules.revoked_count);
-    say!("  {} campaign(s):", rules.campaigns.len());
+    say!("  {}", tr("cli.ruleset_revoked", &[("count", &rules.revoked_count.to_string())]));
+    say!("  {}", tr("cli.ruleset_campaigns", &[("count", &rules.campaigns.len().to_string())]));
     for c in rules.campaigns.values() {
+        let status = tr(&format!("cli.status_{}", format!("{:?}", c.status).to_lowercase()), &[]);
+        let terms = tr(
+            "cli.ruleset_campaign",
+            &[("face", &c.face_value.display(digits)), ("min", &c.min_spend.display(digits))],
+        );
         say!(
-            "    {:<20} {:<8} {} off from {}  {}",
-            c.id,
-            format!("{:?}", c.status).to_lowercase(),
-            c.face_value.display(digits),
-            c.min_spend.display(digits),
+            "    {} {} {}  {}",
+            crate::report::pad(&crate::report::shorten(&c.id, 20), 20, false),
+            crate::report::pad(&status, 8, false),
+            crate::report::pad(&terms, 22, false),
             c.display_name(config.language.tag())
         );
     }
@@ -995,34 +1035,34 @@ fn read_code(arg: &str) -> CliResult<String> {
 }
 
 fn amount(flag: &str, text: &str, digits: u32) -> CliResult<Money> {
-    parse_amount(text, digits).map_err(|e| usage(anyhow!("--{flag}: {e}")))
+    parse_amount(text, digits).map_err(|_| {
+        usage(anyhow!(tr(
+            "error.amount",
+            &[("flag", flag), ("value", &format!("{text:?}")), ("digits", &digits.to_string())]
+        )))
+    })
 }
 
 fn present(config_path: &Path, args: CodeArgs, check_at: Option<Option<String>>) -> CliResult {
     // CODE takes hyphen values (so `-` reads stdin); a mistyped option must not become a
     // code answered `malformed`.
-    if args.code.starts_with('-') && args.code != "-" {
-        return Err(usage(anyhow!(
-            "unknown option {:?}: the CODE comes first, then --amount DEC [--eligible DEC] [--json]; \
-             a code read from standard input is `-`",
-            args.code
-        )));
-    }
     let config = load_config(config_path)?;
+    if args.code.starts_with('-') && args.code != "-" {
+        return Err(usage(anyhow!(tr("error.unknown_option", &[("option", &format!("{:?}", args.code))]))));
+    }
     let mut agent = open_agent(&config)?;
     let digits = agent.currency_digits();
     let basket_total = amount("amount", &args.amount, digits)?;
     let eligible_total = args.eligible.as_deref().map(|e| amount("eligible", e, digits)).transpose()?;
     if let Some(eligible) = eligible_total.filter(|e| *e > basket_total) {
-        return Err(usage(anyhow!(
-            "--eligible {} is more than --amount {}; the eligible part cannot exceed the basket",
-            eligible.display(digits),
-            basket_total.display(digits)
-        )));
+        return Err(usage(anyhow!(tr(
+            "error.eligible_over_amount",
+            &[("eligible", &eligible.display(digits)), ("amount", &basket_total.display(digits))]
+        ))));
     }
     let code = read_code(&args.code)?;
     let single = CheckoutRef::Single { basket_total, eligible_total, pos_ref: None };
-    let (decision, redemption_id) = match check_at {
+    let (decision, redemption_id) = match check_at.clone() {
         Some(at) => {
             let at = at
                 .map(|t| {
@@ -1038,32 +1078,45 @@ fn present(config_path: &Path, args: CodeArgs, check_at: Option<Option<String>>)
         }
     };
     let record = agent.record_with_advice(&decision, redemption_id, eligible_total.unwrap_or(basket_total))?;
-    print_record(&record, args.json, digits, agent.currency().unwrap_or("CNY"));
+    let check_only = check_at.is_some();
+    print_record(&record, args.json, digits, agent.currency().unwrap_or("CNY"), check_only);
     Ok(if decision.accepted() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-fn print_record(record: &DecisionRecord, json: bool, digits: u32, currency: &str) {
+/// The decision for people (in the configured language) or, with `--json`, the
+/// decision record on one line. Write errors are ignored: the decision is made and
+/// recorded, and the exit status still says which.
+fn print_record(record: &DecisionRecord, json: bool, digits: u32, currency: &str, check_only: bool) {
     let mut out = std::io::stdout().lock();
+    let dash = || "-".to_owned();
+    let coupon = record.coupon_id.clone().unwrap_or_else(dash);
+    let campaign = record.campaign_id.clone().unwrap_or_else(dash);
     if json {
         let _ = writeln!(out, "{}", serde_json::to_string(record).unwrap_or_default());
     } else if record.decision == "accepted" {
+        let amount = Money(record.discount).display(digits);
         let _ = writeln!(
             out,
-            "ACCEPTED  {} {currency} off  coupon {}  campaign {}",
-            Money(record.discount).display(digits),
-            record.coupon_id.as_deref().unwrap_or("-"),
-            record.campaign_id.as_deref().unwrap_or("-")
+            "{}",
+            tr(
+                "cli.accepted_line",
+                &[("amount", &amount), ("currency", currency), ("coupon", &coupon), ("campaign", &campaign)]
+            )
         );
         if let Some(id) = &record.redemption_id {
-            let _ = writeln!(out, "  redemption {id}");
+            let _ = writeln!(out, "  {}", tr("cli.redemption_line", &[("id", id)]));
         }
         let _ = writeln!(out, "  {}", record.message);
     } else {
-        let _ = writeln!(out, "REJECTED  {}", record.reason.as_deref().unwrap_or("-"));
-        if let Some(coupon) = &record.coupon_id {
-            let _ = writeln!(out, "  coupon {coupon}  campaign {}", record.campaign_id.as_deref().unwrap_or("-"));
+        let reason = record.reason.clone().unwrap_or_else(dash);
+        let _ = writeln!(out, "{}", tr("cli.rejected_line", &[("reason", &reason)]));
+        if record.coupon_id.is_some() {
+            let _ = writeln!(out, "  {}", tr("cli.coupon_line", &[("coupon", &coupon), ("campaign", &campaign)]));
         }
         let _ = writeln!(out, "  {}", record.message);
+    }
+    if check_only && !json {
+        let _ = writeln!(out, "  {}", tr("cli.check_only", &[]));
     }
     let _ = out.flush();
 }
@@ -1075,21 +1128,19 @@ fn void(config_path: &Path, args: &VoidArgs) -> CliResult {
     match agent.void(&args.redemption_id, args.reason.as_deref())? {
         VoidOutcome::Voided { coupon_id, discount } => {
             say!(
-                "voided redemption {} (coupon {coupon_id}, {} off); the coupon can be redeemed again",
-                args.redemption_id,
-                discount.display(digits)
+                "{}",
+                tr(
+                    "cli.voided",
+                    &[("id", &args.redemption_id), ("coupon", &coupon_id), ("amount", &discount.display(digits))]
+                )
             );
             Ok(ExitCode::SUCCESS)
         }
         VoidOutcome::AlreadyVoided { at } => {
-            say!("redemption {} was already voided at {at}; nothing changed", args.redemption_id);
+            say!("{}", tr("cli.already_voided", &[("id", &args.redemption_id), ("at", &at.to_string())]));
             Ok(ExitCode::SUCCESS)
         }
-        VoidOutcome::NotFound => Err(anyhow!(
-            "no redemption {} in this ledger; `redeemd report daily` lists the day's redemption ids",
-            args.redemption_id
-        )
-        .into()),
+        VoidOutcome::NotFound => Err(anyhow!(tr("error.void_not_found", &[("id", &args.redemption_id)])).into()),
     }
 }
 
@@ -1100,23 +1151,23 @@ fn report_daily(config_path: &Path, date: Option<&str>, format: ReportFormat) ->
     let date = match date {
         Some(d) => d
             .parse::<jiff::civil::Date>()
-            .map_err(|e| usage(anyhow!("--date {d:?} is not a date like 2026-11-28: {e}")))?,
+            .map_err(|_| usage(anyhow!(tr("error.date_format", &[("value", &format!("{d:?}"))]))))?,
         None => agent.now().to_zoned_datetime(tz.clone()).date(),
     };
     // The day must start and end inside the instants the zone can name (9999-12-31 cannot).
     if date.to_zoned_datetime(tz.clone()).is_err()
         || date.tomorrow().and_then(|d| d.to_zoned_datetime(tz.clone())).is_err()
     {
-        return Err(usage(anyhow!(
-            "--date {date}: date out of range for time zone {}; give a day between 0001-01-02 and 9999-12-30",
-            tz.iana_name().unwrap_or("UTC")
-        )));
+        return Err(usage(anyhow!(tr(
+            "error.date_out_of_range",
+            &[("date", &date.to_string()), ("timezone", tz.iana_name().unwrap_or("UTC"))]
+        ))));
     }
     let report = agent.daily_report(date)?;
     let text = match format {
         ReportFormat::Json => report.to_json() + "\n",
         ReportFormat::Csv => report.to_csv(),
-        ReportFormat::Table => report.to_table(),
+        ReportFormat::Table => report.to_table(config.language),
     };
     say_raw!("{text}");
     Ok(ExitCode::SUCCESS)
@@ -1299,28 +1350,23 @@ fn read_ca(path: Option<&Path>) -> CliResult<Option<Vec<u8>>> {
     let pem =
         std::fs::read(path).with_context(|| format!("cannot read the CA file {}", path.display())).map_err(usage)?;
     if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
-        return Err(usage(anyhow!(
-            "the CA file {} holds no certificate (no \"-----BEGIN CERTIFICATE-----\" block): \
-             give upstream's CA certificate in PEM, not a key or a DER file",
-            path.display()
-        )));
+        return Err(usage(anyhow!(tr("error.ca_without_certificate", &[("path", &path.display().to_string())]))));
     }
     Ok(Some(pem))
 }
 
 fn provision(config_path: &Path, mut args: ProvisionArgs) -> CliResult {
+    let _ = LANG.set(args.language.language());
     // Everything the installer typed is checked before any network.
     if !args.upstream.contains("://") {
-        return Err(usage(anyhow!(
-            "--upstream {:?} has no scheme: write the whole URL, like https://{}/",
-            args.upstream,
-            args.upstream.trim_end_matches('/')
-        )));
+        let example = format!("https://{}/", args.upstream.trim_end_matches('/'));
+        return Err(usage(anyhow!(tr(
+            "error.url_without_scheme",
+            &[("url", &format!("{:?}", args.upstream)), ("example", &example)]
+        ))));
     }
     if args.enrollment_code.trim().is_empty() {
-        return Err(usage(anyhow!(
-            "--enrollment-code is empty: give the one-time code the issuer sent for this terminal (like K7PX-93QD)"
-        )));
+        return Err(usage(anyhow!(tr("error.empty_enrollment_code", &[]))));
     }
     let (normalized, changed) = crate::upstream::normalize_base(&args.upstream).map_err(upstream_failure)?;
     if changed {
