@@ -346,3 +346,27 @@ pub fn shorten(text: &str, columns: usize) -> String {
     tail.reverse();
     format!("{head}…{}", tail.into_iter().collect::<String>())
 }
+
+#[cfg(test)]
+mod table_tests {
+    use super::*;
+
+    #[test]
+    fn pad_counts_wide_characters_twice() {
+        assert_eq!(width("消费券"), 6);
+        assert_eq!(pad("消费券", 8, false), "消费券  ");
+        assert_eq!(pad("10.00", 8, true), "   10.00");
+        assert_eq!(pad("longer than", 4, false), "longer than");
+    }
+
+    #[test]
+    fn shorten_keeps_both_ends_within_the_columns() {
+        let id = "0198f3c2-7a1b-7c3d-9e4f-0123456789ab";
+        let short = shorten(id, 13);
+        assert_eq!(width(&short), 13);
+        assert!(short.starts_with("0198f3") && short.ends_with("789ab") && short.contains('…'), "{short}");
+        assert_eq!(shorten("CP-0001", 13), "CP-0001");
+        let cjk = shorten("社区生鲜超市周末满减活动（限本市门店使用）", 20);
+        assert!(width(&cjk) <= 20 && cjk.starts_with("社区") && cjk.ends_with("使用）"), "{cjk}");
+    }
+}
