@@ -77,15 +77,27 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Write a config for a terminal provisioned by hand (no upstream) and create its ledger
+    #[command(
+        after_help = "Example:\n  redeemd --config ./t/redeemd.toml init --data-dir ./t/data --merchant-id M-000123 \\\n      --merchant-category dining --trust-key trust-keys.json --timezone Asia/Shanghai --language zh-CN"
+    )]
     Init(InitArgs),
     /// Import or show the signed rule set
     #[command(subcommand)]
     Ruleset(RulesetCommand),
     /// Say what would happen to a code, writing nothing
+    #[command(
+        after_help = "Examples:\n  redeemd check 'CP1:NCF...' --amount 58.00\n  redeemd check 'CP1:NCF...' --amount 58 --eligible 40 --at 2026-11-28T12:00:00+08:00 --json\n  scanner-read | redeemd check - --amount 58\n\nExit status: 0 it would be accepted, 1 it would be refused, 2 usage error."
+    )]
     Check(CheckArgs),
     /// Decide a code and, when accepted, record the redemption
+    #[command(
+        after_help = "Examples:\n  redeemd redeem 'CP1:NCF...' --amount 58\n  redeemd redeem 'CP1:NCF...' --amount 120.50 --eligible 80 --json\n\nExit status: 0 accepted (recorded), 1 refused (nothing recorded), 2 usage error, 3 other failure."
+    )]
     Redeem(RedeemArgs),
     /// Void a redemption; its coupon can be redeemed again
+    #[command(
+        after_help = "Example:\n  redeemd void 0198f3c2-7a1b-7c3d-9e4f-0123456789ab --reason \"customer changed mind\"\n\nThe redemption ids are in `redeemd report daily --format csv`."
+    )]
     Void(VoidArgs),
     /// Reports for the store manager
     #[command(subcommand)]
@@ -108,6 +120,9 @@ enum Command {
     )]
     Provision(ProvisionArgs),
     /// Heartbeat, rule-set refresh and forwarding of the outbox to upstream
+    #[command(
+        after_help = "Examples:\n  redeemd sync --once   # exit 0 when nothing is left undelivered, else 3\n  redeemd sync          # until stopped (the daemon does this itself)"
+    )]
     Sync {
         /// One full round, then exit: 0 when nothing is left undelivered, else 3
         #[arg(long)]
@@ -140,7 +155,7 @@ enum Command {
     CashierUrl,
     /// Check config, files, ledger, clock, rule set, upstream, scanner, disk and service; say what to fix
     #[command(
-        after_help = "Each finding is ok, a warning or a problem. Exit status: 0 when nothing is a problem, 3 otherwise."
+        after_help = "Examples:\n  redeemd doctor\n  redeemd doctor --json | jq '.findings[] | select(.status != \"ok\")'\n\nEach finding is ok, a warning or a problem. Exit status: 0 when nothing is a problem, 3 otherwise."
     )]
     Doctor {
         /// One JSON object: {ok, problems, warnings, findings: [{check, status, message, fix}]}
@@ -150,12 +165,14 @@ enum Command {
     /// Copy the ledger (consistent while the daemon runs), the config and the trust anchors into FILE; never a token
     #[command(after_help = "Example:\n  redeemd backup /media/usb/lane-2-$(date +%F).redeemd-backup")]
     Backup {
+        /// The backup file to write (mode 0600)
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
     /// Put a backup onto this (replacement) terminal; refuses to replace a ledger holding events the backup lacks
     #[command(after_help = RESTORE_HELP)]
     Restore {
+        /// A file written by `redeemd backup`
         #[arg(value_name = "FILE")]
         file: PathBuf,
         /// Data directory when no config exists yet (the backup's config is written, pointing here)
@@ -171,7 +188,7 @@ enum Command {
 }
 
 const RESTORE_HELP: &str = "\
-A terminal swap, on the replacement:
+Example, a terminal swap, on the replacement:
   redeemd restore lane-2.redeemd-backup --data-dir /var/lib/redeemd
   redeemd provision --upstream URL --enrollment-code NEW-CODE --ca upstream-ca.pem
   redeemd sync --once      # the old terminal's unanswered events, under their original event ids
@@ -283,7 +300,9 @@ struct ProvisionArgs {
 #[derive(Debug, Subcommand)]
 enum ScannerCommand {
     /// Serial ports with their USB ids and the matching firmware profile, and the profiles
+    #[command(after_help = "Examples:\n  redeemd scanner list\n  redeemd scanner list --json")]
     List {
+        /// One JSON object: {ports, profiles}
         #[arg(long)]
         json: bool,
     },
@@ -309,8 +328,10 @@ enum ScannerCommand {
     /// Render the profile's setup codes and a sample coupon as a printable PNG
     #[command(after_help = "Example:\n  redeemd scanner sheet --profile honeywell-xenon-1950g --out xenon-setup.png")]
     Sheet {
+        /// Firmware profile id (see `redeemd scanner list`)
         #[arg(long, value_name = "ID")]
         profile: String,
+        /// The PNG file to write
         #[arg(long, value_name = "FILE.png")]
         out: PathBuf,
     },
@@ -321,8 +342,10 @@ struct InitArgs {
     /// Directory for the ledger and the trust anchors (created if missing)
     #[arg(long, value_name = "DIR")]
     data_dir: PathBuf,
+    /// This shop's merchant id, exactly as the issuer's campaigns list it
     #[arg(long, value_name = "ID")]
     merchant_id: String,
+    /// This shop's category, exactly as the campaigns spell it (`dining` is not `Dining`)
     #[arg(long, value_name = "CAT")]
     merchant_category: String,
     /// Rule-set trust anchors: JSON [{"kid","alg","key"}]
@@ -358,12 +381,18 @@ impl LanguageArg {
 #[derive(Debug, Subcommand)]
 enum RulesetCommand {
     /// Verify and install a signed rule set (JWS compact text)
+    #[command(
+        after_help = "Example:\n  redeemd ruleset import ruleset-v42.jws\n\nThe same version again changes nothing (exit 0); a refused one leaves the installed one in force."
+    )]
     Import {
+        /// The rule set file (JWS compact text)
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
     /// Version, validity, campaigns, revoked count and age of the rule set in force
+    #[command(after_help = "Examples:\n  redeemd ruleset show\n  redeemd ruleset show --json | jq .version")]
     Show {
+        /// One JSON object (version, issued_at, expires_at, timezone, campaigns, revoked, ...)
         #[arg(long)]
         json: bool,
     },
@@ -402,8 +431,10 @@ struct RedeemArgs {
 
 #[derive(Debug, Args)]
 struct VoidArgs {
+    /// The redemption to void (printed by `redeem`, listed by `report daily`)
     #[arg(value_name = "REDEMPTION_ID")]
     redemption_id: String,
+    /// Why, kept with the void and sent upstream
     #[arg(long, value_name = "TEXT")]
     reason: Option<String>,
 }
@@ -411,10 +442,14 @@ struct VoidArgs {
 #[derive(Debug, Subcommand)]
 enum ReportCommand {
     /// The day's write-offs: per campaign, per hour, totals, leverage, forwarding state
+    #[command(
+        after_help = "Examples:\n  redeemd report daily\n  redeemd report daily --date 2026-11-28 --format csv > 2026-11-28.csv\n  redeemd report daily --format json | jq .totals\n\nLeverage = basket totals / discount written off. Tables shorten long ids; csv and json keep them whole."
+    )]
     Daily {
         /// Business day (default: today in the rule set's zone)
         #[arg(long, value_name = "YYYY-MM-DD")]
         date: Option<String>,
+        /// table for people (in the configured language); csv and json for machines (English keys)
         #[arg(long, value_enum, default_value = "table")]
         format: ReportFormat,
     },
@@ -1877,4 +1912,44 @@ fn tempdir() -> CliResult<TempDir> {
     let dir = std::env::temp_dir().join(format!("redeemd-demo-{}", u64::from_le_bytes(nonce)));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     Ok(TempDir(dir))
+}
+
+#[cfg(test)]
+mod help_tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    /// `--help` describes every option and shows an example for every command (README).
+    #[test]
+    fn every_command_has_examples_and_every_option_a_description() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            if cmd.is_hide_set() {
+                return;
+            }
+            if cmd.has_subcommands() {
+                for sub in cmd.get_subcommands() {
+                    walk(sub, &path, missing);
+                }
+                return;
+            }
+            let after = cmd.get_after_help().or(cmd.get_after_long_help()).map(|h| h.to_string()).unwrap_or_default();
+            let long = cmd.get_long_about().map(|h| h.to_string()).unwrap_or_default();
+            if !after.contains("Example") && !long.contains("Example") {
+                missing.push(format!("{path}: no example"));
+            }
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.get_help().is_none() && !matches!(id, "help" | "version") {
+                    missing.push(format!("{path}: --{id} undescribed"));
+                }
+            }
+        }
+        let mut missing = Vec::new();
+        let root = Cli::command();
+        for sub in root.get_subcommands() {
+            walk(sub, "redeemd", &mut missing);
+        }
+        assert!(missing.is_empty(), "{missing:#?}");
+    }
 }
