@@ -1405,7 +1405,7 @@ fn provision(config_path: &Path, mut args: ProvisionArgs) -> CliResult {
     }
     let (normalized, changed) = crate::upstream::normalize_base(&args.upstream).map_err(upstream_failure)?;
     if changed {
-        say!("note: upstream URL {} is used as {normalized} (requests go below it)", args.upstream);
+        say!("{}", tr("provision.url_normalized", &[("given", &args.upstream), ("used", &normalized)]));
         args.upstream = normalized;
     }
     let data_dir = absolute(&args.data_dir);
@@ -1434,7 +1434,7 @@ fn provision(config_path: &Path, mut args: ProvisionArgs) -> CliResult {
         .filter(|s| s.upstream == args.upstream);
     let enrollment = match saved {
         Some(saved) => {
-            say!("using the enrollment answer an earlier attempt saved ({})", saved_path.display());
+            say!("{}", tr("provision.saved_answer", &[("path", &saved_path.display().to_string())]));
             saved.answer
         }
         None => {
@@ -1485,32 +1485,40 @@ fn provision(config_path: &Path, mut args: ProvisionArgs) -> CliResult {
     // Written in full: the saved answer (it holds the token) is no longer needed.
     let _ = std::fs::remove_file(&saved_path);
     say!(
-        "enrolled as terminal {} ({label}) of merchant {} {}",
-        enrollment.terminal_id,
-        enrollment.merchant_id,
-        enrollment.merchant_name
+        "{}",
+        tr(
+            "provision.enrolled",
+            &[
+                ("terminal", &enrollment.terminal_id),
+                ("label", &label),
+                ("merchant", &enrollment.merchant_id),
+                ("name", &enrollment.merchant_name)
+            ]
+        )
     );
     say!(
-        "  category {}, timezone {}, {} rule-set trust key(s)",
-        enrollment.merchant_category,
-        enrollment.timezone,
-        anchors.len()
+        "  {}",
+        tr(
+            "provision.details",
+            &[
+                ("category", &enrollment.merchant_category),
+                ("timezone", &enrollment.timezone),
+                ("keys", &anchors.len().to_string())
+            ]
+        )
     );
-    say!("  config {}", config_path.display());
-    say!("  token {} (mode 0600)", config.token_path().unwrap_or_default().display());
-    say!("  ledger {}", config.database_path().display());
+    say!("  {}", tr("provision.config", &[("path", &config_path.display().to_string())]));
+    say!("  {}", tr("provision.token", &[("path", &config.token_path().unwrap_or_default().display().to_string())]));
+    say!("  {}", tr("provision.ledger", &[("path", &config.database_path().display().to_string())]));
     let mut syncer = syncer(&config, &mut agent)?;
     let fetched = rt.block_on(async { syncer.step_refresh().await });
     match fetched {
         Ok(()) => {
-            say!("  rule set: {}", syncer.summary.ruleset.as_deref().unwrap_or("-"));
+            say!("  {}", tr("provision.ruleset", &[("summary", syncer.summary.ruleset.as_deref().unwrap_or("-"))]));
             print_next_steps(config_path);
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => Err(anyhow!(
-            "enrolled, but the first rule set could not be installed: {e}; run `redeemd sync --once` to retry"
-        )
-        .into()),
+        Err(e) => Err(anyhow!(tr("provision.ruleset_failed", &[("error", &e.to_string())])).into()),
     }
 }
 
@@ -1521,17 +1529,20 @@ fn print_next_steps(config_path: &Path) {
     } else {
         format!("redeemd --config {}", config_path.display())
     };
-    say!("\nnext steps:");
-    say!("  {redeemd} doctor                 # checks everything; says what to fix");
-    say!("  {redeemd} scanner list           # the scanner's port and matching profile");
-    say!("  {redeemd} scanner sheet --profile ID --out setup.png   # print it, scan its codes");
-    say!("  {redeemd} manager-pin set        # the manager pages' code, read from standard input");
+    let step = |command: String, key: &str, values: &[(&str, &str)]| {
+        say!("  {}  # {}", crate::report::pad(&command, 40, false), tr(&format!("provision.{key}"), values));
+    };
+    say!("\n{}", tr("provision.next_steps", &[]));
+    step(format!("{redeemd} doctor"), "step_doctor", &[]);
+    step(format!("{redeemd} scanner list"), "step_scanner_list", &[]);
+    step(format!("{redeemd} scanner sheet --profile ID --out setup.png"), "step_scanner_sheet", &[]);
+    step(format!("{redeemd} manager-pin set"), "step_manager_pin", &[]);
     if config_path == Path::new(config::DEFAULT_PATH) {
-        say!("  systemctl enable --now redeemd   # the daemon, now and at every boot");
+        step("systemctl enable --now redeemd".to_owned(), "step_systemctl", &[]);
     } else {
-        say!("  {redeemd} run                    # the daemon, by hand (the service reads {})", config::DEFAULT_PATH);
+        step(format!("{redeemd} run"), "step_run", &[("path", config::DEFAULT_PATH)]);
     }
-    say!("  {redeemd} cashier-url            # a one-time link: open it in this terminal's browser");
+    step(format!("{redeemd} cashier-url"), "step_cashier_url", &[]);
 }
 
 /// Upstream's enrollment answer, kept (mode 0600) until provisioning has written
