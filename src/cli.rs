@@ -921,9 +921,14 @@ fn ruleset_import(config_path: &Path, file: &Path) -> CliResult {
             Ok(ExitCode::SUCCESS)
         }
         Err(ImportError::Refused(refusal)) => {
-            let kept =
-                before.map_or_else(|| "no rule set is installed".to_owned(), |v| format!("version {v} stays in force"));
-            Err(anyhow!("rule set {} refused: {refusal}; {kept}", file.display()).into())
+            let kept = before
+                .map_or_else(|| tr("cli.kept_none", &[]), |v| tr("cli.kept_version", &[("version", &v.to_string())]));
+            let path = file.display().to_string();
+            Err(anyhow!(tr(
+                "error.ruleset_refused",
+                &[("file", &path), ("refusal", &refusal.to_string()), ("kept", &kept)]
+            ))
+            .into())
         }
         Err(ImportError::Store(e)) => Err(e.into()),
     }
@@ -1616,24 +1621,34 @@ fn sync(config_path: &Path, once: bool) -> CliResult {
     let result = rt.block_on(syncer.run_once());
     let s = &syncer.summary;
     if let Some(skew) = s.heartbeat_skew_s {
-        let warn = if skew.abs() > crate::sync::CLOCK_SKEW_LIMIT { "  WARNING: fix this terminal's clock" } else { "" };
-        say!("heartbeat ok, clock {skew:+} s from the server's{warn}");
+        let warn =
+            if skew.abs() > crate::sync::CLOCK_SKEW_LIMIT { tr("sync.clock_warning", &[]) } else { String::new() };
+        say!("{}{warn}", tr("sync.heartbeat", &[("skew", &format!("{skew:+}"))]));
     }
     if let Some(r) = &s.ruleset {
-        say!("rule set: {r}");
+        say!("{}", tr("provision.ruleset", &[("summary", r)]));
     }
     for warning in &s.warnings {
-        say!("warning: {warning}");
+        say!("{}", tr("sync.warning", &[("warning", warning)]));
     }
     let [accepted, duplicate, conflict, rejected] = s.by_status;
+    let parked = if s.parked > 0 { tr("sync.parked", &[("count", &s.parked.to_string())]) } else { String::new() };
     say!(
-        "forwarded {} event(s): {accepted} accepted, {duplicate} duplicate, {conflict} conflict, {rejected} rejected{}",
-        s.forwarded,
-        if s.parked > 0 { format!("; {} parked (bad request)", s.parked) } else { String::new() }
+        "{}{parked}",
+        tr(
+            "sync.forwarded",
+            &[
+                ("count", &s.forwarded.to_string()),
+                ("accepted", &accepted.to_string()),
+                ("duplicate", &duplicate.to_string()),
+                ("conflict", &conflict.to_string()),
+                ("rejected", &rejected.to_string()),
+            ]
+        )
     );
     match result {
         Ok(()) => {
-            say!("nothing left to deliver");
+            say!("{}", tr("sync.done", &[]));
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => Err(anyhow!(e).into()),
@@ -1769,24 +1784,42 @@ fn outbox_list(config_path: &Path, state: Option<OutboxState>, json: bool) -> Cl
         return Ok(ExitCode::SUCCESS);
     }
     if rows.is_empty() {
-        say!("nothing waiting: every event has upstream's answer");
+        say!("{}", tr("outbox.empty", &[]));
         return Ok(ExitCode::SUCCESS);
     }
-    say!("{:>6}  {:<36}  {:<6}  {:<8}  {:<25}  message", "seq", "event_id", "type", "state", "created");
+    // The event id stays whole: `outbox retry EVENT_ID` needs it.
+    let pad = crate::report::pad;
+    let word = |key: String, fallback: &str| {
+        let text = tr(&key, &[]);
+        if text.is_empty() {
+            fallback.to_owned()
+        } else {
+            text
+        }
+    };
+    say!(
+        "{}  {}  {}  {}  {}  {}",
+        pad(&tr("outbox.seq", &[]), 6, true),
+        pad(&tr("outbox.event_id", &[]), 36, false),
+        pad(&tr("outbox.type", &[]), 6, false),
+        pad(&tr("outbox.state", &[]), 10, false),
+        pad(&tr("outbox.created", &[]), 25, false),
+        tr("outbox.message", &[])
+    );
     for r in &rows {
         say!(
-            "{:>6}  {:<36}  {:<6}  {:<8}  {:<25}  {}",
-            r.seq,
-            r.event_id,
-            r.kind,
-            r.state,
-            rfc3339(r.created, &tz),
+            "{}  {}  {}  {}  {}  {}",
+            pad(&r.seq.to_string(), 6, true),
+            pad(&r.event_id, 36, false),
+            pad(&word(format!("outbox.type_{}", r.kind), &r.kind), 6, false),
+            pad(&word(format!("outbox.state_{}", r.state), &r.state), 10, false),
+            pad(&rfc3339(r.created, &tz), 25, false),
             message(&r.answer).unwrap_or_default()
         );
     }
     let parked = rows.iter().filter(|r| r.state == "parked").count();
     if parked > 0 {
-        say!("{parked} parked: upstream refused them (400); `redeemd outbox retry EVENT_ID|--all` sends them again");
+        say!("{}", tr("outbox.parked", &[("count", &parked.to_string())]));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -1796,17 +1829,15 @@ fn outbox_retry(config_path: &Path, event_id: Option<&str>) -> CliResult {
     let mut agent = open_agent(&config)?;
     let count = agent.store_mut().unpark(event_id)?;
     match (count, event_id) {
-        (0, Some(id)) => Err(usage(anyhow!(
-            "event {id} is not parked (or does not exist); `redeemd outbox list --state parked` shows the parked ones"
-        ))),
+        (0, Some(id)) => Err(usage(anyhow!(tr("outbox.not_parked", &[("id", id)])))),
         (0, None) => {
-            say!("no parked events");
+            say!("{}", tr("outbox.none_parked", &[]));
             Ok(ExitCode::SUCCESS)
         }
         (n, _) => {
             drop(agent);
             nudge_daemon(&config);
-            say!("{n} event(s) queued again; the daemon (or `redeemd sync --once`) sends them");
+            say!("{}", tr("outbox.queued", &[("count", &n.to_string())]));
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -79,6 +79,7 @@ fn a_zh_cn_terminal_speaks_chinese_outside_machine_output() {
     let t = terminal("zh-CN");
     let code = t.code("CP-0001", "DINING");
     let mut redemption = String::new();
+    let rs5 = t.path("rs5.jws");
     for (args, exit) in [
         (vec!["ruleset", "show"], 0),
         (vec!["check", &code, "--amount", "58"], 0),
@@ -92,6 +93,10 @@ fn a_zh_cn_terminal_speaks_chinese_outside_machine_output() {
         (vec!["report", "daily", "--date=9999-12-31"], 2),
         (vec!["report", "daily", "--date", "2026-13-01"], 2),
         (vec!["void", "NO-SUCH-ID"], 3),
+        (vec!["outbox", "list"], 0),
+        (vec!["outbox", "retry", "--all"], 0),
+        (vec!["outbox", "retry", "NO-SUCH-EVENT"], 2),
+        (vec!["ruleset", "import", &rs5], 0),
     ] {
         let r = t.run(&args);
         assert_eq!(r.code, exit, "{args:?}: {}{}", r.stdout, r.stderr);
