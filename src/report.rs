@@ -65,6 +65,8 @@ pub struct RedemptionLine {
     pub at: String,
     pub voided: bool,
     pub state: String,
+    /// `static` (a CP1 code) or `dynamic` (a CP2 presentation).
+    pub presentation: String,
 }
 
 impl Totals {
@@ -118,6 +120,7 @@ pub fn daily(store: &Store, date: Date, ctx: &ReportContext<'_>) -> Result<Daily
             at: rfc3339(row.at, ctx.timezone),
             voided: row.voided_at.is_some(),
             state: row.state.clone(),
+            presentation: row.presentation.clone(),
         });
     }
     Ok(DailyReport {
@@ -154,12 +157,13 @@ impl DailyReport {
 
     /// One line per redemption, for spreadsheets.
     pub fn to_csv(&self) -> String {
-        let mut out =
-            String::from("redemption_id,at,coupon_id,campaign_id,discount,basket_total,eligible_total,voided,state\n");
+        let mut out = String::from(
+            "redemption_id,at,coupon_id,campaign_id,discount,basket_total,eligible_total,voided,state,presentation\n",
+        );
         for r in &self.redemptions {
             let _ = writeln!(
                 out,
-                "{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{}",
                 r.redemption_id,
                 r.at,
                 r.coupon_id,
@@ -168,7 +172,8 @@ impl DailyReport {
                 self.money(r.basket_total),
                 self.money(r.eligible_total),
                 r.voided,
-                r.state
+                r.state,
+                r.presentation
             );
         }
         out
@@ -257,15 +262,25 @@ impl DailyReport {
         out.push('\n');
         let _ = writeln!(
             out,
-            "{} {} {} {} {}  {} {}",
+            "{} {} {} {} {}  {} {} {}",
             pad(m("time"), 9, false),
             pad(m("coupon"), 20, false),
             pad(m("campaign"), 20, false),
             pad(m("discount"), 10, true),
             pad(m("basket"), 10, true),
+            pad(m("shown"), 8, false),
             pad(m("state"), 14, false),
             m("redemption")
         );
+        // How the coupon was shown: a printed CP1 code or a live CP2 presentation.
+        let shown = |p: &str| {
+            let text = messages::text(language, &format!("report.shown_{p}"));
+            if text.is_empty() {
+                p.to_owned()
+            } else {
+                text.to_owned()
+            }
+        };
         for r in &self.redemptions {
             let time = r.at.get(11..19).unwrap_or(&r.at);
             let state_text = messages::text(language, &format!("report.state_{}", r.state));
@@ -278,12 +293,13 @@ impl DailyReport {
             };
             let _ = writeln!(
                 out,
-                "{} {} {} {} {}  {} {}{flag}",
+                "{} {} {} {} {}  {} {} {}{flag}",
                 pad(time, 9, false),
                 pad(&shorten(&r.coupon_id, 20), 20, false),
                 pad(&shorten(&name_of(&r.campaign_id), 20), 20, false),
                 pad(&self.money(r.discount), 10, true),
                 pad(&self.money(r.basket_total), 10, true),
+                pad(&shown(&r.presentation), 8, false),
                 pad(&state, 14, false),
                 shorten(&r.redemption_id, 13)
             );

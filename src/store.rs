@@ -8,7 +8,7 @@
 //! through the [`LedgerView`] this module implements over an open transaction.
 
 use crate::clock::rfc3339;
-use crate::coupon::Coupon;
+use crate::coupon::{Coupon, Shown};
 use crate::decision::{self, Checkout, Decision, LedgerView, Terminal, Unsynced};
 use crate::keys::b64url_encode;
 use crate::money::Money;
@@ -24,6 +24,7 @@ use thiserror::Error;
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_ledger", include_str!("../migrations/0001_ledger.sql")),
     ("0002_daemon", include_str!("../migrations/0002_daemon.sql")),
+    ("0003_presentation", include_str!("../migrations/0003_presentation.sql")),
 ];
 
 #[derive(Debug, Error)]
@@ -125,6 +126,8 @@ pub struct RedemptionRow {
     pub voided_at: Option<Timestamp>,
     /// `pending` until every event is answered, then the answer to the redeem event.
     pub state: String,
+    /// `static` (a CP1 code) or `dynamic` (a CP2 presentation).
+    pub presentation: String,
 }
 
 impl Store {
@@ -222,6 +225,9 @@ impl Store {
                 tx.pragma_update(None, "application_id", LEDGER_APPLICATION_ID)?;
             }
             tx.execute_batch(sql)?;
+            if MIGRATIONS[index].0 == "0003_presentation" {
+                rederive_ruleset_tables(&tx)?;
+            }
             tx.pragma_update(None, "user_version", index as i64 + 1)?;
             tx.commit()?;
         }
@@ -572,7 +578,8 @@ impl Store {
                     CASE WHEN EXISTS (SELECT 1 FROM outbox o WHERE o.redemption_id = r.id AND o.state = 'parked')
                          THEN 'parked'
                          WHEN EXISTS (SELECT 1 FROM outbox o WHERE o.redemption_id = r.id AND o.state = 'pending')
-                         THEN 'pending' ELSE r.forward_state END
+                         THEN 'pending' ELSE r.forward_state END,
+                    r.presentation
              FROM redemption r WHERE r.at_ms >= ?1 AND r.at_ms < ?2 ORDER BY r.at_ms, r.id",
         )?;
         let rows = stmt.query_map(params![ms(from), ms(until)], |r| {
@@ -587,6 +594,7 @@ impl Store {
                 at: from_ms(r.get(7)?),
                 voided_at: r.get::<_, Option<i64>>(8)?.map(from_ms),
                 state: r.get(9)?,
+                presentation: r.get(10)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -637,6 +645,10 @@ pub fn present_in(
         // Nothing is written for a refusal.
         return Ok(Recorded { decision, redemption_id: None, checkout_id });
     };
+    // `decide` sets both together; an acceptance without it must not be reported.
+    let shown = decision
+        .presentation
+        .ok_or_else(|| StoreError::Corrupt("an accepted decision without its presentation".into()))?;
     let checkout_id = match checkout_id {
         Some(id) => id,
         None => {
@@ -656,10 +668,14 @@ pub fn present_in(
         }
     };
     let redemption_id = new_uuid(now);
+    let presented_at = match shown {
+        Shown::Static => None,
+        Shown::Dynamic { presented_at } => Some(i64::try_from(presented_at).unwrap_or(i64::MAX)),
+    };
     tx.prepare_cached(
         "INSERT INTO redemption (id, checkout_id, coupon_id, campaign_id, holder, code, discount,
-             basket_total, eligible_total, currency, ruleset_version, at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+             basket_total, eligible_total, currency, ruleset_version, at_ms, presentation, presented_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?
     .execute(params![
         redemption_id,
@@ -673,10 +689,12 @@ pub fn present_in(
         view.eligible_total.0,
         rules.currency,
         rules.version,
-        ms(now)
+        ms(now),
+        shown.as_str(),
+        presented_at
     ])?;
     let at = rfc3339(now, &rules.timezone);
-    let event = RedeemEvent { redemption_id: &redemption_id, coupon, code, view: &view, discount, rules, at };
+    let event = RedeemEvent { redemption_id: &redemption_id, coupon, shown, code, view: &view, discount, rules, at };
     append_event(tx, "redeem", &redemption_id, |event_id, seq| event.to_json(event_id, seq), now)?;
     Ok(Recorded { decision, redemption_id: Some(redemption_id), checkout_id: Some(checkout_id) })
 }
@@ -913,6 +931,40 @@ pub fn last_contact_in(c: &Connection) -> Result<Option<Timestamp>> {
     Ok(value.and_then(|v| v.parse::<i64>().ok()).map(from_ms))
 }
 
+/// Part of migration 3. It taught the rule set two fields an older redeemd ignored
+/// (`presentation_max_age_seconds`, `campaigns[].presentation`): a rule set installed by
+/// that version holds them in its JWS only, not in the header row and campaign table that
+/// decisions read, and the start-up proof would then (rightly) find the tables different
+/// from the signed text and refuse every code until a newer rule set came. They are
+/// rebuilt here from the stored JWS when the current rules accept its payload; otherwise
+/// they stay as they are and the proof fails closed. The proof re-verifies the signature
+/// at start either way, so nothing unsigned becomes a rule.
+fn rederive_ruleset_tables(tx: &Connection) -> Result<()> {
+    let Some((version, jws)) = tx
+        .query_row("SELECT version, jws FROM ruleset ORDER BY version DESC LIMIT 1", [], |r| {
+            Ok((r.get::<_, u64>(0)?, r.get::<_, String>(1)?))
+        })
+        .optional()?
+    else {
+        return Ok(());
+    };
+    let wire = jws
+        .split('.')
+        .nth(1)
+        .and_then(|p| crate::keys::b64url_decode(p).ok())
+        .and_then(|p| serde_json::from_slice::<RuleSetWire>(&p).ok());
+    let Some(wire) = wire.filter(|w| RuleSet::from_wire(w).is_ok()) else {
+        return Ok(());
+    };
+    tx.execute("UPDATE ruleset SET header_json = ?2 WHERE version = ?1", params![version, header_json(&wire)?])?;
+    let mut update = tx.prepare("UPDATE campaign SET wire_json = ?2 WHERE id = ?1")?;
+    for c in &wire.campaigns {
+        let json = serde_json::to_string(c).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        update.execute(params![c.id, json])?;
+    }
+    Ok(())
+}
+
 /// The rule set without campaigns and revoked ids, as the `ruleset` row keeps it.
 fn header_json(wire: &RuleSetWire) -> Result<String> {
     // Field by field: cloning the whole wire would copy every campaign and revoked id.
@@ -926,6 +978,7 @@ fn header_json(wire: &RuleSetWire) -> Result<String> {
         currency: wire.currency.clone(),
         coupon_keys: wire.coupon_keys.clone(),
         max_coupons_per_basket: wire.max_coupons_per_basket,
+        presentation_max_age_seconds: wire.presentation_max_age_seconds,
         campaigns: Vec::new(),
         revoked: None,
         offline: wire.offline.clone(),
@@ -1073,6 +1126,9 @@ fn decide_in(
 struct RedeemEvent<'a> {
     redemption_id: &'a str,
     coupon: &'a Coupon,
+    shown: Shown,
+    /// The text presented: for a dynamic one the whole `CP2:` text, so that upstream can
+    /// verify both signatures again.
     code: &'a str,
     view: &'a Checkout,
     discount: Money,
@@ -1082,15 +1138,24 @@ struct RedeemEvent<'a> {
 
 impl RedeemEvent<'_> {
     fn to_json(&self, event_id: &str, seq: i64) -> String {
-        serde_json::json!({
+        let mut event = serde_json::json!({
             "event_id": event_id, "seq": seq, "type": "redeem", "redemption_id": self.redemption_id,
             "coupon_id": self.coupon.coupon_id.as_str(), "campaign_id": self.coupon.campaign_id,
             "holder": b64url_encode(&self.coupon.holder), "code": self.code,
+            "presentation": self.shown.as_str(),
             "basket_total": self.view.basket_total.0, "eligible_total": self.view.eligible_total.0,
             "discount": self.discount.0, "currency": self.rules.currency, "at": self.at,
             "ruleset_version": self.rules.version,
-        })
-        .to_string()
+        });
+        // A static one omits presented_at (upstream-api.md).
+        if let Shown::Dynamic { presented_at } = self.shown {
+            let signed = i64::try_from(presented_at).ok().and_then(|s| Timestamp::from_second(s).ok());
+            // The window keeps an accepted presentation within 10 minutes of now: always an instant.
+            if let Some(signed) = signed {
+                event["presented_at"] = rfc3339(signed, &self.rules.timezone).into();
+            }
+        }
+        event.to_string()
     }
 }
 
