@@ -12,7 +12,7 @@ use crate::money::currency_digits;
 use crate::record::DecisionRecord;
 use crate::report::{self, DailyReport, ReportContext};
 use crate::ruleset::{self, Refusal, RuleSet, TrustAnchor};
-use crate::store::{CheckoutRef, Install, Installed, Recorded, Store, StoreError, VoidOutcome};
+use crate::store::{CheckoutRef, DerivedProof, Install, Installed, Recorded, Store, StoreError, VoidOutcome};
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use rusqlite::Connection;
@@ -147,23 +147,15 @@ impl Agent {
     /// any mismatch the rule set is dropped from this agent, so decisions fail closed
     /// (`no_ruleset`); the error says why.
     pub fn check_derived_tables(&mut self) -> Result<(), String> {
-        let Some((version, jws)) = self.store.ruleset_jws().map_err(|e| e.to_string())? else {
-            return Ok(());
-        };
-        let problem = match ruleset::verify_wire(&jws, &self.anchors) {
-            Err(refusal) => Some(format!("the stored rule set no longer verifies: {refusal}")),
-            Ok(wire) => {
-                drop(jws);
-                let expected = crate::store::derived_digest_of(wire).map_err(|e| e.to_string())?;
-                let actual = self.store.derived_digest().map_err(|e| e.to_string())?;
-                (actual != Some(expected)).then(|| {
-                    format!(
-                        "the ledger's campaign/revoked tables differ from the signed rule set {} (edited?); \
-                         decisions refuse with no_ruleset until a rule set is installed again",
-                        version
-                    )
-                })
+        let problem = match self.store.prove_derived_tables(&self.anchors).map_err(|e| e.to_string())? {
+            DerivedProof::Nothing | DerivedProof::Proven { .. } => None,
+            DerivedProof::Unverified { refusal, .. } => {
+                Some(format!("the stored rule set no longer verifies: {refusal}"))
             }
+            DerivedProof::Differs { version } => Some(format!(
+                "the ledger's campaign/revoked tables differ from the signed rule set {version} (edited?); \
+                 decisions refuse with no_ruleset until a rule set is installed again"
+            )),
         };
         self.ruleset_problem = problem.clone();
         match problem {
