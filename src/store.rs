@@ -13,7 +13,7 @@ use crate::decision::{self, Checkout, Decision, LedgerView, Terminal, Unsynced};
 use crate::jws::JwsSource;
 use crate::keys::b64url_encode;
 use crate::money::Money;
-use crate::ruleset::{CampaignWire, Refusal, RevokedIds, RuleSet, RuleSetWire, TrustAnchor, VerifiedRuleSet};
+use crate::ruleset::{Campaign, CampaignWire, Refusal, RevokedIds, RuleSet, RuleSetWire, TrustAnchor, VerifiedRuleSet};
 use crate::upstream::{EventResult, EventStatus};
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
@@ -25,6 +25,7 @@ use thiserror::Error;
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_ledger", include_str!("../migrations/0001_ledger.sql")),
     ("0002_daemon", include_str!("../migrations/0002_daemon.sql")),
+    ("0003_ledger_v3", include_str!("../migrations/0003_ledger_v3.sql")),
 ];
 
 #[derive(Debug, Error)]
@@ -87,6 +88,14 @@ pub enum Install {
 pub struct Installed {
     pub rules: RuleSet,
     pub installed_at: Timestamp,
+}
+
+/// Which campaigns a rule set is loaded with.
+#[derive(Debug, Clone, Copy)]
+enum Campaigns<'a> {
+    All,
+    One(&'a str),
+    None,
 }
 
 /// What proving the derived tables against the stored JWS found.
@@ -316,23 +325,58 @@ impl Store {
 
     /// The rule set in force, rebuilt through the same validation as an import.
     pub fn ruleset(&self) -> Result<Option<Installed>> {
+        self.load_ruleset(Campaigns::All)
+    }
+
+    /// The rule set in force without its campaigns (its header row only): what a single
+    /// decision needs before it knows which campaign the code names.
+    pub fn ruleset_without_campaigns(&self) -> Result<Option<Installed>> {
+        self.load_ruleset(Campaigns::None)
+    }
+
+    /// Campaign `id` of the rule set in force, validated as at import (with the header it
+    /// belongs to); `None` when the rule set has no such campaign.
+    pub fn campaign(&self, id: &str) -> Result<Option<Campaign>> {
+        Ok(self.load_ruleset(Campaigns::One(id))?.and_then(|mut i| i.rules.campaigns.remove(id)))
+    }
+
+    fn load_ruleset(&self, campaigns: Campaigns<'_>) -> Result<Option<Installed>> {
         let row = self
             .conn
-            .query_row(
+            .prepare_cached(
                 "SELECT version, header_json, installed_ms, revoked_count FROM ruleset ORDER BY version DESC LIMIT 1",
-                [],
-                |r| Ok((r.get::<_, u64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?)),
-            )
+            )?
+            .query_row([], |r| {
+                Ok((r.get::<_, u64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
+            })
             .optional()?;
         let Some((version, header_json, installed_ms, revoked_count)) = row else {
             return Ok(None);
         };
         let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("rule set {version}: {e}"));
         let mut wire: RuleSetWire = serde_json::from_str(&header_json).map_err(corrupt)?;
-        let mut stmt = self.conn.prepare("SELECT wire_json FROM campaign ORDER BY id")?;
-        let campaigns = stmt.query_map([], |r| r.get::<_, String>(0))?;
-        for json in campaigns {
-            wire.campaigns.push(serde_json::from_str::<CampaignWire>(&json?).map_err(corrupt)?);
+        let mut add = |json: String| -> Result<()> {
+            wire.campaigns.push(serde_json::from_str::<CampaignWire>(&json).map_err(corrupt)?);
+            Ok(())
+        };
+        match campaigns {
+            Campaigns::All => {
+                let mut stmt = self.conn.prepare("SELECT wire_json FROM campaign ORDER BY id")?;
+                for json in stmt.query_map([], |r| r.get::<_, String>(0))? {
+                    add(json?)?;
+                }
+            }
+            Campaigns::One(id) => {
+                let json = self
+                    .conn
+                    .prepare_cached("SELECT wire_json FROM campaign WHERE id = ?1")?
+                    .query_row([id], |r| r.get::<_, String>(0))
+                    .optional()?;
+                if let Some(json) = json {
+                    add(json)?;
+                }
+            }
+            Campaigns::None => {}
         }
         let mut rules = RuleSet::from_wire(&wire).map_err(|source| StoreError::StoredRuleSet { version, source })?;
         rules.revoked_count = revoked_count as usize;
@@ -351,12 +395,24 @@ impl Store {
     /// against `anchors` and compares digests, in one read transaction (an import by
     /// another process cannot slip in between). The JWS is read from the ledger in pieces
     /// and its payload parsed as it is decoded, so a 25 MB rule set costs its revoked ids
-    /// held compactly (~22 MB for 10^6), not the text and its decoded copy besides.
+    /// held compactly (~18 MB for 10^6), not the text and its decoded copy besides.
     pub fn prove_derived_tables(&self, anchors: &[TrustAnchor]) -> Result<DerivedProof> {
+        Ok(self.proven_ruleset(anchors, None)?.0)
+    }
+
+    /// [`Store::prove_derived_tables`], and when proven, the rule set loaded in the same
+    /// read transaction — so what decisions use is exactly what was proven — after the
+    /// proof's own copy is gone (the peak is one of them, not both). `lazy`: load it
+    /// without campaigns ([`Store::ruleset_without_campaigns`]); `None`: do not load it.
+    pub fn proven_ruleset(
+        &self,
+        anchors: &[TrustAnchor],
+        load: Option<bool>,
+    ) -> Result<(DerivedProof, Option<Installed>)> {
         let tx = self.conn.unchecked_transaction()?;
         let Some(version) = tx.query_row("SELECT MAX(version) FROM ruleset", [], |r| r.get::<_, Option<i64>>(0))?
         else {
-            return Ok(DerivedProof::Nothing);
+            return Ok((DerivedProof::Nothing, None));
         };
         let unsigned =
             u64::try_from(version).map_err(|_| StoreError::Corrupt(format!("rule set version {version}")))?;
@@ -370,14 +426,17 @@ impl Store {
         }
         let wire = match verified {
             Ok(wire) => wire,
-            Err(refusal) => return Ok(DerivedProof::Unverified { version: unsigned, refusal }),
+            Err(refusal) => return Ok((DerivedProof::Unverified { version: unsigned, refusal }, None)),
         };
         let expected = derived_digest_of(wire)?;
-        Ok(if derived_digest_in(&tx)? == Some(expected) {
-            DerivedProof::Proven { version: unsigned }
-        } else {
-            DerivedProof::Differs { version: unsigned }
-        })
+        if derived_digest_in(&tx)? != Some(expected) {
+            return Ok((DerivedProof::Differs { version: unsigned }, None));
+        }
+        let installed = match load {
+            None => None,
+            Some(lazy) => self.load_ruleset(if lazy { Campaigns::None } else { Campaigns::All })?,
+        };
+        Ok((DerivedProof::Proven { version: unsigned }, installed))
     }
 
     /// The version of the rule set in force (cheap: no JWS, no campaigns).
