@@ -10,7 +10,9 @@ CREATE TABLE ruleset_v3 (
     expires_at_ms INTEGER NOT NULL,
     installed_ms  INTEGER NOT NULL,
     revoked_count INTEGER NOT NULL,
-    jws           TEXT    NOT NULL   -- the verified JWS verbatim, read back in pieces
+    -- The verified JWS verbatim: its ASCII bytes, written and read in pieces (incremental
+    -- BLOB I/O), never bound whole. Rows from before version 3 keep TEXT; both read alike.
+    jws           BLOB    NOT NULL
 );
 INSERT INTO ruleset_v3 (version, header_json, issued_at_ms, expires_at_ms, installed_ms, revoked_count, jws)
     SELECT version, header_json, issued_at_ms, expires_at_ms, installed_ms, revoked_count, jws FROM ruleset;

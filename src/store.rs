@@ -291,12 +291,16 @@ impl Store {
             _ => {}
         }
         let header_json = header_json(&verified.wire)?;
+        // The text goes in through incremental BLOB I/O, piece by piece: bound as a
+        // parameter, SQLite would copy it once to bind and once more to build the row
+        // (50 MB beside the caller's own copy for a 25 MB rule set).
+        let rowid = i64::try_from(offered).map_err(|_| StoreError::Corrupt(format!("rule set version {offered}")))?;
         tx.execute(
             "INSERT INTO ruleset (version, jws, header_json, issued_at_ms, expires_at_ms, installed_ms, revoked_count)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+             VALUES (?1, zeroblob(?2), ?3, ?4, ?5, ?6, ?7)",
             params![
-                offered,
-                verified.jws,
+                rowid,
+                verified.jws.len() as i64,
                 header_json,
                 ms(verified.rules.issued_at),
                 ms(verified.rules.expires_at),
@@ -304,6 +308,12 @@ impl Store {
                 verified.rules.revoked_count as i64
             ],
         )?;
+        {
+            let mut blob = tx.blob_open(rusqlite::MAIN_DB, "ruleset", "jws", rowid, false)?;
+            for (i, piece) in verified.jws.as_bytes().chunks(crate::jws::CHUNK).enumerate() {
+                blob.write_all_at(piece, i * crate::jws::CHUNK)?;
+            }
+        }
         tx.execute("DELETE FROM campaign", [])?;
         tx.execute("DELETE FROM revoked", [])?;
         {
@@ -312,9 +322,23 @@ impl Store {
                 let json = serde_json::to_string(c).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 insert.execute(params![c.id, json])?;
             }
-            // Sorted and unique already: each insert appends to the B-tree's last page.
+            // Sorted and unique already: each insert appends to the B-tree's last page; and
+            // 256 rows a statement, so a million ids are 4,000 statements, not a million.
+            const ROWS: usize = 256;
+            let many = format!("INSERT OR IGNORE INTO revoked (coupon_id) VALUES {}", vec!["(?)"; ROWS].join(", "));
+            let mut insert_many = tx.prepare(&many)?;
             let mut insert = tx.prepare("INSERT OR IGNORE INTO revoked (coupon_id) VALUES (?1)")?;
-            for id in verified.wire.revoked.iter().flat_map(RevokedIds::iter) {
+            let mut ids = verified.wire.revoked.iter().flat_map(RevokedIds::iter);
+            let mut batch = Vec::with_capacity(ROWS);
+            loop {
+                batch.clear();
+                batch.extend(ids.by_ref().take(ROWS));
+                if batch.len() < ROWS {
+                    break;
+                }
+                insert_many.execute(rusqlite::params_from_iter(&batch))?;
+            }
+            for id in &batch {
                 insert.execute([id])?;
             }
         }
@@ -1360,6 +1384,59 @@ mod tests {
             matches!(proof, DerivedProof::Unverified { version: 1, refusal: Refusal::BadSignature(_) }),
             "{proof:?}"
         );
+    }
+
+    #[test]
+    fn a_version_2_ledger_migrates_and_its_text_jws_still_proves() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite");
+        let issuer = Issuer::from_seed(5);
+        let anchors = parse_anchors(&issuer.trust_anchors_json()).unwrap();
+        let now: Timestamp = "2026-11-28T04:00:00Z".parse().unwrap();
+        let payload = issuer.ruleset_payload(4, now, &["Z", "A"], &["r-b", "r-a"]);
+        let jws = issuer.sign_ruleset(&payload);
+        let verified = crate::ruleset::verify(&jws, &anchors).unwrap();
+        {
+            // A ledger as version 2 wrote it: the JWS bound as TEXT, second in its row.
+            let conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "application_id", LEDGER_APPLICATION_ID).unwrap();
+            conn.execute_batch(MIGRATIONS[0].1).unwrap();
+            conn.execute_batch(MIGRATIONS[1].1).unwrap();
+            conn.pragma_update(None, "user_version", 2).unwrap();
+            conn.execute(
+                "INSERT INTO ruleset (version, jws, header_json, issued_at_ms, expires_at_ms, installed_ms, revoked_count)
+                 VALUES (4, ?1, ?2, 0, 0, 0, 2)",
+                params![jws, header_json(&verified.wire).unwrap()],
+            )
+            .unwrap();
+            for c in &verified.wire.campaigns {
+                conn.execute(
+                    "INSERT INTO campaign (id, wire_json) VALUES (?1, ?2)",
+                    params![c.id, serde_json::to_string(c).unwrap()],
+                )
+                .unwrap();
+            }
+            conn.execute_batch("INSERT INTO revoked VALUES ('r-a'), ('r-b')").unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let kind: String = store.connection().query_row("SELECT typeof(jws) FROM ruleset", [], |r| r.get(0)).unwrap();
+        assert_eq!(kind, "text", "kept as it was");
+        assert_eq!(store.prove_derived_tables(&anchors).unwrap(), DerivedProof::Proven { version: 4 });
+        assert_eq!(store.ruleset().unwrap().unwrap().rules.campaigns.len(), 2);
+        // Installed from now on: a BLOB of the same bytes, proven alike.
+        let mut store = store;
+        let next = crate::ruleset::verify(&issuer.sign_ruleset(&issuer.ruleset_payload(5, now, &["B"], &[])), &anchors);
+        store.install_ruleset(&next.unwrap(), now).unwrap().unwrap();
+        let (kind, len): (String, i64) = store
+            .connection()
+            .query_row("SELECT typeof(jws), length(jws) FROM ruleset WHERE version = 5", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(kind, "blob");
+        assert!(len > 100);
+        assert_eq!(store.prove_derived_tables(&anchors).unwrap(), DerivedProof::Proven { version: 5 });
     }
 
     #[test]
