@@ -55,7 +55,7 @@ impl RevokedIds {
             }
         }
         let need = n + id.len();
-        if !self.blocks.last().is_some_and(|b| b.len() + need <= BLOCK) {
+        if self.blocks.last().is_none_or(|b| b.len() + need > BLOCK) {
             if self.blocks.len() >= MAX_BLOCKS {
                 return Err(TooLarge);
             }
