@@ -104,6 +104,15 @@ fn main() {
         assert!(recorded.decision.accepted(), "{:?}", recorded.decision.outcome);
     }
     let redeem_total = started.elapsed();
+    // What every decision under an offline limit reads, with the whole run's backlog.
+    let unsynced_read = {
+        let t = Instant::now();
+        for _ in 0..1000 {
+            std::hint::black_box(store.unsynced().unwrap());
+        }
+        t.elapsed() / 1000
+    };
+    let pending = store.unsynced().unwrap().count;
     latencies.sort();
 
     checkpoints.sort();
@@ -144,6 +153,64 @@ fn main() {
     }
     let bare_verify_rate = verify_n as f64 / t.elapsed().as_secs_f64();
 
+    // Pages per commit: WAL frames the next commits append after a truncating checkpoint,
+    // for redeemd (one redemption: checkout row, redemption, outbox event, their indexes)
+    // and for the bare one-row INSERT.
+    let wal_frames = |db: &std::path::Path, conn: &rusqlite::Connection, commit: &mut dyn FnMut(usize)| -> f64 {
+        let page: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0)).unwrap();
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
+        let n = 100;
+        for i in 0..n {
+            commit(i);
+        }
+        let wal = std::fs::metadata(db.with_extension("sqlite-wal")).map_or(0, |m| m.len());
+        wal.saturating_sub(32) as f64 / (page as f64 + 24.0) / n as f64
+    };
+    // Which B-trees those frames belong to, per commit (dbstat names each page's tree).
+    let by_tree = |db: &std::path::Path| -> String {
+        let conn = rusqlite::Connection::open(db).unwrap();
+        let page: usize = conn.pragma_query_value(None, "page_size", |r| r.get(0)).unwrap();
+        let names: std::collections::HashMap<u32, String> = conn
+            .prepare("SELECT pageno, name FROM dbstat")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let wal = std::fs::read(db.with_extension("sqlite-wal")).unwrap();
+        let (mut counts, mut commits) = (std::collections::BTreeMap::<String, usize>::new(), 0);
+        for frame in wal.get(32..).unwrap_or_default().chunks_exact(page + 24) {
+            let pageno = u32::from_be_bytes(frame[0..4].try_into().unwrap());
+            *counts.entry(names.get(&pageno).cloned().unwrap_or_else(|| "(other)".into())).or_default() += 1;
+            commits += usize::from(frame[4..8] != [0; 4]);
+        }
+        let mut counts: Vec<_> = counts.into_iter().collect();
+        counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        counts
+            .iter()
+            .map(|(name, n)| format!("{name} {:.2}", *n as f64 / commits.max(1) as f64))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let page_codes: Vec<String> = (0..100)
+        .map(|i| {
+            let mut spec = CodeSpec::new(format!("PAGES-{i}"), ids[i * 104_729 % ids.len()].clone(), now);
+            spec.holder = format!("holder-{:06}", (i * 7) % 5000).into_bytes();
+            issuer.code(&spec)
+        })
+        .collect();
+    let ledger_db = dir.path().join("ledger.sqlite");
+    let pages_redeemd = wal_frames(&ledger_db, &rusqlite::Connection::open(&ledger_db).unwrap(), &mut |i| {
+        let single = CheckoutRef::Single { basket_total: Money(5800), eligible_total: None, pos_ref: None };
+        assert!(store.present(single, &page_codes[i], &terminal, Some(&rules), at).unwrap().decision.accepted());
+    });
+    let trees_redeemd = by_tree(&ledger_db);
+    let pages_bare = wal_frames(&dir.path().join("bare.sqlite"), &bare, &mut |i| {
+        bare.execute_batch("BEGIN IMMEDIATE").unwrap();
+        bare.prepare_cached("INSERT INTO t (payload) VALUES (?1)").unwrap().execute([format!("page {i}")]).unwrap();
+        bare.execute_batch("COMMIT").unwrap();
+    });
+
     let p99 = percentile(&latencies, 0.99);
     let bare_p99 = percentile(&bare_latencies, 0.99);
     println!("ledger: {rows} redemptions, {campaigns_n} campaigns, {revoked_n} revoked ids; {samples} samples");
@@ -170,6 +237,9 @@ fn main() {
     let rate = samples as f64 / redeem_total.as_secs_f64();
     let bare_rate = samples as f64 / bare_total.as_secs_f64();
     println!("durable redemptions/s {rate:.0}  bare inserts/s {bare_rate:.0}  ratio {:.2}", rate / bare_rate);
+    println!("pages written per commit (WAL frames): redeemd {pages_redeemd:.2}  bare {pages_bare:.2}");
+    println!("  redeemd's by B-tree: {trees_redeemd}");
+    println!("unsynced totals read with {pending} redemptions waiting: {}", ms(unsynced_read));
     println!(
         "decode+verify/s {decode_rate:.0}  bare Ed25519 verify/s {bare_verify_rate:.0}  ratio {:.2}  (target >= 0.8)",
         decode_rate / bare_verify_rate

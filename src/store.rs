@@ -65,6 +65,13 @@ fn from_ms(ms: i64) -> Timestamp {
     Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
+/// The lowest id [`new_uuid`] can make at `at` (as text, the first 48 bits are the
+/// millisecond in hex, then '-', below every hex digit), for ranges of ids by time.
+fn id_floor(at: Timestamp) -> String {
+    let ms = u64::try_from(at.as_millisecond()).unwrap_or(0).min((1 << 48) - 1);
+    format!("{:08x}-{:04x}-", ms >> 16, ms & 0xffff)
+}
+
 /// UUIDv7 from our clock (not the system's) and fresh random bits.
 pub fn new_uuid(now: Timestamp) -> String {
     let secs = u64::try_from(now.as_second()).unwrap_or(0);
@@ -585,13 +592,7 @@ impl Store {
     pub fn pending_events(&self, limit: usize) -> Result<Vec<OutboxEvent>> {
         // An event never overtakes an earlier event of its redemption: a void waits while
         // its redeem is parked.
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT o.seq, o.event_id, o.type, o.redemption_id, o.body FROM outbox o
-             WHERE o.state = 'pending'
-               AND NOT EXISTS (SELECT 1 FROM outbox p
-                               WHERE p.redemption_id = o.redemption_id AND p.state = 'parked' AND p.seq < o.seq)
-             ORDER BY o.seq LIMIT ?1",
-        )?;
+        let mut stmt = self.conn.prepare_cached(PENDING_EVENTS_SQL)?;
         let rows = stmt.query_map([limit as i64], |r| {
             Ok(OutboxEvent {
                 seq: r.get(0)?,
@@ -606,11 +607,7 @@ impl Store {
 
     /// Events not yet answered: `(pending, parked)`.
     pub fn undelivered(&self) -> Result<(u64, u64)> {
-        Ok(self.conn.query_row(
-            "SELECT COUNT(*) FILTER (WHERE state = 'pending'), COUNT(*) FILTER (WHERE state = 'parked') FROM outbox",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?)
+        Ok(self.conn.query_row(UNDELIVERED_SQL, [], |r| Ok((r.get(0)?, r.get(1)?)))?)
     }
 
     /// Marks each event with upstream's answer, and each redeem event's redemption with
@@ -691,16 +688,8 @@ impl Store {
 
     /// Redemptions with `from <= at < until`, oldest first.
     pub fn redemptions_between(&self, from: Timestamp, until: Timestamp) -> Result<Vec<RedemptionRow>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT r.id, r.checkout_id, r.coupon_id, r.campaign_id, r.discount, r.basket_total, r.eligible_total,
-                    r.at_ms, r.voided_ms,
-                    CASE WHEN EXISTS (SELECT 1 FROM outbox o WHERE o.redemption_id = r.id AND o.state = 'parked')
-                         THEN 'parked'
-                         WHEN EXISTS (SELECT 1 FROM outbox o WHERE o.redemption_id = r.id AND o.state = 'pending')
-                         THEN 'pending' ELSE r.forward_state END
-             FROM redemption r WHERE r.at_ms >= ?1 AND r.at_ms < ?2 ORDER BY r.at_ms, r.id",
-        )?;
-        let rows = stmt.query_map(params![ms(from), ms(until)], |r| {
+        let mut stmt = self.conn.prepare(REDEMPTIONS_BETWEEN_SQL)?;
+        let rows = stmt.query_map(params![ms(from), ms(until), id_floor(from), id_floor(until)], |r| {
             Ok(RedemptionRow {
                 redemption_id: r.get(0)?,
                 checkout_id: r.get(1)?,
@@ -745,6 +734,31 @@ impl Store {
         &self.conn
     }
 }
+
+/// The oldest pending events; an event never overtakes an earlier event of its
+/// redemption (a void waits while its redeem is parked).
+const PENDING_EVENTS_SQL: &str = "SELECT o.seq, o.event_id, o.type, o.redemption_id, o.body FROM outbox o
+     WHERE o.state = 'pending'
+       AND NOT EXISTS (SELECT 1 FROM outbox p
+                       WHERE p.redemption_id = o.redemption_id AND p.state = 'parked' AND p.seq < o.seq)
+     ORDER BY o.seq LIMIT ?1";
+
+/// Each partial index counted alone (a `FILTER` over the whole outbox reads every event).
+const UNDELIVERED_SQL: &str = "SELECT (SELECT COUNT(*) FROM outbox WHERE state = 'pending'),
+            (SELECT COUNT(*) FROM outbox WHERE state = 'parked')";
+
+/// A range of the primary key: a redemption's id is the UUIDv7 of its `at_ms` (the
+/// ledger refuses one that is not), so `[id_floor(from), id_floor(until))` holds exactly
+/// the redemptions of `[from, until)`.
+const REDEMPTIONS_BETWEEN_SQL: &str =
+    "SELECT r.id, r.checkout_id, r.coupon_id, r.campaign_id, r.discount, r.basket_total, r.eligible_total,
+            r.at_ms, r.voided_ms,
+            CASE WHEN EXISTS (SELECT 1 FROM outbox o WHERE o.redemption_id = r.id AND o.state = 'parked')
+                 THEN 'parked'
+                 WHEN r.id IN (SELECT redemption_id FROM outbox WHERE state = 'pending')
+                 THEN 'pending' ELSE r.forward_state END
+     FROM redemption r
+     WHERE r.id >= ?3 AND r.id < ?4 AND r.at_ms >= ?1 AND r.at_ms < ?2 ORDER BY r.at_ms, r.id";
 
 /// Decides `code` for a checkout and, when accepted, commits the redemption and its
 /// outbox event inside the caller's transaction.
@@ -1245,15 +1259,15 @@ fn append_event(
     Ok(())
 }
 
+/// A redemption is unsynced while it is not voided and its redeem event waits for an
+/// answer (a parked one counts as answered). The ledger keeps the totals in one row as
+/// events come and go (triggers of migration 3), so reading them costs one row whatever
+/// the backlog.
+const UNSYNCED_SQL: &str = "SELECT count, value FROM unsynced WHERE id = 1";
+
 fn unsynced(conn: &Connection) -> rusqlite::Result<Unsynced> {
-    let (count, value): (u64, i64) = conn
-        .prepare_cached(
-            "SELECT COUNT(*), IFNULL(SUM(discount), 0) FROM redemption r
-             WHERE voided_ms IS NULL AND forward_state = 'pending'
-               AND NOT EXISTS (SELECT 1 FROM outbox o
-                               WHERE o.redemption_id = r.id AND o.type = 'redeem' AND o.state = 'parked')",
-        )?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let (count, value): (u64, i64) =
+        conn.prepare_cached(UNSYNCED_SQL)?.query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(Unsynced { count, value: Money(value) })
 }
 
@@ -1417,9 +1431,26 @@ mod tests {
                 .unwrap();
             }
             conn.execute_batch("INSERT INTO revoked VALUES ('r-a'), ('r-b')").unwrap();
+            // Three redemptions waiting: one counts, one is voided, one is parked.
+            conn.execute_batch(
+                "INSERT INTO checkout (id, basket_total, eligible_total, opened_ms) VALUES ('c', 9000, 9000, 0);
+                 INSERT INTO redemption (id, checkout_id, coupon_id, campaign_id, holder, code, discount,
+                     basket_total, eligible_total, currency, ruleset_version, at_ms, voided_ms) VALUES
+                     ('r1', 'c', 'k1', 'A', x'00', 'CP1:', 700, 9000, 9000, 'CNY', 4, 0, NULL),
+                     ('r2', 'c', 'k2', 'A', x'00', 'CP1:', 800, 9000, 9000, 'CNY', 4, 0, 1),
+                     ('r3', 'c', 'k3', 'A', x'00', 'CP1:', 900, 9000, 9000, 'CNY', 4, 0, NULL);
+                 INSERT INTO outbox (seq, event_id, type, redemption_id, body, created_ms, state) VALUES
+                     (1, 'e1', 'redeem', 'r1', '{}', 0, 'pending'),
+                     (2, 'e2', 'redeem', 'r2', '{}', 0, 'pending'),
+                     (3, 'e3', 'redeem', 'r3', '{}', 0, 'parked'),
+                     (4, 'e4', 'void', 'r2', '{}', 0, 'pending');",
+            )
+            .unwrap();
         }
         let store = Store::open(&path).unwrap();
         assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let totals = store.unsynced().unwrap();
+        assert_eq!((totals.count, totals.value.0), (1, 700), "the totals start from the rows");
         let kind: String = store.connection().query_row("SELECT typeof(jws) FROM ruleset", [], |r| r.get(0)).unwrap();
         assert_eq!(kind, "text", "kept as it was");
         assert_eq!(store.prove_derived_tables(&anchors).unwrap(), DerivedProof::Proven { version: 4 });
@@ -1437,6 +1468,152 @@ mod tests {
         assert_eq!(kind, "blob");
         assert!(len > 100);
         assert_eq!(store.prove_derived_tables(&anchors).unwrap(), DerivedProof::Proven { version: 5 });
+    }
+
+    /// The query plan's lines, e.g. `SEARCH r USING PRIMARY KEY (id=?)`.
+    fn plan(store: &Store, sql: &str) -> Vec<String> {
+        let mut stmt = store.connection().prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let nulls = std::iter::repeat_n(rusqlite::types::Null, stmt.parameter_count());
+        stmt.query_map(rusqlite::params_from_iter(nulls), |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn queries_on_every_decision_and_sync_read_indexes_not_tables() {
+        let (_dir, store, _) = ledger();
+        let cases = [
+            (UNSYNCED_SQL, vec!["SEARCH unsynced USING INTEGER PRIMARY KEY (rowid=?)"]),
+            (
+                UNDELIVERED_SQL,
+                vec![
+                    "SCAN outbox USING COVERING INDEX outbox_pending",
+                    "SCAN outbox USING COVERING INDEX outbox_parked",
+                ],
+            ),
+            (
+                PENDING_EVENTS_SQL,
+                vec![
+                    "SCAN o USING INDEX outbox_pending",
+                    "SEARCH p USING COVERING INDEX outbox_parked (redemption_id=",
+                ],
+            ),
+        ];
+        for (sql, want) in cases {
+            let got = plan(&store, sql);
+            for line in &want {
+                assert!(got.iter().any(|l| l.starts_with(line)), "{sql}:\n{got:#?}\nlacks {line}");
+            }
+            let table_scan = |l: &&String| l.starts_with("SCAN") && !l.contains("INDEX") && *l != "SCAN CONSTANT ROW";
+            assert!(!got.iter().any(|l| table_scan(&l)), "{sql}:\n{got:#?}");
+        }
+        let report = plan(&store, REDEMPTIONS_BETWEEN_SQL);
+        assert!(report.iter().any(|l| l.starts_with("SEARCH r USING PRIMARY KEY (id>? AND id<?)")), "{report:#?}");
+        assert!(!report.iter().any(|l| l.starts_with("SCAN") && !l.contains("INDEX")), "{report:#?}");
+    }
+
+    #[test]
+    fn unsynced_totals_match_their_definition_in_every_state() {
+        // The definition as version 2 computed it, over the redemptions' own states.
+        const BY_REDEMPTION: &str = "SELECT COUNT(*), IFNULL(SUM(discount), 0) FROM redemption r
+             WHERE voided_ms IS NULL AND forward_state = 'pending'
+               AND NOT EXISTS (SELECT 1 FROM outbox o
+                               WHERE o.redemption_id = r.id AND o.type = 'redeem' AND o.state = 'parked')";
+        let (_dir, mut store, anchors) = ledger();
+        let issuer = Issuer::from_seed(5);
+        let now: Timestamp = "2026-11-28T05:00:00Z".parse().unwrap();
+        let rules = store.ruleset().unwrap().unwrap().rules;
+        assert_eq!(rules.coupon_keys.len(), 1, "{anchors:?}");
+        let terminal = Terminal { merchant_id: "M-1".into(), merchant_category: "dining".into() };
+        let mut ids = Vec::new();
+        for i in 0..8 {
+            let code = issuer.code(&crate::issuer::CodeSpec::new(format!("U-{i}"), "A", now));
+            let single = CheckoutRef::Single { basket_total: Money(5000 + i), eligible_total: None, pos_ref: None };
+            let recorded = store.present(single, &code, &terminal, Some(&rules), now).unwrap();
+            ids.push(recorded.redemption_id.expect("accepted"));
+        }
+        let events = store.pending_events(100).unwrap();
+        let same = |store: &Store, step: &str| {
+            let want: (u64, i64) =
+                store.connection().query_row(BY_REDEMPTION, [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+            let got = store.unsynced().unwrap();
+            assert_eq!((got.count, got.value.0), want, "{step}");
+        };
+        same(&store, "all pending");
+        let answer = |status| EventResult { event_id: String::new(), status, raw: "{}".into() };
+        store.apply_results(&events[0..1], &[answer(EventStatus::Accepted)], now).unwrap();
+        store.apply_results(&events[1..2], &[answer(EventStatus::Conflict)], now).unwrap();
+        store.apply_results(&events[2..3], &[answer(EventStatus::Rejected)], now).unwrap();
+        same(&store, "answered");
+        store.park(&events[3..5], "bad", now).unwrap();
+        same(&store, "parked");
+        store.void(&ids[5], None, &TimeZone::UTC, now).unwrap();
+        store.void(&ids[0], None, &TimeZone::UTC, now).unwrap();
+        store.void(&ids[3], None, &TimeZone::UTC, now).unwrap();
+        same(&store, "voided");
+        assert_eq!(store.unpark(Some(&events[4].event_id)).unwrap(), 1);
+        same(&store, "one unparked");
+        store.apply_results(&events[6..7], &[answer(EventStatus::Duplicate)], now).unwrap();
+        store
+            .apply_results(&events[3..5], &[answer(EventStatus::Accepted), answer(EventStatus::Accepted)], now)
+            .unwrap();
+        same(&store, "parked and unparked ones answered");
+        let last = store.unsynced().unwrap();
+        assert_eq!((last.count, last.value.0), (1, 1000), "only U-7 waits");
+        // Parked, then voided, then put back in the queue: voided, so it does not count.
+        store.park(&events[7..8], "bad", now).unwrap();
+        store.void(&ids[7], None, &TimeZone::UTC, now).unwrap();
+        same(&store, "parked and voided");
+        assert_eq!(store.unpark(None).unwrap(), 1);
+        same(&store, "voided and unparked");
+        // An answer for a voided redemption's redeem event changes nothing either.
+        store.apply_results(&events[7..8], &[answer(EventStatus::Accepted)], now).unwrap();
+        same(&store, "voided and answered");
+        assert_eq!(store.unsynced().unwrap().count, 0);
+        // Rows the ledger refuses: a void undone, an amount changed, the totals deleted.
+        for edit in [
+            "UPDATE redemption SET voided_ms = NULL",
+            "UPDATE redemption SET discount = discount + 1",
+            "DELETE FROM unsynced",
+        ] {
+            assert!(store.connection().execute(edit, []).is_err(), "{edit}");
+        }
+    }
+
+    #[test]
+    fn redemption_ids_carry_their_time_and_reports_read_them_by_range() {
+        let (_dir, mut store, _) = ledger();
+        let issuer = Issuer::from_seed(5);
+        let rules = store.ruleset().unwrap().unwrap().rules;
+        let terminal = Terminal { merchant_id: "M-1".into(), merchant_category: "dining".into() };
+        let base: Timestamp = "2026-11-28T05:00:00Z".parse().unwrap();
+        // At a day's edges to the millisecond, and in between.
+        let offsets_ms = [0, 1, 999, 3_600_000, 86_399_999, 86_400_000];
+        for (i, offset) in offsets_ms.iter().enumerate() {
+            let at = base + jiff::SignedDuration::from_millis(*offset);
+            let code = issuer.code(&crate::issuer::CodeSpec::new(format!("T-{i}"), "A", base));
+            let single = CheckoutRef::Single { basket_total: Money(5000), eligible_total: None, pos_ref: None };
+            assert!(store.present(single, &code, &terminal, Some(&rules), at).unwrap().redemption_id.is_some());
+        }
+        let day = |from_ms: i64, until_ms: i64| -> Vec<i64> {
+            let (from, until) =
+                (base + jiff::SignedDuration::from_millis(from_ms), base + jiff::SignedDuration::from_millis(until_ms));
+            store.redemptions_between(from, until).unwrap().iter().map(|r| (r.at - base).as_millis() as i64).collect()
+        };
+        assert_eq!(day(0, 86_400_000), [0, 1, 999, 3_600_000, 86_399_999]);
+        assert_eq!(day(1, 999), [1]);
+        assert_eq!(day(1000, 86_400_001), [3_600_000, 86_399_999, 86_400_000]);
+        assert_eq!(day(-5, 0), Vec::<i64>::new());
+        // A row whose id is not the UUIDv7 of its time is refused.
+        let bad = store.connection().execute(
+            "INSERT INTO redemption (id, checkout_id, coupon_id, campaign_id, holder, code, discount, basket_total,
+                 eligible_total, currency, ruleset_version, at_ms)
+             SELECT '00000000-0000-7000-8000-000000000000', checkout_id, 'X', campaign_id, holder, code, 1,
+                 basket_total, eligible_total, currency, ruleset_version, at_ms FROM redemption LIMIT 1",
+            [],
+        );
+        assert!(bad.unwrap_err().to_string().contains("UUIDv7 of its at_ms"));
     }
 
     #[test]
