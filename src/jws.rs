@@ -121,7 +121,18 @@ pub enum PayloadError {
 /// than a few pieces of it. Refuses exactly what decoding the whole text and then
 /// `serde_json::from_slice` refuse, with the same precedence: bad base64 anywhere wins.
 pub fn parse_payload<T: DeserializeOwned>(src: &dyn JwsSource, range: Range<usize>) -> Result<T, PayloadError> {
-    let mut reader = BufReader::with_capacity(CHUNK, Base64Reader::new(src, range));
+    parse_payload_in_pieces(src, range, CHUNK)
+}
+
+/// [`parse_payload`] reading `piece` bytes at a time (rounded down to a multiple of 4, at
+/// least 4): for the fuzzer and the tests, which move the piece boundaries around.
+pub fn parse_payload_in_pieces<T: DeserializeOwned>(
+    src: &dyn JwsSource,
+    range: Range<usize>,
+    piece: usize,
+) -> Result<T, PayloadError> {
+    let piece = (piece / 4).max(1) * 4;
+    let mut reader = BufReader::with_capacity(piece, Base64Reader::new(src, range, piece));
     let parsed = serde_json::from_reader::<_, T>(&mut reader);
     let decoder = reader.get_mut();
     match parsed {
@@ -144,6 +155,7 @@ pub fn parse_payload<T: DeserializeOwned>(src: &dyn JwsSource, range: Range<usiz
 /// The decoded bytes of a base64url range, as `Read`.
 struct Base64Reader<'a> {
     src: &'a dyn JwsSource,
+    piece: usize,
     next: usize,
     end: usize,
     text: Vec<u8>,
@@ -154,9 +166,10 @@ struct Base64Reader<'a> {
 }
 
 impl<'a> Base64Reader<'a> {
-    fn new(src: &'a dyn JwsSource, range: Range<usize>) -> Base64Reader<'a> {
+    fn new(src: &'a dyn JwsSource, range: Range<usize>, piece: usize) -> Base64Reader<'a> {
         Base64Reader {
             src,
+            piece,
             next: range.start,
             end: range.end,
             text: Vec::new(),
@@ -172,7 +185,7 @@ impl<'a> Base64Reader<'a> {
         if self.next >= self.end {
             return Ok(false);
         }
-        let n = CHUNK.min(self.end - self.next);
+        let n = self.piece.min(self.end - self.next);
         self.text.resize(n, 0);
         if let Err(e) = self.src.read_at(self.next, &mut self.text) {
             let kind = e.kind();
@@ -287,6 +300,17 @@ mod tests {
             let want = whole::<Value>(p64);
             let got = streamed::<Value>(p64);
             assert_eq!(got, want, "{}", &p64[..p64.len().min(40)]);
+            if p64.len() < 4096 {
+                for piece in [4, 8, 12, 100] {
+                    let got =
+                        parse_payload_in_pieces::<Value>(&p64.as_bytes(), 0..p64.len(), piece).map_err(|e| match e {
+                            PayloadError::Base64 => "base64".to_owned(),
+                            PayloadError::Json(e) => e.to_string(),
+                            PayloadError::Read(e) => format!("read: {e}"),
+                        });
+                    assert_eq!(got, want, "{p64} in pieces of {piece}");
+                }
+            }
         }
     }
 }
