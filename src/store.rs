@@ -25,7 +25,7 @@ use thiserror::Error;
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_ledger", include_str!("../migrations/0001_ledger.sql")),
     ("0002_daemon", include_str!("../migrations/0002_daemon.sql")),
-    ("0003_ledger_v3", include_str!("../migrations/0003_ledger_v3.sql")),
+    ("0004_ledger_v4", include_str!("../migrations/0004_ledger_v4.sql")),
 ];
 
 #[derive(Debug, Error)]
@@ -1261,7 +1261,7 @@ fn append_event(
 
 /// A redemption is unsynced while it is not voided and its redeem event waits for an
 /// answer (a parked one counts as answered). The ledger keeps the totals in one row as
-/// events come and go (triggers of migration 3), so reading them costs one row whatever
+/// events come and go (triggers of migration 4), so reading them costs one row whatever
 /// the backlog.
 const UNSYNCED_SQL: &str = "SELECT count, value FROM unsynced WHERE id = 1";
 

@@ -1,4 +1,4 @@
--- redeemd ledger, version 3: rows that cost less to read and to commit (issue 8).
+-- redeemd ledger, version 4: rows that cost less to read and to commit (issue 8).
 
 -- The rule set's JWS goes last in its row. Every start reads the columns before it, and
 -- SQLite reaches a column stored after a 25 MB value only by walking that value's
@@ -11,7 +11,7 @@ CREATE TABLE ruleset_v3 (
     installed_ms  INTEGER NOT NULL,
     revoked_count INTEGER NOT NULL,
     -- The verified JWS verbatim: its ASCII bytes, written and read in pieces (incremental
-    -- BLOB I/O), never bound whole. Rows from before version 3 keep TEXT; both read alike.
+    -- BLOB I/O), never bound whole. Rows from before version 4 keep TEXT; both read alike.
     jws           BLOB    NOT NULL
 );
 INSERT INTO ruleset_v3 (version, header_json, issued_at_ms, expires_at_ms, installed_ms, revoked_count, jws)
