@@ -8,7 +8,10 @@
 //!    moment of a shared machine); a second bare database checkpointed as redeemd's is;
 //! 2. pages written per commit (WAL frames) and which B-trees they belong to;
 //! 3. the unsynced totals' read with the run's whole backlog waiting;
-//! 4. CP1 decode+verify per second against a bare Ed25519 verify.
+//! 4. CP1 decode+verify per second against a bare Ed25519 verify;
+//! 5. CP2 decode + both verifications (coupon key, holder key) per second against the same
+//!    two bare verifications, for an Ed25519 and a P-256 holder, with the texts' lengths
+//!    and their wire time on a 115200 baud serial scanner.
 //!
 //! Sizes can be lowered for a quick look: `REDEEMD_BENCH_ROWS=100000 cargo bench --bench ledger`.
 
@@ -16,8 +19,9 @@ mod common;
 
 use jiff::{SignedDuration, Timestamp};
 use redeemd::coupon;
+use redeemd::coupon::HolderKey;
 use redeemd::decision::Terminal;
-use redeemd::issuer::{CodeSpec, Issuer};
+use redeemd::issuer::{CodeSpec, Holder, Issuer};
 use redeemd::keys::b64url_encode;
 use redeemd::money::Money;
 use redeemd::ruleset;
@@ -234,6 +238,52 @@ fn main() {
     let trees_redeemd = by_tree(&ledger_db);
     let pages_bare = wal_frames(&dir.path().join("bare.sqlite"), &bare, &mut |i| bare_commit(&bare, samples + i));
 
+    // CP2: decode + two verifications against the two bare verifications, in alternating
+    // rounds so both sides see the same machine load.
+    let mut cp2_lines = Vec::new();
+    for (kind, holder) in [("Ed25519", Holder::ed25519_from_seed(1)), ("P-256", Holder::p256_from_seed(1))] {
+        let cose = issuer.coupon_cose(&CodeSpec::new("BENCH-CP2", ids[0].clone(), now).bound_to(&holder));
+        let text = holder.present(&cose, at);
+        let outer =
+            coupon::parse_sign1(&coupon::inflate(&redeemd::base45::decode(&text[4..]).unwrap()).unwrap()).unwrap();
+        let inner = coupon::parse_sign1(&cose).unwrap();
+        let holder_key = match coupon::parse_payload(&inner.payload).unwrap().holder_key.unwrap() {
+            HolderKey::Ed25519 { key, .. } => key.unwrap(),
+            HolderKey::P256(key) => key,
+        };
+        let (outer_msg, inner_msg) = (outer.to_be_signed(), inner.to_be_signed());
+        // P-256 verification is ~5x slower: fewer iterations, same rounds.
+        let n = if kind == "P-256" { verify_n / 4 } else { verify_n } / 10;
+        let (mut ours, mut bare) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
+        for _ in 0..10 {
+            let t = Instant::now();
+            for _ in 0..n {
+                let p = coupon::decode_presentation(std::hint::black_box(&text)).unwrap();
+                let k = rules.coupon_key(&b64url_encode(p.kid())).unwrap();
+                assert!(p.verify(&k.key).is_some());
+            }
+            ours += t.elapsed();
+            let t = Instant::now();
+            for _ in 0..n {
+                assert!(key.verify(std::hint::black_box(&inner_msg), &inner.signature));
+                assert!(holder_key.verify(std::hint::black_box(&outer_msg), &outer.signature));
+            }
+            bare += t.elapsed();
+        }
+        let (rate, bare_rate) = ((n * 10) as f64 / ours.as_secs_f64(), (n * 10) as f64 / bare.as_secs_f64());
+        cp2_lines.push(format!(
+            "CP2 decode+2 verifies/s ({kind} holder, {} chars) {rate:.0}  bare 2 verifies/s {bare_rate:.0}  ratio {:.2}  (target >= 0.8)",
+            text.len(),
+            rate / bare_rate
+        ));
+        cp2_lines.push(format!(
+            "  wire time at 115200 baud, 8N1, + CR LF: CP2 {:.1} ms, CP1 ({} chars) {:.1} ms",
+            wire_ms(text.len()),
+            code.len(),
+            wire_ms(code.len())
+        ));
+    }
+
     let p99 = percentile(&latencies, 0.99);
     let bare_p99 = percentile(&bare_latencies, 0.99);
     println!("ledger: {rows} redemptions, {campaigns_n} campaigns, {revoked_n} revoked ids; {samples} samples");
@@ -272,4 +322,12 @@ fn main() {
         "decode+verify/s {decode_rate:.0}  bare Ed25519 verify/s {bare_verify_rate:.0}  ratio {:.2}  (target >= 0.8)",
         decode_rate / bare_verify_rate
     );
+    for line in cp2_lines {
+        println!("{line}");
+    }
+}
+
+/// Milliseconds a text and its CR LF take on a 115200 baud line, 10 bits a character.
+fn wire_ms(chars: usize) -> f64 {
+    (chars + 2) as f64 * 10.0 / 115_200.0 * 1000.0
 }

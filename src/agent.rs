@@ -319,9 +319,32 @@ impl Agent {
         report::daily(&self.store, date, &ctx)
     }
 
-    /// The decision record for output, in the configured language.
+    /// The decision record for output, in the configured language; a refusal's message
+    /// says what to do about it (`advice`), from the checkout's eligible amount and the ledger.
     pub fn record(&self, decision: &Decision, redemption_id: Option<String>) -> DecisionRecord {
         DecisionRecord::new(decision, redemption_id, self.language, self.currency_digits())
+    }
+
+    pub fn record_with_advice(
+        &self,
+        decision: &Decision,
+        redemption_id: Option<String>,
+        eligible_total: crate::money::Money,
+    ) -> Result<DecisionRecord, StoreError> {
+        let mut record = self.record(decision, redemption_id);
+        if !decision.accepted() {
+            let coupon_id = decision.coupon.as_ref().map(|c| c.coupon_id.as_str());
+            let (redeemed_at, unsynced) = crate::store::refusal_facts_in(self.store.connection(), coupon_id)?;
+            let situation = crate::advice::Situation {
+                eligible_total,
+                accepted_discount: crate::money::Money(0),
+                redeemed_at,
+                unsynced,
+            };
+            let rules = self.installed.as_ref().map(|i| &i.rules);
+            record.message = crate::advice::message(self.language, decision, rules, &situation);
+        }
+        Ok(record)
     }
 }
 

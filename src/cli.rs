@@ -64,7 +64,17 @@ enum Command {
     /// Reports for the store manager
     #[command(subcommand)]
     Report(ReportCommand),
-    /// Run a self-contained offline demonstration in a temporary directory
+    /// A live demo terminal: cashier screen, manager's page, a virtual scanner, a demo upstream
+    ///
+    /// Starts a throwaway terminal in a temporary directory, enrolled with a loopback demo
+    /// upstream, and prints the cashier link, the manager link and PIN, and the virtual
+    /// scanner's page; runs until Ctrl-C. `--once` runs the scripted round trip instead.
+    ///
+    /// Examples:
+    ///   redeemd demo
+    ///   redeemd demo --listen 127.0.0.1:8080 --language en
+    ///   redeemd demo --scanner /dev/ttyACM0 --profile generic-cdc
+    ///   redeemd demo --once
     Demo(DemoArgs),
     /// Enroll with upstream, write the config and token, fetch the first rule set
     #[command(
@@ -102,7 +112,44 @@ enum Command {
     /// Print a one-time link (valid 10 minutes) that opens the cashier screen in this terminal's browser
     #[command(name = "cashier-url", after_help = "Example:\n  chromium --kiosk \"$(redeemd cashier-url)\"")]
     CashierUrl,
+    /// Check config, files, ledger, clock, rule set, upstream, scanner, disk and service; say what to fix
+    #[command(
+        after_help = "Each finding is ok, a warning or a problem. Exit status: 0 when nothing is a problem, 3 otherwise."
+    )]
+    Doctor {
+        /// One JSON object: {ok, problems, warnings, findings: [{check, status, message, fix}]}
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy the ledger (consistent while the daemon runs), the config and the trust anchors into FILE; never a token
+    #[command(after_help = "Example:\n  redeemd backup /media/usb/lane-2-$(date +%F).redeemd-backup")]
+    Backup {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Put a backup onto this (replacement) terminal; refuses to replace a ledger holding events the backup lacks
+    #[command(after_help = RESTORE_HELP)]
+    Restore {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Data directory when no config exists yet (the backup's config is written, pointing here)
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Write the man pages, shell completions and udev rules for packaging into DIR
+    #[command(hide = true)]
+    Assets {
+        #[arg(value_name = "DIR")]
+        out: PathBuf,
+    },
 }
+
+const RESTORE_HELP: &str = "\
+A terminal swap, on the replacement:
+  redeemd restore lane-2.redeemd-backup --data-dir /var/lib/redeemd
+  redeemd provision --upstream URL --enrollment-code NEW-CODE --ca upstream-ca.pem
+  redeemd sync --once      # the old terminal's unanswered events, under their original event ids
+  redeemd manager-pin set  # PINs and tokens are never in a backup";
 
 const RUN_EXAMPLES: &str = "\
 Examples:
@@ -347,9 +394,24 @@ enum ReportFormat {
 
 #[derive(Debug, Args)]
 struct DemoArgs {
-    /// Keep the demo terminal here instead of a temporary directory
+    /// Keep the demo terminal here instead of a temporary directory (must not hold one yet)
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
+    /// The scripted round trip (init, import, redeem, re-redeem, report), then exit
+    #[arg(long)]
+    once: bool,
+    /// Address for the pages and the local API
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:7878")]
+    listen: String,
+    /// A real scanner instead of the virtual one (a port path, or `auto`)
+    #[arg(long, value_name = "PATH")]
+    scanner: Option<String>,
+    /// The real scanner's firmware profile
+    #[arg(long, value_name = "ID")]
+    profile: Option<String>,
+    /// Language of the pages and messages
+    #[arg(long, value_enum, default_value = "zh-cn")]
+    language: LanguageArg,
 }
 
 /// An error with the exit status it maps to.
@@ -424,7 +486,80 @@ pub fn run(cli: Cli) -> CliResult {
         Command::PosToken { rotate } => pos_token(&cli.config, rotate),
         Command::ManagerPin(ManagerPinCommand::Set) => manager_pin_set(&cli.config),
         Command::CashierUrl => cashier_url(&cli.config),
+        Command::Doctor { json } => {
+            let report = crate::doctor::examine(&cli.config, &SystemClock);
+            if json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(ExitCode::from(report.exit_code()))
+        }
+        Command::Backup { file } => backup(&cli.config, &file),
+        Command::Restore { file, data_dir } => restore(&cli.config, &file, data_dir.as_deref()),
+        Command::Assets { out } => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            for path in crate::assets::write_all(cmd, &profile::builtin()?, &out)
+                .with_context(|| format!("cannot write into {}", out.display()))?
+            {
+                println!("{}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+fn backup_failure(e: crate::backup::BackupError) -> Failure {
+    if e.is_refusal() {
+        usage(e)
+    } else {
+        e.into()
+    }
+}
+
+fn backup(config_path: &Path, file: &Path) -> CliResult {
+    let config = load_config(config_path)?;
+    let s = crate::backup::backup(config_path, &config, file, &SystemClock).map_err(backup_failure)?;
+    println!(
+        "wrote {} (mode 0600): {} redemption(s), {} event(s), {} not yet answered by upstream",
+        file.display(),
+        s.redemptions,
+        s.events,
+        s.unanswered
+    );
+    println!("  with {}; no token, PIN or session is in it", s.files.join(", "));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn restore(config_path: &Path, file: &Path, data_dir: Option<&Path>) -> CliResult {
+    let r = crate::backup::restore(config_path, file, data_dir).map_err(backup_failure)?;
+    let s = &r.summary;
+    println!(
+        "restored {} (terminal {}, made {}) into {}: {} redemption(s), {} event(s), {} not yet answered by upstream",
+        file.display(),
+        r.from_terminal.as_deref().unwrap_or("provisioned by hand"),
+        r.created_at.as_deref().unwrap_or("?"),
+        r.data_dir.display(),
+        s.redemptions,
+        s.events,
+        s.unanswered
+    );
+    if !s.files.is_empty() {
+        println!("  wrote {} from the backup", s.files.join(", "));
+    }
+    println!("next:");
+    if r.wrote_config && r.from_terminal.is_some() {
+        println!("  redeemd provision --upstream URL --enrollment-code CODE --ca FILE   # this terminal's own identity and token");
+    }
+    if s.unanswered > 0 {
+        println!(
+            "  redeemd sync --once   # sends the {} unanswered event(s) under their original event ids",
+            s.unanswered
+        );
+    }
+    println!("  redeemd manager-pin set   # PINs and tokens are never in a backup");
+    println!("  redeemd doctor");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn load_config(path: &Path) -> CliResult<Config> {
@@ -495,6 +630,7 @@ fn init(config_path: &Path, args: InitArgs) -> CliResult {
     write_file(&config.trust_keys_path(), keys.as_bytes(), 0o644)?;
     let store = Store::open(&config.database_path())?;
     drop(store);
+    crate::backup::give_to_directory_owner(&config.data_dir, &config.database_path());
     crate::secret::ensure_pos_token(&config.data_dir)
         .with_context(|| format!("cannot write {}", crate::secret::pos_token_path(&config.data_dir).display()))?;
     if let Some(parent) = config_path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -685,7 +821,7 @@ fn present(config_path: &Path, args: CodeArgs, check_at: Option<Option<String>>)
             (recorded.decision, recorded.redemption_id)
         }
     };
-    let record = agent.record(&decision, redemption_id);
+    let record = agent.record_with_advice(&decision, redemption_id, eligible_total.unwrap_or(basket_total))?;
     print_record(&record, args.json, digits, agent.currency().unwrap_or("CNY"));
     Ok(if decision.accepted() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
@@ -763,6 +899,9 @@ fn report_daily(config_path: &Path, date: Option<&str>, format: ReportFormat) ->
 
 /// A whole offline round trip on an embedded demo issuer: no network, no shared files.
 fn demo(args: DemoArgs) -> CliResult {
+    if !args.once {
+        return demo_live(args);
+    }
     let (_tmp, dir) = match args.dir {
         Some(dir) => (None, dir),
         None => {
@@ -812,6 +951,101 @@ fn demo(args: DemoArgs) -> CliResult {
 }
 
 const DEMO_SEED: u8 = 42;
+
+/// The live demo: a provisioned throwaway terminal, the demo upstream, the virtual
+/// scanner, and the daemon with the `/demo` page, until Ctrl-C.
+fn demo_live(args: DemoArgs) -> CliResult {
+    use crate::demo::{DemoState, DemoUpstream};
+    let (_tmp, dir) = match args.dir {
+        Some(dir) => {
+            if dir.join("redeemd.toml").exists() {
+                return Err(usage(anyhow!(
+                    "{} holds a demo terminal already: give another --dir, or leave it out for a temporary one",
+                    dir.display()
+                )));
+            }
+            (None, dir)
+        }
+        None => {
+            let tmp = tempdir()?;
+            let dir = tmp.0.clone();
+            (Some(tmp), dir)
+        }
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let issuer = Issuer::from_seed(DEMO_SEED);
+    let now = SystemClock.now();
+    let upstream = DemoUpstream::start(&issuer, now).context("starting the demo upstream on 127.0.0.1")?;
+    let config_path = dir.join("redeemd.toml");
+    let data_dir = dir.join("data");
+    println!("== provision: enroll with the demo upstream at {}", upstream.url());
+    provision(
+        &config_path,
+        ProvisionArgs {
+            upstream: upstream.url(),
+            enrollment_code: crate::demo::ENROLLMENT_CODE.into(),
+            ca: None,
+            data_dir: data_dir.clone(),
+            label: Some("demo".into()),
+            language: args.language,
+        },
+    )?;
+    let config = load_config(&config_path)?;
+    let pin = format!("{:06}", u32::from_le_bytes(crate::secret::random_bytes::<4>()) % 1_000_000);
+    crate::secret::write_secret(
+        &data_dir.join(crate::secret::MANAGER_PIN_FILE),
+        crate::secret::hash_pin(&pin).as_bytes(),
+    )
+    .context("writing the demo manager PIN")?;
+    // The virtual scanner: a pseudo-terminal whose slave the daemon opens as its port.
+    let (scanner_text, profile, master): (String, Option<String>, Box<dyn std::io::Write + Send>) = match args.scanner {
+        Some(port) => (port, args.profile, Box::new(std::io::sink())),
+        None => {
+            let (master, slave) =
+                serialport::TTYPort::pair().context("opening a pseudo-terminal for the virtual scanner")?;
+            let path =
+                serialport::SerialPort::name(&slave).context("the virtual scanner's pseudo-terminal has no path")?;
+            // The slave stays open here too, so the daemon's reconnects never see a hang-up.
+            std::mem::forget(slave);
+            (path, Some("generic-serial".into()), Box::new(master))
+        }
+    };
+    let listen: std::net::SocketAddr =
+        args.listen.parse().map_err(|_| usage(anyhow!("--listen {:?} is not ADDR:PORT", args.listen)))?;
+    let expires = now + jiff::SignedDuration::from_mins(10);
+    let token = crate::secret::new_cashier_link(&data_dir, expires)
+        .with_context(|| format!("cannot write the cashier link in {}", data_dir.display()))?;
+    let clock: std::sync::Arc<dyn crate::clock::Clock> = std::sync::Arc::new(SystemClock);
+    let demo_state = std::sync::Arc::new(DemoState {
+        issuer,
+        scanner: std::sync::Mutex::new(master),
+        online: upstream.online.clone(),
+        clock: clock.clone(),
+    });
+    println!();
+    println!("== the demo terminal is ready (files in {})", dir.display());
+    println!("   1. cashier screen (open once, in a browser on this machine):");
+    println!("      http://{listen}/cashier/open?token={token}");
+    println!("   2. virtual scanner, in the same browser: http://{listen}/demo");
+    println!("      click a coupon as if a scanner read it; start a sale on the cashier screen first");
+    println!("   3. manager's page: http://{listen}/manager   PIN {pin}");
+    println!("   Ctrl-C stops the demo{}.", if _tmp.is_some() { " and removes its files" } else { "" });
+    println!();
+    let options = crate::daemon::RunOptions {
+        listen: Some(listen.to_string()),
+        scanner: Some(scanner_text),
+        profile,
+        extra_routes: Some(crate::demo::routes(demo_state)),
+        config_path: Some(config_path.clone()),
+    };
+    let mut agent = open_agent_with(&config, Box::new(clock.clone()))?;
+    let _ = agent.check_derived_tables();
+    match crate::daemon::run(&config, agent, clock, options) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e @ crate::daemon::RunError::Config(_)) => Err(usage(e)),
+        Err(e) => Err(e.into()),
+    }
+}
 
 fn runtime() -> CliResult<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?)
@@ -912,6 +1146,7 @@ fn provision(config_path: &Path, mut args: ProvisionArgs) -> CliResult {
     let keys = serde_json::to_string_pretty(&enrollment.ruleset_keys)?;
     write_file(&config.trust_keys_path(), keys.as_bytes(), 0o644)?;
     drop(Store::open(&config.database_path())?);
+    crate::backup::give_to_directory_owner(&config.data_dir, &config.database_path());
     crate::secret::ensure_pos_token(&config.data_dir)
         .with_context(|| format!("cannot write {}", crate::secret::pos_token_path(&config.data_dir).display()))?;
     if let Some(parent) = config_path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -940,6 +1175,7 @@ fn provision(config_path: &Path, mut args: ProvisionArgs) -> CliResult {
     match fetched {
         Ok(()) => {
             println!("  rule set: {}", syncer.summary.ruleset.as_deref().unwrap_or("-"));
+            print_next_steps(config_path);
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => Err(anyhow!(
@@ -947,6 +1183,29 @@ fn provision(config_path: &Path, mut args: ProvisionArgs) -> CliResult {
         )
         .into()),
     }
+}
+
+/// What an installer does after `provision`, command by command.
+fn print_next_steps(config_path: &Path) {
+    let redeemd = if config_path == Path::new(config::DEFAULT_PATH) {
+        "redeemd".to_owned()
+    } else {
+        format!("redeemd --config {}", config_path.display())
+    };
+    println!("\nnext steps:");
+    println!("  {redeemd} doctor                 # checks everything; says what to fix");
+    println!("  {redeemd} scanner list           # the scanner's port and matching profile");
+    println!("  {redeemd} scanner sheet --profile ID --out setup.png   # print it, scan its codes");
+    println!("  {redeemd} manager-pin set        # the manager pages' code, read from standard input");
+    if config_path == Path::new(config::DEFAULT_PATH) {
+        println!("  systemctl enable --now redeemd   # the daemon, now and at every boot");
+    } else {
+        println!(
+            "  {redeemd} run                    # the daemon, by hand (the service reads {})",
+            config::DEFAULT_PATH
+        );
+    }
+    println!("  {redeemd} cashier-url            # a one-time link: open it in this terminal's browser");
 }
 
 /// Upstream's enrollment answer, kept (mode 0600) until provisioning has written
@@ -1248,7 +1507,13 @@ fn nudge_daemon(config: &Config) {
 fn run_daemon(config_path: &Path, args: RunArgs) -> CliResult {
     let config = load_config(config_path)?;
     let clock: std::sync::Arc<dyn crate::clock::Clock> = std::sync::Arc::new(SystemClock);
-    let options = crate::daemon::RunOptions { listen: args.listen, scanner: args.scanner, profile: args.profile };
+    let options = crate::daemon::RunOptions {
+        listen: args.listen,
+        scanner: args.scanner,
+        profile: args.profile,
+        extra_routes: None,
+        config_path: Some(config_path.to_owned()),
+    };
     // Checked before the ledger opens, so a refused address changes nothing.
     crate::daemon::listen_address(&config, options.listen.as_deref()).map_err(usage)?;
     let mut agent = open_agent_with(&config, Box::new(clock.clone()))?;

@@ -1,15 +1,17 @@
 //! The offline decision (`spec/ruleset.md`, "The decision"): one pure function that reads
 //! the checks top to bottom in the spec's order and returns the first failing [`Reason`],
-//! or an acceptance with its discount.
+//! or an acceptance with its discount — for a `CP1` code and for a `CP2` presentation
+//! (`spec/presentation.md`) alike: the decision is about the coupon, the presentation adds
+//! its signature, `presentation_required` and its time window.
 //!
 //! It does no IO and reads no clock: `now`, the rule set and a [`LedgerView`] of what the
 //! ledger holds are passed in. It never records anything; the store does that with the
 //! [`Decision`] it returns.
 
-use crate::coupon::{self, AlgId, Coupon};
+use crate::coupon::{self, AlgId, Coupon, Shown};
 use crate::keys::b64url_encode;
 use crate::money::Money;
-use crate::ruleset::{CampaignStatus, RuleSet};
+use crate::ruleset::{CampaignStatus, PresentationPolicy, RuleSet};
 use jiff::{SignedDuration, Timestamp};
 
 /// Why a coupon is refused; `as_str()` is the spec's reason code.
@@ -22,6 +24,8 @@ pub enum Reason {
     ClockInvalid,
     RulesetStale,
     UnknownCampaign,
+    PresentationRequired,
+    PresentationExpired,
     Revoked,
     AlreadyRedeemed,
     CampaignPaused,
@@ -38,7 +42,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 20] = [
+    pub const ALL: [Reason; 22] = [
         Reason::Malformed,
         Reason::NoRuleset,
         Reason::UnknownKey,
@@ -46,6 +50,8 @@ impl Reason {
         Reason::ClockInvalid,
         Reason::RulesetStale,
         Reason::UnknownCampaign,
+        Reason::PresentationRequired,
+        Reason::PresentationExpired,
         Reason::Revoked,
         Reason::AlreadyRedeemed,
         Reason::CampaignPaused,
@@ -70,6 +76,8 @@ impl Reason {
             Reason::ClockInvalid => "clock_invalid",
             Reason::RulesetStale => "ruleset_stale",
             Reason::UnknownCampaign => "unknown_campaign",
+            Reason::PresentationRequired => "presentation_required",
+            Reason::PresentationExpired => "presentation_expired",
             Reason::Revoked => "revoked",
             Reason::AlreadyRedeemed => "already_redeemed",
             Reason::CampaignPaused => "campaign_paused",
@@ -140,11 +148,14 @@ pub trait LedgerView {
     fn last_contact(&self) -> Option<Timestamp>;
 }
 
-/// The outcome, before it is recorded. `coupon` is set once the signature has verified.
+/// The outcome, before it is recorded. `coupon` and `presentation` are set together, once
+/// the signature(s) have verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     pub outcome: Result<Money, Reason>,
     pub coupon: Option<Coupon>,
+    /// How the coupon was shown: a CP1 code or a CP2 presentation (with its signed time).
+    pub presentation: Option<Shown>,
 }
 
 impl Decision {
@@ -161,8 +172,12 @@ impl Decision {
     }
 }
 
-fn reject(reason: Reason, coupon: Option<&Coupon>) -> Decision {
-    Decision { outcome: Err(reason), coupon: coupon.cloned() }
+fn reject(reason: Reason, verified: Option<(&Coupon, Shown)>) -> Decision {
+    Decision {
+        outcome: Err(reason),
+        coupon: verified.map(|(c, _)| c.clone()),
+        presentation: verified.map(|(_, shown)| shown),
+    }
 }
 
 /// `u64` seconds from a code as an instant, saturating at the ends of time (a code's
@@ -172,6 +187,19 @@ fn code_instant(s: u64) -> Timestamp {
 }
 
 const CLOCK_TOLERANCE: SignedDuration = SignedDuration::from_secs(300);
+/// How far ahead of the terminal's clock a presentation may be signed (a phone clock
+/// slightly fast).
+pub const PRESENTATION_AHEAD: SignedDuration = SignedDuration::from_secs(30);
+
+/// `presentation_expired`: `presented_at` more than `max_age` seconds before `now`, or
+/// more than [`PRESENTATION_AHEAD`] after it; `now` at full precision, the bounds inclusive.
+pub fn presentation_expired(presented_at: u64, max_age: u64, now: Timestamp) -> bool {
+    let signed = code_instant(presented_at);
+    let max_age = SignedDuration::from_secs(i64::try_from(max_age).unwrap_or(i64::MAX));
+    // duration_since is `now - signed`: positive when the presentation is in the past.
+    let age = now.duration_since(signed);
+    age > max_age || -age > PRESENTATION_AHEAD
+}
 
 /// Decides a scanned code for a checkout, in the order of the spec's table.
 pub fn decide(
@@ -182,8 +210,8 @@ pub fn decide(
     ledger: &impl LedgerView,
     now: Timestamp,
 ) -> Decision {
-    // 1. malformed
-    let Ok(unverified) = coupon::decode(code) else {
+    // 1. malformed (CP1 or CP2, by prefix)
+    let Ok(unverified) = coupon::decode_any(code) else {
         return reject(Reason::Malformed, None);
     };
     // 2. no_ruleset
@@ -194,7 +222,8 @@ pub fn decide(
     let Some(key) = rules.coupon_key(&b64url_encode(unverified.kid())) else {
         return reject(Reason::UnknownKey, None);
     };
-    // 4. bad_signature: alg, signature, issued_at within the key's validity
+    // 4. bad_signature: alg, signature, issued_at within the key's validity; for a
+    // presentation also the outer alg and the holder's signature
     if *unverified.alg() == AlgId::Other {
         return reject(Reason::BadSignature, None);
     }
@@ -202,12 +231,13 @@ pub fn decide(
         return reject(Reason::BadSignature, None);
     };
     let c = &verified.coupon;
+    let shown = verified.shown;
     // Full instants throughout: a bound of 12:00:00.5 is not yet reached at 12:00:00.2.
     let issued = code_instant(c.issued_at);
     if key.not_before.is_some_and(|nb| issued < nb) || key.not_after.is_some_and(|na| issued >= na) {
         return reject(Reason::BadSignature, None);
     }
-    let verdict = |reason| reject(reason, Some(c));
+    let verdict = |reason| reject(reason, Some((c, shown)));
     // 5. clock_invalid: more than 300 s before the rule set was issued
     if now < rules.issued_at - CLOCK_TOLERANCE {
         return verdict(Reason::ClockInvalid);
@@ -220,21 +250,35 @@ pub fn decide(
     let Some(campaign) = rules.campaigns.get(&c.campaign_id) else {
         return verdict(Reason::UnknownCampaign);
     };
-    // 8. revoked
+    match shown {
+        // 8. presentation_required: a holder-bound coupon, or a dynamic campaign, as CP1
+        Shown::Static => {
+            if c.holder_key.is_some() || campaign.presentation == PresentationPolicy::Dynamic {
+                return verdict(Reason::PresentationRequired);
+            }
+        }
+        // 9. presentation_expired, at the clock's full precision
+        Shown::Dynamic { presented_at } => {
+            if presentation_expired(presented_at, rules.presentation_max_age, now) {
+                return verdict(Reason::PresentationExpired);
+            }
+        }
+    }
+    // 10. revoked
     if ledger.is_revoked(c.coupon_id.as_str()) {
         return verdict(Reason::Revoked);
     }
-    // 9. already_redeemed
+    // 11. already_redeemed: of the coupon, whichever text showed it
     if ledger.is_redeemed(c.coupon_id.as_str()) {
         return verdict(Reason::AlreadyRedeemed);
     }
-    // 10. campaign status
+    // 12. campaign status
     match campaign.status {
         CampaignStatus::Active => {}
         CampaignStatus::Paused => return verdict(Reason::CampaignPaused),
         CampaignStatus::Ended => return verdict(Reason::CampaignEnded),
     }
-    // 11. not_yet_valid / 12. expired
+    // 13. not_yet_valid / 14. expired
     let starts = c.not_before.map_or(campaign.valid_from, |nb| campaign.valid_from.max(code_instant(nb)));
     if now < starts {
         return verdict(Reason::NotYetValid);
@@ -243,7 +287,7 @@ pub fn decide(
     if now >= ends {
         return verdict(Reason::Expired);
     }
-    // 13. outside_hours, in the rule set's zone
+    // 15. outside_hours, in the rule set's zone
     let local = now.to_zoned_datetime(rules.timezone.clone());
     if !campaign.hours.is_empty() {
         let minute = (local.hour() as u16) * 60 + local.minute() as u16;
@@ -251,30 +295,30 @@ pub fn decide(
             return verdict(Reason::OutsideHours);
         }
     }
-    // 14. merchant / 15. category
+    // 16. merchant / 17. category
     if !campaign.merchants.is_empty() && !campaign.merchants.contains(&terminal.merchant_id) {
         return verdict(Reason::MerchantNotEligible);
     }
     if !campaign.merchant_categories.is_empty() && !campaign.merchant_categories.contains(&terminal.merchant_category) {
         return verdict(Reason::CategoryNotEligible);
     }
-    // 16. below_min_spend, or nothing left to discount
+    // 18. below_min_spend, or nothing left to discount
     let left = checkout.eligible_total.0.saturating_sub(checkout.accepted_discount.0);
     if checkout.eligible_total < campaign.min_spend || left <= 0 {
         return verdict(Reason::BelowMinSpend);
     }
-    // 17. basket_limit
+    // 19. basket_limit
     if checkout.accepted_count >= rules.max_coupons_per_basket {
         return verdict(Reason::BasketLimit);
     }
-    // 18. holder_daily_limit, over the local business day
+    // 20. holder_daily_limit, over the local business day
     if let Some(max) = campaign.max_per_holder_per_day {
         let (day_start, day_end) = business_day(&local);
         if ledger.holder_redemptions(&c.holder, &c.campaign_id, day_start, day_end) >= max {
             return verdict(Reason::HolderDailyLimit);
         }
     }
-    // 19. offline_limit, counting this redemption
+    // 21. offline_limit, counting this redemption
     let discount = Money(campaign.face_value.0.min(left));
     let limits = &rules.offline;
     if limits.max_unsynced_count.is_some() || limits.max_unsynced_value.is_some() {
@@ -294,7 +338,7 @@ pub fn decide(
             return verdict(Reason::OfflineLimit);
         }
     }
-    Decision { outcome: Ok(discount), coupon: Some(c.clone()) }
+    Decision { outcome: Ok(discount), coupon: Some(c.clone()), presentation: Some(shown) }
 }
 
 /// `[start, end)` of the local calendar day holding `local` (23 or 25 hours on DST days).

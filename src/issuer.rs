@@ -1,13 +1,15 @@
-//! A small coupon issuer: signs CP1 codes and JWS rule sets with Ed25519 keys from fixed
-//! seeds. It exists for the `demo` command, the tests, the benchmarks and the fuzz seeds —
-//! so they never depend on the clock-bound shared vectors — and is never used to verify.
+//! A small coupon issuer and holder app: signs CP1 codes and JWS rule sets with Ed25519
+//! keys from fixed seeds, binds coupons to a holder key ([`Holder`], Ed25519 or P-256) and
+//! makes that holder's CP2 presentations at a given instant. It exists for the `demo`
+//! command and pages, the tests, the benchmarks and the fuzz seeds — so they never depend
+//! on the clock-bound shared vectors — and is never used to verify.
 //!
 //! Keys made from a seed are public knowledge: nothing here is for production issuing.
 
 use crate::base45;
 use crate::cbor;
-use crate::coupon::{sig_structure, PREFIX};
-use crate::keys::b64url_encode;
+use crate::coupon::{sig_structure, PREFIX, PREFIX_CP2};
+use crate::keys::{b64url_encode, Alg};
 use ed25519_dalek::{Signer, SigningKey};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{json, Value};
@@ -29,6 +31,9 @@ pub struct CodeSpec {
     pub issued_at: u64,
     pub not_before: Option<u64>,
     pub not_after: Option<u64>,
+    /// Payload key 8: a COSE_Key, CBOR-encoded, written as it is (so tests can also bind
+    /// a coupon to a broken key). [`CodeSpec::bound_to`] sets a holder's.
+    pub holder_key: Option<Vec<u8>>,
 }
 
 impl CodeSpec {
@@ -40,7 +45,14 @@ impl CodeSpec {
             issued_at: u64::try_from(issued_at.as_second()).unwrap_or(0),
             not_before: None,
             not_after: None,
+            holder_key: None,
         }
+    }
+
+    /// The same coupon bound to `holder`'s key: redeemable only as its presentations.
+    pub fn bound_to(mut self, holder: &Holder) -> CodeSpec {
+        self.holder_key = Some(holder.cose_key());
+        self
     }
 }
 
@@ -102,8 +114,17 @@ impl Issuer {
 
     /// Signs a CP1 code.
     pub fn code(&self, spec: &CodeSpec) -> String {
+        cp1_text(&self.coupon_cose(spec))
+    }
+
+    /// Signs a coupon and returns its COSE_Sign1 bytes (tagged): what a holder's app keeps
+    /// and wraps into presentations, and what a CP1 code carries after zlib.
+    pub fn coupon_cose(&self, spec: &CodeSpec) -> Vec<u8> {
         let mut payload = Vec::new();
-        let entries = 4 + usize::from(spec.not_before.is_some()) + usize::from(spec.not_after.is_some());
+        let entries = 4
+            + usize::from(spec.not_before.is_some())
+            + usize::from(spec.not_after.is_some())
+            + usize::from(spec.holder_key.is_some());
         cbor::write_header(&mut payload, 5, entries as u64);
         cbor::write_int(&mut payload, 1);
         cbor::write_text(&mut payload, &spec.coupon_id);
@@ -119,6 +140,10 @@ impl Issuer {
                 cbor::write_header(&mut payload, 0, v);
             }
         }
+        if let Some(key) = &spec.holder_key {
+            cbor::write_int(&mut payload, 8);
+            payload.extend_from_slice(key);
+        }
         let mut protected = Vec::new();
         cbor::write_header(&mut protected, 5, 2);
         cbor::write_int(&mut protected, 1);
@@ -126,17 +151,151 @@ impl Issuer {
         cbor::write_int(&mut protected, 4);
         cbor::write_bytes(&mut protected, &self.coupon_kid);
         let signature = self.coupon_key.sign(&sig_structure(&protected, &payload)).to_bytes();
-        let mut cose = Vec::new();
-        cbor::write_header(&mut cose, 6, 18);
-        cbor::write_header(&mut cose, 4, 4);
-        cbor::write_bytes(&mut cose, &protected);
-        cbor::write_header(&mut cose, 5, 0);
-        cbor::write_bytes(&mut cose, &payload);
-        cbor::write_bytes(&mut cose, &signature);
-        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
-        z.write_all(&cose).expect("writing to a Vec cannot fail");
-        let compressed = z.finish().expect("writing to a Vec cannot fail");
-        format!("{PREFIX}{}", base45::encode(&compressed))
+        sign1(&protected, &payload, &signature)
+    }
+}
+
+/// A tagged COSE_Sign1 with an empty unprotected header.
+fn sign1(protected: &[u8], payload: &[u8], signature: &[u8]) -> Vec<u8> {
+    let mut cose = Vec::new();
+    cbor::write_header(&mut cose, 6, 18);
+    cbor::write_header(&mut cose, 4, 4);
+    cbor::write_bytes(&mut cose, protected);
+    cbor::write_header(&mut cose, 5, 0);
+    cbor::write_bytes(&mut cose, payload);
+    cbor::write_bytes(&mut cose, signature);
+    cose
+}
+
+/// `prefix` + base45(zlib(`bytes`)).
+fn text(prefix: &str, bytes: &[u8]) -> String {
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(bytes).expect("writing to a Vec cannot fail");
+    let compressed = z.finish().expect("writing to a Vec cannot fail");
+    format!("{prefix}{}", base45::encode(&compressed))
+}
+
+/// The CP1 code of a coupon's COSE_Sign1 bytes. For a holder-bound coupon this is the
+/// static copy that terminals refuse with `presentation_required`.
+pub fn cp1_text(coupon_cose: &[u8]) -> String {
+    text(PREFIX, coupon_cose)
+}
+
+/// A holder app's device key, and the presentations it signs (`spec/presentation.md`,
+/// "The holder app").
+///
+/// How the demo page uses it (the QR that refreshes every 15 s, and a refused screenshot):
+///
+/// 1. Once, at start: `let holder = Holder::ed25519_from_seed(s)` (or `p256_from_seed`,
+///    the keystore kind); put the issuer's coupon key in the demo rule set as usual and
+///    sign the coupon bound to the holder: `let cose =
+///    issuer.coupon_cose(&CodeSpec::new(id, campaign, now).bound_to(&holder))`.
+///    Keep `cose` (the app keeps these bytes; never show `cp1_text(&cose)`, terminals
+///    refuse it as `presentation_required`).
+/// 2. Every 15 s, and when the page opens: `holder.present(&cose, clock.now())` is the
+///    text for the QR code (alphanumeric mode, ~450 characters: version 13 at level M).
+/// 3. The "screenshot": `holder.present(&cose, clock.now() - 2 minutes)`, made once and
+///    shown as a still image; scanning it answers `presentation_expired` (older than
+///    the rule set's `presentation_max_age_seconds`, 60 by default).
+///
+/// Once any presentation of the coupon is accepted, every other one is `already_redeemed`
+/// until that redemption is voided: the demo should offer a fresh coupon (or a void).
+pub struct Holder {
+    key: HolderSigner,
+}
+
+enum HolderSigner {
+    Ed25519(SigningKey),
+    P256(p256::ecdsa::SigningKey),
+}
+
+impl Holder {
+    /// An Ed25519 holder key (the software-key kind) from a seed.
+    pub fn ed25519_from_seed(seed: u8) -> Holder {
+        Holder { key: HolderSigner::Ed25519(SigningKey::from_bytes(&[seed ^ 0xa5; 32])) }
+    }
+
+    /// A P-256 holder key (the platform-keystore kind) from a seed.
+    pub fn p256_from_seed(seed: u8) -> Holder {
+        use sha2::Digest as _;
+        let mut counter = 0u8;
+        loop {
+            // A SHA-256 output is a valid scalar but for a chance of about 2^-32.
+            let scalar = sha2::Sha256::digest([b'h', seed, counter]);
+            if let Ok(key) = p256::ecdsa::SigningKey::from_slice(&scalar) {
+                return Holder { key: HolderSigner::P256(key) };
+            }
+            counter = counter.wrapping_add(1);
+        }
+    }
+
+    /// The public key as the COSE_Key map (CBOR) a coupon's payload key 8 carries.
+    pub fn cose_key(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match &self.key {
+            HolderSigner::Ed25519(key) => {
+                cbor::write_header(&mut out, 5, 3);
+                cbor::write_int(&mut out, 1); // kty: OKP
+                cbor::write_int(&mut out, 1);
+                cbor::write_int(&mut out, -1); // crv: Ed25519
+                cbor::write_int(&mut out, 6);
+                cbor::write_int(&mut out, -2); // x
+                cbor::write_bytes(&mut out, key.verifying_key().as_bytes());
+            }
+            HolderSigner::P256(key) => {
+                let point = key.verifying_key().to_sec1_point(false);
+                let xy = point.as_bytes();
+                cbor::write_header(&mut out, 5, 4);
+                cbor::write_int(&mut out, 1); // kty: EC2
+                cbor::write_int(&mut out, 2);
+                cbor::write_int(&mut out, -1); // crv: P-256
+                cbor::write_int(&mut out, 1);
+                cbor::write_int(&mut out, -2); // x
+                cbor::write_bytes(&mut out, &xy[1..33]);
+                cbor::write_int(&mut out, -3); // y
+                cbor::write_bytes(&mut out, &xy[33..65]);
+            }
+        }
+        out
+    }
+
+    /// The presentation the app shows at instant `at` (`presented_at` = its whole seconds).
+    pub fn present(&self, coupon_cose: &[u8], at: Timestamp) -> String {
+        self.present_at(coupon_cose, u64::try_from(at.as_second()).unwrap_or(0))
+    }
+
+    /// The presentation with `presented_at` given in Unix seconds.
+    pub fn present_at(&self, coupon_cose: &[u8], presented_at: u64) -> String {
+        let mut payload = Vec::new();
+        cbor::write_header(&mut payload, 5, 2);
+        cbor::write_int(&mut payload, 1);
+        cbor::write_bytes(&mut payload, coupon_cose);
+        cbor::write_int(&mut payload, 2);
+        cbor::write_header(&mut payload, 0, presented_at);
+        let mut protected = Vec::new();
+        cbor::write_header(&mut protected, 5, 1);
+        cbor::write_int(&mut protected, 1);
+        cbor::write_int(&mut protected, self.alg().cose_id());
+        let signature = self.sign(&sig_structure(&protected, &payload));
+        text(PREFIX_CP2, &sign1(&protected, &payload, &signature))
+    }
+
+    pub fn alg(&self) -> Alg {
+        match self.key {
+            HolderSigner::Ed25519(_) => Alg::EdDSA,
+            HolderSigner::P256(_) => Alg::ES256,
+        }
+    }
+
+    /// Signs with the holder key: Ed25519, or ES256 as 64 bytes `r‖s` (RFC 6979, low S).
+    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        match &self.key {
+            HolderSigner::Ed25519(key) => key.sign(message).to_bytes().to_vec(),
+            HolderSigner::P256(key) => {
+                let signature: p256::ecdsa::Signature = p256::ecdsa::signature::Signer::sign(key, message);
+                signature.to_bytes().to_vec()
+            }
+        }
     }
 }
 
@@ -158,5 +317,28 @@ mod tests {
         let unverified = coupon::decode(&code).unwrap();
         let key = verified.rules.coupon_key(&b64url_encode(unverified.kid())).unwrap();
         assert_eq!(unverified.verify(&key.key).unwrap().coupon.coupon_id.as_str(), "C-1");
+    }
+
+    #[test]
+    fn holder_presentations_verify_with_both_keys() {
+        let issuer = Issuer::from_seed(7);
+        let now: Timestamp = "2026-11-28T04:00:00.750Z".parse().unwrap();
+        let key = crate::keys::PublicKey::from_base64url(
+            crate::keys::Alg::EdDSA,
+            issuer.coupon_key_json()["key"].as_str().unwrap(),
+        )
+        .unwrap();
+        for holder in [Holder::ed25519_from_seed(1), Holder::p256_from_seed(1)] {
+            let cose = issuer.coupon_cose(&CodeSpec::new("H-1", "DEMO", now).bound_to(&holder));
+            let text = holder.present(&cose, now);
+            let verified = coupon::decode_presentation(&text).unwrap().verify(&key).unwrap();
+            // Whole seconds, rounded down.
+            assert_eq!(verified.presented_at, 1_795_838_400);
+            assert_eq!(verified.coupon.holder_key.map(|k| k.alg()), Some(holder.alg()));
+            // The CP1 copy still decodes (and is refused by the decision, not the decoder).
+            assert!(coupon::decode(&cp1_text(&cose)).unwrap().verify(&key).is_some());
+            let other = Holder::ed25519_from_seed(2).present(&cose, now);
+            assert!(coupon::decode_presentation(&other).unwrap().verify(&key).is_none());
+        }
     }
 }

@@ -1,8 +1,9 @@
-//! Public keys and signature verification for the two algorithms CP1 and rule sets use:
-//! EdDSA (Ed25519, RFC 8032) and ES256 (ECDSA P-256 / SHA-256, signatures as `r‖s`).
+//! Public keys and signature verification for the two algorithms CP1, CP2 and rule sets
+//! use: EdDSA (Ed25519, RFC 8032) and ES256 (ECDSA P-256 / SHA-256, signatures as `r‖s`).
 //!
-//! It owns key decoding (base64url raw keys) and the yes/no of a signature; it never
-//! decides what a key is trusted for — the rule set and the trust anchors do that.
+//! It owns key decoding (base64url raw keys, and the coordinates of a COSE_Key) and the
+//! yes/no of a signature; it never decides what a key is trusted for — the rule set, the
+//! trust anchors and the signed coupon (its holder key) do that.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -43,7 +44,7 @@ pub enum KeyError {
     Invalid(&'static str),
 }
 
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum PublicKey {
     Ed25519(ed25519_dalek::VerifyingKey),
     P256(p256::ecdsa::VerifyingKey),
@@ -78,6 +79,22 @@ impl PublicKey {
                     .map_err(|_| KeyError::Invalid("ES256"))
             }
         }
+    }
+
+    /// An Ed25519 key from its 32 bytes, or `None` when they decode to no curve point
+    /// (such a key verifies no signature).
+    pub fn ed25519(x: &[u8; 32]) -> Option<PublicKey> {
+        ed25519_dalek::VerifyingKey::from_bytes(x).ok().map(PublicKey::Ed25519)
+    }
+
+    /// A P-256 key from its big-endian affine coordinates. The point must be valid: both
+    /// coordinates below the field prime and on the curve (the SEC1 decoder checks both).
+    pub fn p256_xy(x: &[u8; 32], y: &[u8; 32]) -> Result<PublicKey, KeyError> {
+        let mut sec1 = [0u8; 65];
+        sec1[0] = 0x04;
+        sec1[1..33].copy_from_slice(x);
+        sec1[33..].copy_from_slice(y);
+        p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map(PublicKey::P256).map_err(|_| KeyError::Invalid("ES256"))
     }
 
     pub fn from_base64url(alg: Alg, text: &str) -> Result<PublicKey, KeyError> {

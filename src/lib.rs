@@ -5,7 +5,10 @@
 //! [`store`], and the store commits an accepted redemption with its outbox event before
 //! anyone is told. [`cli`] is the command line over all of it. See `ARCHITECTURE.md`.
 
+pub mod advice;
 pub mod agent;
+pub mod assets;
+pub mod backup;
 pub mod base45;
 pub mod cbor;
 pub mod cli;
@@ -14,6 +17,8 @@ pub mod config;
 pub mod coupon;
 pub mod daemon;
 pub mod decision;
+pub mod demo;
+pub mod doctor;
 pub mod events;
 pub mod issuer;
 pub mod jws;

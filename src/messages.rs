@@ -1,11 +1,15 @@
-//! Cashier-facing texts for decisions, in the configured language (zh-CN or en).
+//! Every text a cashier, manager or installer reads, in the configured language (zh-CN
+//! or en), from one message table per language (`messages/*.toml`, embedded). The pages
+//! receive the same tables as JSON, so the screen and the command line never disagree.
 //!
-//! Short enough for a till display; they say what to do next. This module only maps
-//! (language, outcome) to text and must not decide anything.
+//! This module only maps (language, key, values) to text; it must not decide anything.
+//! Machine output (reason codes, JSON keys, CSV headers) stays English and is not here.
 
 use crate::decision::Reason;
 use crate::money::Money;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Language {
@@ -17,70 +21,78 @@ pub enum Language {
 }
 
 impl Language {
+    pub const ALL: [Language; 2] = [Language::ZhCn, Language::En];
+
     pub fn tag(self) -> &'static str {
         match self {
             Language::ZhCn => "zh-CN",
             Language::En => "en",
         }
     }
+
+    fn source(self) -> &'static str {
+        match self {
+            Language::ZhCn => include_str!("../messages/zh-CN.toml"),
+            Language::En => include_str!("../messages/en.toml"),
+        }
+    }
+}
+
+/// One language's texts, keyed `section.key`.
+pub type Table = BTreeMap<String, String>;
+
+/// The table of `language` (parsed once; the embedded tables are checked by a test).
+pub fn table(language: Language) -> &'static Table {
+    static TABLES: [OnceLock<Table>; 2] = [OnceLock::new(), OnceLock::new()];
+    TABLES[language as usize].get_or_init(|| parse(language.source()).unwrap_or_default())
+}
+
+fn parse(source: &str) -> Result<Table, String> {
+    let value: toml::Table = toml::from_str(source).map_err(|e| e.to_string())?;
+    let mut table = Table::new();
+    for (section, entries) in value {
+        let toml::Value::Table(entries) = entries else {
+            return Err(format!("{section} is not a section"));
+        };
+        for (key, text) in entries {
+            let toml::Value::String(text) = text else {
+                return Err(format!("{section}.{key} is not a string"));
+            };
+            table.insert(format!("{section}.{key}"), text);
+        }
+    }
+    Ok(table)
+}
+
+/// The text under `key`; the key itself when the table lacks it (a test keeps that from
+/// happening for every key the code uses).
+pub fn text(language: Language, key: &str) -> &'static str {
+    match table(language).get(key) {
+        Some(text) => text.as_str(),
+        None => table(Language::En).get(key).map_or("", String::as_str),
+    }
+}
+
+/// The text under `key` with each `{name}` replaced by its value.
+pub fn fill(language: Language, key: &str, values: &[(&str, &str)]) -> String {
+    let mut out = text(language, key).to_owned();
+    for (name, value) in values {
+        out = out.replace(&format!("{{{name}}}"), value);
+    }
+    out
+}
+
+/// The table of `language` as JSON, for the pages.
+pub fn table_json(language: Language) -> String {
+    serde_json::to_string(table(language)).unwrap_or_else(|_| "{}".into())
 }
 
 pub fn accepted(language: Language, discount: Money, digits: u32) -> String {
-    let amount = discount.display(digits);
-    match language {
-        Language::ZhCn => format!("核销成功，优惠 {amount} 元"),
-        Language::En => format!("Accepted: {amount} off"),
-    }
+    fill(language, "decision.accepted", &[("amount", &discount.display(digits))])
 }
 
 pub fn rejected(language: Language, reason: Reason) -> &'static str {
-    use Reason::*;
-    match language {
-        Language::ZhCn => match reason {
-            Malformed => "无法识别此二维码，请重新扫描或请顾客刷新券码",
-            NoRuleset => "终端尚未加载券规则，请联系店长",
-            UnknownKey => "券码签发方未知，不能核销",
-            BadSignature => "券码签名无效，不能核销",
-            ClockInvalid => "终端时间不正确，请联系店长校准时间",
-            RulesetStale => "券规则已过期，请联网更新后再试",
-            UnknownCampaign => "此券所属活动不在本终端规则中",
-            Revoked => "此券已作废",
-            AlreadyRedeemed => "此券已使用",
-            CampaignPaused => "活动已暂停",
-            CampaignEnded => "活动已结束",
-            NotYetValid => "此券尚未生效",
-            Expired => "此券已过期",
-            OutsideHours => "不在活动可用时段内",
-            MerchantNotEligible => "本店不参与此活动",
-            CategoryNotEligible => "本店类别不适用此券",
-            BelowMinSpend => "未达到最低消费金额",
-            BasketLimit => "本单可用券数量已达上限",
-            HolderDailyLimit => "该用户今日使用次数已达上限",
-            OfflineLimit => "离线核销已达上限，请联网同步后再试",
-        },
-        Language::En => match reason {
-            Malformed => "Unreadable code: scan again or ask the customer to refresh it",
-            NoRuleset => "No coupon rules on this terminal: call the manager",
-            UnknownKey => "Coupon issuer unknown: cannot redeem",
-            BadSignature => "Coupon signature invalid: cannot redeem",
-            ClockInvalid => "Terminal clock is wrong: call the manager",
-            RulesetStale => "Coupon rules expired: connect to update, then retry",
-            UnknownCampaign => "Campaign not known to this terminal",
-            Revoked => "Coupon revoked",
-            AlreadyRedeemed => "Coupon already used",
-            CampaignPaused => "Campaign paused",
-            CampaignEnded => "Campaign ended",
-            NotYetValid => "Coupon not valid yet",
-            Expired => "Coupon expired",
-            OutsideHours => "Outside the campaign's hours",
-            MerchantNotEligible => "This shop is not in the campaign",
-            CategoryNotEligible => "Not valid for this kind of shop",
-            BelowMinSpend => "Below the minimum spend",
-            BasketLimit => "Coupon limit for this sale reached",
-            HolderDailyLimit => "Customer's daily limit reached",
-            OfflineLimit => "Offline limit reached: sync, then retry",
-        },
-    }
+    text(language, &format!("reason.{}", reason.as_str()))
 }
 
 #[cfg(test)]
@@ -88,12 +100,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn both_languages_have_the_same_keys_and_parse() {
+        let zh = parse(Language::ZhCn.source()).expect("zh-CN table parses");
+        let en = parse(Language::En.source()).expect("en table parses");
+        let zh_keys: Vec<_> = zh.keys().collect();
+        let en_keys: Vec<_> = en.keys().collect();
+        assert_eq!(zh_keys, en_keys, "messages/zh-CN.toml and messages/en.toml must have the same keys");
+        for (key, text) in zh.iter().chain(en.iter()) {
+            assert!(!text.trim().is_empty(), "{key} is empty");
+        }
+        // Placeholders match between the languages.
+        let names = |t: &str| {
+            let mut v: Vec<String> =
+                t.split('{').skip(1).filter_map(|p| p.split_once('}').map(|(n, _)| n.to_owned())).collect();
+            v.sort();
+            v
+        };
+        for key in zh.keys() {
+            assert_eq!(names(&zh[key]), names(&en[key]), "placeholders of {key} differ");
+        }
+    }
+
+    #[test]
     fn every_reason_has_a_text_in_each_language() {
         for reason in Reason::ALL {
-            for language in [Language::ZhCn, Language::En] {
-                assert!(!rejected(language, reason).is_empty());
+            for language in Language::ALL {
+                let key = format!("reason.{}", reason.as_str());
+                assert!(table(language).contains_key(&key), "{key} missing in {}", language.tag());
             }
         }
         assert_eq!(accepted(Language::En, Money(1000), 2), "Accepted: 10.00 off");
+        assert_eq!(accepted(Language::ZhCn, Money(1000), 2), "核销成功，优惠 10.00 元");
     }
 }

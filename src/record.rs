@@ -12,13 +12,17 @@ pub struct DecisionRecord {
     pub discount: i64,
     pub coupon_id: Option<String>,
     pub campaign_id: Option<String>,
+    /// `static` (a CP1 code) or `dynamic` (a CP2 presentation), set exactly when
+    /// `coupon_id` is; absent in records stored before CP2, which read as `null`.
+    #[serde(default)]
+    pub presentation: Option<String>,
     pub redemption_id: Option<String>,
     pub message: String,
 }
 
 impl DecisionRecord {
-    /// `coupon_id` and `campaign_id` come only from a verified code (the decision holds a
-    /// coupon only then).
+    /// `coupon_id`, `campaign_id` and `presentation` come only from a verified code (the
+    /// decision holds a coupon only then).
     pub fn new(decision: &Decision, redemption_id: Option<String>, language: Language, digits: u32) -> DecisionRecord {
         let coupon = decision.coupon.as_ref();
         let (verdict, reason, message) = match decision.outcome {
@@ -33,6 +37,7 @@ impl DecisionRecord {
             discount: decision.discount().0,
             coupon_id: coupon.map(|c| c.coupon_id.as_str().to_owned()),
             campaign_id: coupon.map(|c| c.campaign_id.clone()),
+            presentation: coupon.and(decision.presentation).map(|p| p.as_str().to_owned()),
             redemption_id,
             message,
         }

@@ -64,6 +64,8 @@ pub struct RedemptionLine {
     pub at: String,
     pub voided: bool,
     pub state: String,
+    /// `static` (a CP1 code) or `dynamic` (a CP2 presentation).
+    pub presentation: String,
 }
 
 impl Totals {
@@ -117,6 +119,7 @@ pub fn daily(store: &Store, date: Date, ctx: &ReportContext<'_>) -> Result<Daily
             at: rfc3339(row.at, ctx.timezone),
             voided: row.voided_at.is_some(),
             state: row.state.clone(),
+            presentation: row.presentation.clone(),
         });
     }
     Ok(DailyReport {
@@ -153,12 +156,13 @@ impl DailyReport {
 
     /// One line per redemption, for spreadsheets.
     pub fn to_csv(&self) -> String {
-        let mut out =
-            String::from("redemption_id,at,coupon_id,campaign_id,discount,basket_total,eligible_total,voided,state\n");
+        let mut out = String::from(
+            "redemption_id,at,coupon_id,campaign_id,discount,basket_total,eligible_total,voided,state,presentation\n",
+        );
         for r in &self.redemptions {
             let _ = writeln!(
                 out,
-                "{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{}",
                 r.redemption_id,
                 r.at,
                 r.coupon_id,
@@ -167,7 +171,8 @@ impl DailyReport {
                 self.money(r.basket_total),
                 self.money(r.eligible_total),
                 r.voided,
-                r.state
+                r.state,
+                r.presentation
             );
         }
         out
@@ -221,8 +226,8 @@ impl DailyReport {
         out.push('\n');
         let _ = writeln!(
             out,
-            "{:<9} {:<24} {:<16} {:>10} {:>10}  {:<9} redemption",
-            "time", "coupon", "campaign", "discount", "basket", "state"
+            "{:<9} {:<24} {:<16} {:>10} {:>10}  {:<7} {:<9} redemption",
+            "time", "coupon", "campaign", "discount", "basket", "shown", "state"
         );
         for r in &self.redemptions {
             let time = r.at.get(11..19).unwrap_or(&r.at);
@@ -230,11 +235,12 @@ impl DailyReport {
             let flag = if matches!(r.state.as_str(), "conflict" | "rejected") { "  <- check" } else { "" };
             let _ = writeln!(
                 out,
-                "{time:<9} {:<24} {:<16} {:>10} {:>10}  {state:<9} {}{flag}",
+                "{time:<9} {:<24} {:<16} {:>10} {:>10}  {:<7} {state:<9} {}{flag}",
                 r.coupon_id,
                 r.campaign_id,
                 self.money(r.discount),
                 self.money(r.basket_total),
+                r.presentation,
                 r.redemption_id
             );
         }

@@ -200,6 +200,9 @@ pub struct RuleSetWire {
     pub coupon_keys: Vec<CouponKeyWire>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_coupons_per_basket: Option<u64>,
+    /// How old a CP2 presentation may be. Absent means 60; `null` is not absent.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub presentation_max_age_seconds: Option<u64>,
     pub campaigns: Vec<CampaignWire>,
     #[serde(default)]
     pub revoked: Option<RevokedIds>,
@@ -236,6 +239,27 @@ pub struct CampaignWire {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_per_holder_per_day: Option<u64>,
     pub status: CampaignStatus,
+    /// `any` (absent) or `dynamic`; `null` is not absent.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub presentation: Option<PresentationPolicy>,
+}
+
+/// For fields where `null` must refuse the rule set rather than read as absent: serde's
+/// `Option` takes `null` for `None`, so the value itself is deserialized (a `null` then
+/// fails as the wrong type) and an absent field is left to `#[serde(default)]`.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// Which codes a campaign takes (`campaigns[].presentation`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PresentationPolicy {
+    /// CP1 codes and CP2 presentations.
+    #[default]
+    Any,
+    /// CP2 presentations only: a CP1 code is `presentation_required`.
+    Dynamic,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -275,6 +299,8 @@ pub struct RuleSet {
     pub currency: String,
     pub coupon_keys: Vec<CouponKey>,
     pub max_coupons_per_basket: u64,
+    /// `presentation_max_age_seconds`, 10..=600, default 60.
+    pub presentation_max_age: u64,
     pub campaigns: BTreeMap<String, Campaign>,
     pub offline: OfflineLimits,
     pub revoked_count: usize,
@@ -302,6 +328,7 @@ pub struct Campaign {
     pub merchants: Vec<String>,
     pub max_per_holder_per_day: Option<u64>,
     pub status: CampaignStatus,
+    pub presentation: PresentationPolicy,
 }
 
 impl Campaign {
@@ -317,6 +344,11 @@ pub struct OfflineLimits {
     pub max_unsynced_value: Option<Money>,
     pub max_hours_since_sync: Option<u64>,
 }
+
+/// `presentation_max_age_seconds` when a rule set does not say.
+pub const DEFAULT_PRESENTATION_MAX_AGE: u64 = 60;
+/// The bounds of `presentation_max_age_seconds`.
+pub const PRESENTATION_MAX_AGE: std::ops::RangeInclusive<u64> = 10..=600;
 
 fn invalid(msg: String) -> Refusal {
     Refusal::Payload(msg)
@@ -373,6 +405,14 @@ impl RuleSet {
         if max_coupons_per_basket < 1 {
             return Err(invalid("max_coupons_per_basket must be at least 1".into()));
         }
+        let presentation_max_age = w.presentation_max_age_seconds.unwrap_or(DEFAULT_PRESENTATION_MAX_AGE);
+        if !PRESENTATION_MAX_AGE.contains(&presentation_max_age) {
+            return Err(invalid(format!(
+                "presentation_max_age_seconds {presentation_max_age} is outside {}..={}",
+                PRESENTATION_MAX_AGE.start(),
+                PRESENTATION_MAX_AGE.end()
+            )));
+        }
         let mut campaigns = BTreeMap::new();
         for c in &w.campaigns {
             let campaign = Campaign::from_wire(c)?;
@@ -406,6 +446,7 @@ impl RuleSet {
             currency: w.currency.clone(),
             coupon_keys,
             max_coupons_per_basket,
+            presentation_max_age,
             campaigns,
             offline,
             revoked_count: w.revoked.as_ref().map_or(0, RevokedIds::listed),
@@ -465,6 +506,64 @@ impl Campaign {
             merchants: c.merchants.clone().unwrap_or_default(),
             max_per_holder_per_day: c.max_per_holder_per_day,
             status: c.status,
+            presentation: c.presentation.unwrap_or_default(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::issuer::Issuer;
+
+    fn with(edit: impl FnOnce(&mut serde_json::Value)) -> Result<RuleSet, Refusal> {
+        let issuer = Issuer::from_seed(5);
+        let mut payload = issuer.ruleset_payload(1, "2026-11-28T04:00:00Z".parse().unwrap(), &["A", "B"], &[]);
+        edit(&mut payload);
+        let anchors = parse_anchors(&issuer.trust_anchors_json()).unwrap();
+        verify(&issuer.sign_ruleset(&payload), &anchors).map(|v| v.rules)
+    }
+
+    #[test]
+    fn presentation_fields_default_and_bounds() {
+        let rules = with(|_| {}).unwrap();
+        assert_eq!(rules.presentation_max_age, 60);
+        assert_eq!(rules.campaigns["A"].presentation, PresentationPolicy::Any);
+        let rules = with(|p| {
+            p["presentation_max_age_seconds"] = 10.into();
+            p["campaigns"][0]["presentation"] = "dynamic".into();
+            p["campaigns"][1]["presentation"] = "any".into();
+        })
+        .unwrap();
+        assert_eq!(rules.presentation_max_age, 10);
+        assert_eq!(rules.campaigns["A"].presentation, PresentationPolicy::Dynamic);
+        assert_eq!(rules.campaigns["B"].presentation, PresentationPolicy::Any);
+        assert_eq!(with(|p| p["presentation_max_age_seconds"] = 600.into()).unwrap().presentation_max_age, 600);
+    }
+
+    #[test]
+    fn presentation_fields_refuse_anything_else_null_included() {
+        for bad in [
+            serde_json::json!(null),
+            serde_json::json!(9),
+            serde_json::json!(601),
+            serde_json::json!(-60),
+            serde_json::json!(60.0),
+            serde_json::json!(60.5),
+            serde_json::json!("60"),
+            serde_json::json!(1e30),
+            serde_json::json!(true),
+        ] {
+            assert!(with(|p| p["presentation_max_age_seconds"] = bad.clone()).is_err(), "age {bad}");
+        }
+        for bad in [
+            serde_json::json!(null),
+            serde_json::json!("static"),
+            serde_json::json!("Dynamic"),
+            serde_json::json!(true),
+            serde_json::json!(["dynamic"]),
+        ] {
+            assert!(with(|p| p["campaigns"][0]["presentation"] = bad.clone()).is_err(), "presentation {bad}");
+        }
     }
 }

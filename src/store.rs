@@ -8,7 +8,7 @@
 //! through the [`LedgerView`] this module implements over an open transaction.
 
 use crate::clock::rfc3339;
-use crate::coupon::Coupon;
+use crate::coupon::{Coupon, Shown};
 use crate::decision::{self, Checkout, Decision, LedgerView, Terminal, Unsynced};
 use crate::jws::JwsSource;
 use crate::keys::b64url_encode;
@@ -25,6 +25,7 @@ use thiserror::Error;
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_ledger", include_str!("../migrations/0001_ledger.sql")),
     ("0002_daemon", include_str!("../migrations/0002_daemon.sql")),
+    ("0003_presentation", include_str!("../migrations/0003_presentation.sql")),
     ("0004_ledger_v4", include_str!("../migrations/0004_ledger_v4.sql")),
 ];
 
@@ -177,6 +178,8 @@ pub struct RedemptionRow {
     pub voided_at: Option<Timestamp>,
     /// `pending` until every event is answered, then the answer to the redeem event.
     pub state: String,
+    /// `static` (a CP1 code) or `dynamic` (a CP2 presentation).
+    pub presentation: String,
 }
 
 impl Store {
@@ -274,6 +277,9 @@ impl Store {
                 tx.pragma_update(None, "application_id", LEDGER_APPLICATION_ID)?;
             }
             tx.execute_batch(sql)?;
+            if MIGRATIONS[index].0 == "0003_presentation" {
+                rederive_ruleset_tables(&tx)?;
+            }
             tx.pragma_update(None, "user_version", index as i64 + 1)?;
             tx.commit()?;
         }
@@ -701,6 +707,7 @@ impl Store {
                 at: from_ms(r.get(7)?),
                 voided_at: r.get::<_, Option<i64>>(8)?.map(from_ms),
                 state: r.get(9)?,
+                presentation: r.get(10)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -756,7 +763,8 @@ const REDEMPTIONS_BETWEEN_SQL: &str =
             CASE WHEN EXISTS (SELECT 1 FROM outbox o WHERE o.redemption_id = r.id AND o.state = 'parked')
                  THEN 'parked'
                  WHEN r.id IN (SELECT redemption_id FROM outbox WHERE state = 'pending')
-                 THEN 'pending' ELSE r.forward_state END
+                 THEN 'pending' ELSE r.forward_state END,
+            r.presentation
      FROM redemption r
      WHERE r.id >= ?3 AND r.id < ?4 AND r.at_ms >= ?1 AND r.at_ms < ?2 ORDER BY r.at_ms, r.id";
 
@@ -776,6 +784,10 @@ pub fn present_in(
         // Nothing is written for a refusal.
         return Ok(Recorded { decision, redemption_id: None, checkout_id });
     };
+    // `decide` sets both together; an acceptance without it must not be reported.
+    let shown = decision
+        .presentation
+        .ok_or_else(|| StoreError::Corrupt("an accepted decision without its presentation".into()))?;
     let checkout_id = match checkout_id {
         Some(id) => id,
         None => {
@@ -795,10 +807,14 @@ pub fn present_in(
         }
     };
     let redemption_id = new_uuid(now);
+    let presented_at = match shown {
+        Shown::Static => None,
+        Shown::Dynamic { presented_at } => Some(i64::try_from(presented_at).unwrap_or(i64::MAX)),
+    };
     tx.prepare_cached(
         "INSERT INTO redemption (id, checkout_id, coupon_id, campaign_id, holder, code, discount,
-             basket_total, eligible_total, currency, ruleset_version, at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+             basket_total, eligible_total, currency, ruleset_version, at_ms, presentation, presented_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?
     .execute(params![
         redemption_id,
@@ -812,10 +828,12 @@ pub fn present_in(
         view.eligible_total.0,
         rules.currency,
         rules.version,
-        ms(now)
+        ms(now),
+        shown.as_str(),
+        presented_at
     ])?;
     let at = rfc3339(now, &rules.timezone);
-    let event = RedeemEvent { redemption_id: &redemption_id, coupon, code, view: &view, discount, rules, at };
+    let event = RedeemEvent { redemption_id: &redemption_id, coupon, shown, code, view: &view, discount, rules, at };
     append_event(tx, "redeem", &redemption_id, |event_id, seq| event.to_json(event_id, seq), now)?;
     Ok(Recorded { decision, redemption_id: Some(redemption_id), checkout_id: Some(checkout_id) })
 }
@@ -944,6 +962,17 @@ pub fn current_checkout_in(c: &Connection) -> Result<Option<String>> {
         .optional()?)
 }
 
+/// Open checkouts opened before `cutoff`, oldest first (the manager's page lists them:
+/// a till that never closed its sales).
+pub fn open_checkouts_before_in(c: &Connection, cutoff: Timestamp) -> Result<Vec<(String, Timestamp, Money)>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT id, opened_ms, basket_total FROM checkout WHERE status = 'open' AND opened_ms < ?1
+         ORDER BY opened_ms LIMIT 100",
+    )?;
+    let rows = stmt.query_map([ms(cutoff)], |r| Ok((r.get::<_, String>(0)?, from_ms(r.get(1)?), Money(r.get(2)?))))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 pub fn open_checkout_in(
     c: &Connection,
     basket_total: Money,
@@ -1064,6 +1093,42 @@ fn derived_digest_in(c: &Connection) -> Result<Option<[u8; 32]>> {
     Ok(Some(digest.finish()))
 }
 
+/// Part of migration 3. It taught the rule set two fields an older redeemd ignored
+/// (`presentation_max_age_seconds`, `campaigns[].presentation`): a rule set installed by
+/// that version holds them in its JWS only, not in the header row and campaign table that
+/// decisions read, and the start-up proof would then (rightly) find the tables different
+/// from the signed text and refuse every code until a newer rule set came. They are
+/// rebuilt here from the stored JWS when the current rules accept its payload; otherwise
+/// they stay as they are and the proof fails closed. The proof re-verifies the signature
+/// at start either way, so nothing unsigned becomes a rule.
+fn rederive_ruleset_tables(tx: &Connection) -> Result<()> {
+    let Some(version) = tx.query_row("SELECT MAX(version) FROM ruleset", [], |r| r.get::<_, Option<i64>>(0))? else {
+        return Ok(());
+    };
+    // Read in pieces, as the proof reads it: a 25 MB rule set is never held whole.
+    let source = BlobSource {
+        blob: tx.blob_open(rusqlite::MAIN_DB, "ruleset", "jws", version, true)?,
+        error: RefCell::new(None),
+    };
+    let wire = crate::jws::split(&source)
+        .ok()
+        .flatten()
+        .and_then(|parts| crate::jws::parse_payload::<RuleSetWire>(&source, parts.payload).ok());
+    if let Some(e) = source.error.into_inner() {
+        return Err(e.into());
+    }
+    let Some(wire) = wire.filter(|w| RuleSet::from_wire(w).is_ok()) else {
+        return Ok(());
+    };
+    tx.execute("UPDATE ruleset SET header_json = ?2 WHERE version = ?1", params![version, header_json(&wire)?])?;
+    let mut update = tx.prepare("UPDATE campaign SET wire_json = ?2 WHERE id = ?1")?;
+    for c in &wire.campaigns {
+        let json = serde_json::to_string(c).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        update.execute(params![c.id, json])?;
+    }
+    Ok(())
+}
+
 /// The rule set without campaigns and revoked ids, as the `ruleset` row keeps it.
 fn header_json(wire: &RuleSetWire) -> Result<String> {
     // Field by field: cloning the whole wire would copy every campaign and revoked id.
@@ -1077,6 +1142,7 @@ fn header_json(wire: &RuleSetWire) -> Result<String> {
         currency: wire.currency.clone(),
         coupon_keys: wire.coupon_keys.clone(),
         max_coupons_per_basket: wire.max_coupons_per_basket,
+        presentation_max_age_seconds: wire.presentation_max_age_seconds,
         campaigns: Vec::new(),
         revoked: None,
         offline: wire.offline.clone(),
@@ -1220,6 +1286,9 @@ fn decide_in(
 struct RedeemEvent<'a> {
     redemption_id: &'a str,
     coupon: &'a Coupon,
+    shown: Shown,
+    /// The text presented: for a dynamic one the whole `CP2:` text, so that upstream can
+    /// verify both signatures again.
     code: &'a str,
     view: &'a Checkout,
     discount: Money,
@@ -1229,15 +1298,24 @@ struct RedeemEvent<'a> {
 
 impl RedeemEvent<'_> {
     fn to_json(&self, event_id: &str, seq: i64) -> String {
-        serde_json::json!({
+        let mut event = serde_json::json!({
             "event_id": event_id, "seq": seq, "type": "redeem", "redemption_id": self.redemption_id,
             "coupon_id": self.coupon.coupon_id.as_str(), "campaign_id": self.coupon.campaign_id,
             "holder": b64url_encode(&self.coupon.holder), "code": self.code,
+            "presentation": self.shown.as_str(),
             "basket_total": self.view.basket_total.0, "eligible_total": self.view.eligible_total.0,
             "discount": self.discount.0, "currency": self.rules.currency, "at": self.at,
             "ruleset_version": self.rules.version,
-        })
-        .to_string()
+        });
+        // A static one omits presented_at (upstream-api.md).
+        if let Shown::Dynamic { presented_at } = self.shown {
+            let signed = i64::try_from(presented_at).ok().and_then(|s| Timestamp::from_second(s).ok());
+            // The window keeps an accepted presentation within 10 minutes of now: always an instant.
+            if let Some(signed) = signed {
+                event["presented_at"] = rfc3339(signed, &self.rules.timezone).into();
+            }
+        }
+        event.to_string()
     }
 }
 
@@ -1257,6 +1335,20 @@ fn append_event(
     )?
     .execute(params![seq, event_id, kind, redemption_id, body, ms(now)])?;
     Ok(())
+}
+
+/// What a refusal's message may tell beside the reason: when this terminal redeemed the
+/// coupon (unvoided), and the unsynced backlog.
+pub fn refusal_facts_in(c: &Connection, coupon_id: Option<&str>) -> Result<(Option<Timestamp>, Unsynced)> {
+    let redeemed_at = match coupon_id {
+        Some(id) => c
+            .prepare_cached("SELECT at_ms FROM redemption WHERE coupon_id = ?1 AND voided_ms IS NULL")?
+            .query_row([id], |r| r.get::<_, i64>(0))
+            .optional()?
+            .map(from_ms),
+        None => None,
+    };
+    Ok((redeemed_at, unsynced(c)?))
 }
 
 /// A redemption is unsynced while it is not voided and its redeem event waits for an
@@ -1326,6 +1418,203 @@ impl LedgerView for SqlLedger<'_> {
                 .optional()?;
             Ok(value.and_then(|v| v.parse::<i64>().ok()).map(from_ms))
         })
+    }
+}
+
+// ------------------------------------------------------------ inspection, backup, restore
+
+/// SQLite `application_id` of a backup made by `redeemd backup`: "RDMB". A backup is a
+/// ledger copy plus two tables of its own, so it is never mistaken for a live ledger.
+pub const BACKUP_APPLICATION_ID: i64 = 0x5244_4D42;
+
+/// At most this many lines of `PRAGMA quick_check` are kept.
+const QUICK_CHECK_LINES: i64 = 20;
+
+fn step_to_done(backup: &rusqlite::backup::Backup<'_, '_>) -> rusqlite::Result<()> {
+    use rusqlite::backup::StepResult;
+    // All pages in one step: one read transaction, so the copy is one consistent
+    // snapshot even while the daemon keeps writing (WAL readers do not block it).
+    for _ in 0..500 {
+        match backup.step(-1)? {
+            StepResult::Done => return Ok(()),
+            _ => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
+    Err(rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+        Some("the ledger stayed locked for 10 s".into()),
+    ))
+}
+
+impl Store {
+    /// Opens an existing ledger for reading only (`doctor`, `backup`, `restore`'s check):
+    /// no migration, no stamping, no pragma that writes. A file that is not a redeemd
+    /// ledger, or one newer than this binary, is refused as [`Store::open`] would.
+    pub fn open_read_only(path: &Path) -> Result<Store> {
+        match std::fs::metadata(path) {
+            Err(_) => return Err(StoreError::Missing(path.into())),
+            Ok(meta) if meta.len() == 0 => {
+                return Err(StoreError::Foreign { path: path.into(), why: "the file is empty (0 bytes)".into() })
+            }
+            Ok(_) => {}
+        }
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let open = |source| StoreError::Open { path: path.into(), source };
+        let conn = Connection::open_with_flags(path, flags).map_err(open)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(open)?;
+        let store = Store { conn };
+        let app: i64 = match store.conn.pragma_query_value(None, "application_id", |r| r.get(0)) {
+            Ok(app) => app,
+            Err(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::NotADatabase => {
+                return Err(StoreError::Foreign { path: path.into(), why: "the file is not an SQLite database".into() })
+            }
+            Err(e) => return Err(open(e)),
+        };
+        let version = store.schema_version().map_err(|e| match e {
+            StoreError::Sql(source) => open(source),
+            other => other,
+        })?;
+        if app != LEDGER_APPLICATION_ID && !(app == 0 && version >= 1) {
+            return Err(StoreError::Foreign {
+                path: path.into(),
+                why: format!("its SQLite application_id is {app:#x}, not redeemd's"),
+            });
+        }
+        if version > MIGRATIONS.len() as i64 {
+            return Err(StoreError::TooNew { found: version, known: MIGRATIONS.len() as i64 });
+        }
+        Ok(store)
+    }
+
+    /// `PRAGMA quick_check`: `["ok"]` for a sound file, else what SQLite found (at most
+    /// 20 lines).
+    pub fn quick_check(&self) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare(&format!("PRAGMA quick_check({QUICK_CHECK_LINES})"))?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Every outbox event id, the ledger's record of what happened.
+    pub fn event_ids(&self) -> Result<std::collections::HashSet<String>> {
+        let mut stmt = self.conn.prepare("SELECT event_id FROM outbox")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Writes a consistent copy of the ledger to `dest` with SQLite's online backup (safe
+    /// while the daemon writes), adds `files` (name → bytes) and `info` (key → text),
+    /// drops page sessions (they belong to this terminal's browser), and makes it a
+    /// single-file database stamped as a backup. `dest` must not exist.
+    pub fn backup_to(&self, dest: &Path, files: &[(&str, Vec<u8>)], info: &[(&str, String)]) -> Result<()> {
+        let open = |source| StoreError::Open { path: dest.into(), source };
+        let mut out = Connection::open(dest).map_err(open)?;
+        {
+            let backup = rusqlite::backup::Backup::new(&self.conn, &mut out)?;
+            step_to_done(&backup)?;
+        }
+        let mode: String = out.pragma_update_and_check(None, "journal_mode", "DELETE", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("delete") {
+            return Err(StoreError::Corrupt(format!("the backup's journal_mode is {mode}, not delete")));
+        }
+        let tx = out.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(
+            "DELETE FROM session;
+             CREATE TABLE backup_info (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+             CREATE TABLE backup_file (name TEXT PRIMARY KEY, content BLOB NOT NULL) WITHOUT ROWID;",
+        )?;
+        for (key, value) in info {
+            tx.execute("INSERT INTO backup_info (key, value) VALUES (?1, ?2)", params![key, value])?;
+        }
+        for (name, content) in files {
+            tx.execute("INSERT INTO backup_file (name, content) VALUES (?1, ?2)", params![name, content])?;
+        }
+        tx.pragma_update(None, "application_id", BACKUP_APPLICATION_ID)?;
+        tx.commit()?;
+        out.execute_batch("VACUUM")?;
+        Ok(())
+    }
+}
+
+/// A backup file made by [`Store::backup_to`], opened read-only.
+pub struct BackupFile {
+    conn: Connection,
+}
+
+impl BackupFile {
+    pub fn open(path: &Path) -> Result<BackupFile> {
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let not_backup = |why: String| StoreError::Foreign { path: path.into(), why };
+        if !path.is_file() {
+            return Err(StoreError::Missing(path.into()));
+        }
+        let conn = Connection::open_with_flags(path, flags)
+            .map_err(|source| StoreError::Open { path: path.into(), source })?;
+        let app: i64 = conn
+            .pragma_query_value(None, "application_id", |r| r.get(0))
+            .map_err(|_| not_backup("the file is not an SQLite database".into()))?;
+        if app != BACKUP_APPLICATION_ID {
+            return Err(not_backup(format!("its application_id is {app:#x}, not a redeemd backup's")));
+        }
+        let file = BackupFile { conn };
+        let version: i64 = file.conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > MIGRATIONS.len() as i64 {
+            return Err(StoreError::TooNew { found: version, known: MIGRATIONS.len() as i64 });
+        }
+        Ok(file)
+    }
+
+    pub fn quick_check(&self) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare(&format!("PRAGMA quick_check({QUICK_CHECK_LINES})"))?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn info(&self, key: &str) -> Result<Option<String>> {
+        Ok(self.conn.query_row("SELECT value FROM backup_info WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+    }
+
+    pub fn file(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.conn.query_row("SELECT content FROM backup_file WHERE name = ?1", [name], |r| r.get(0)).optional()?)
+    }
+
+    pub fn event_ids(&self) -> Result<std::collections::HashSet<String>> {
+        let mut stmt = self.conn.prepare("SELECT event_id FROM outbox")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// (redemptions, events, events not yet answered by upstream).
+    pub fn counts(&self) -> Result<(i64, i64, i64)> {
+        Ok(self.conn.query_row(
+            "SELECT (SELECT COUNT(*) FROM redemption), (SELECT COUNT(*) FROM outbox),
+                    (SELECT COUNT(*) FROM outbox WHERE state IN ('pending', 'parked'))",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?)
+    }
+
+    /// Replaces the ledger at `ledger` (created if missing) with this backup's ledger,
+    /// through SQLite's backup API (so the live file's WAL and locks are respected), then
+    /// drops the backup's own tables, stamps it a ledger, and brings its schema up to date.
+    /// The caller has checked that nothing in `ledger` would be lost.
+    pub fn restore_into(&self, ledger: &Path) -> Result<Store> {
+        let open = |source| StoreError::Open { path: ledger.into(), source };
+        let mut dst = Connection::open(ledger).map_err(open)?;
+        dst.busy_timeout(std::time::Duration::from_secs(10))?;
+        let mode: String = dst.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Corrupt(format!("journal_mode is {mode}, not wal")));
+        }
+        {
+            let backup = rusqlite::backup::Backup::new(&self.conn, &mut dst)?;
+            step_to_done(&backup)?;
+        }
+        let tx = dst.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch("DROP TABLE backup_info; DROP TABLE backup_file;")?;
+        tx.pragma_update(None, "application_id", LEDGER_APPLICATION_ID)?;
+        tx.commit()?;
+        drop(dst);
+        Store::open(ledger)
     }
 }
 

@@ -338,3 +338,26 @@ fn edited_rule_set_tables_are_caught_and_fail_closed() {
     let id = d.open_checkout(5800);
     assert_eq!(d.present(&id, &t.code("C-EDIT", "DINING"))["reason"], "no_ruleset", "fails closed");
 }
+
+#[test]
+fn refusals_say_what_to_do_and_demo_once_runs_its_round_trip() {
+    let t = TestTerminal::with_ruleset();
+    let r = t.run(&["redeem", &t.code("ADV-1", "DINING"), "--amount", "25", "--json"]);
+    assert_eq!(r.json()["message"], "Below the minimum spend (minimum spend 40.00, 15.00 more to go)");
+    let code = t.code("ADV-2", "DINING");
+    assert_exit(&t.run(&["redeem", &code, "--amount", "58"]), 0, "redeem");
+    let r = t.run(&["redeem", &code, "--amount", "58", "--json"]);
+    let message = r.json()["message"].as_str().unwrap().to_owned();
+    assert!(message.starts_with("Coupon already used (used on this terminal at 20"), "{message}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(common::binary())
+        .args(["demo", "--once", "--dir"])
+        .arg(dir.path().join("demo"))
+        .env("REDEEMD_LOG", "error")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "demo --once: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("ACCEPTED") && stdout.contains("REJECTED  already_redeemed"), "{stdout}");
+}

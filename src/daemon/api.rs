@@ -88,6 +88,8 @@ pub struct AppState {
     pub sync: Mutex<Option<SyncStatus>>,
     pub shutdown: CancellationToken,
     pub login: Mutex<LoginThrottle>,
+    /// The config file the daemon started with (`doctor` on the manager's page).
+    pub config_path: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -104,7 +106,7 @@ pub struct LoginThrottle {
     checking: bool,
 }
 
-pub fn router(state: Arc<AppState>) -> Router {
+pub fn router(state: Arc<AppState>, extra: Option<Router<Arc<AppState>>>) -> Router {
     let timed = Router::new()
         .route("/v1/checkouts", post(open_checkout))
         .route("/v1/checkouts/{id}", get(get_checkout))
@@ -117,6 +119,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/manager/login", post(manager_login))
         .route("/cashier/open", get(cashier_open))
         .merge(pages::router())
+        .merge(extra.unwrap_or_default())
         .layer(axum::middleware::from_fn(request_timeout));
     Router::new()
         .route("/v1/events", get(events))
@@ -156,7 +159,7 @@ fn gone() -> Response {
     error(503, "shutting_down", "the daemon is stopping; retry in a moment")
 }
 
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|pair| {
         let (k, v) = pair.trim().split_once('=')?;
         (k == name).then(|| v.to_owned())
@@ -585,26 +588,53 @@ async fn cashier_open(State(s): State<Arc<AppState>>, Query(query): Query<HashMa
     start_session(&s, "cashier", "/").await
 }
 
-async fn manager_login(State(s): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn manager_login(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let answer = check_manager_pin(&s, body).await;
+    // A browser's form post gets the login page again with the error, same status.
+    let wants_html = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("text/html"));
+    match answer {
+        Ok(()) => start_session(&s, "manager", "/manager").await,
+        Err((status, code, _)) if wants_html => {
+            let (language, _) = pages::page_language(&s, &headers, &HashMap::new());
+            pages::login_page(
+                language,
+                s.language,
+                StatusCode::from_u16(status).unwrap_or(StatusCode::UNAUTHORIZED),
+                Some(code),
+            )
+        }
+        Err((status, code, message)) => error(status, code, message),
+    }
+}
+
+/// Checks the posted PIN: Ok, or (status, code, message) of the refusal.
+async fn check_manager_pin(
+    s: &AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(), (u16, &'static str, &'static str)> {
     let body = match body_bytes(body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(_) => return Err((400, "bad_form", "the form could not be read")),
     };
     let Some(pin) = url::form_urlencoded::parse(&body).find(|(k, _)| k == "pin").map(|(_, v)| v.into_owned()) else {
-        return error(400, "bad_form", "the form has no `pin` field");
+        return Err((400, "bad_form", "the form has no `pin` field"));
     };
     let Some(hash) = s.manager_pin.current().filter(|h| !h.is_empty()) else {
-        return error(401, "no_pin", "no manager PIN is set: run `redeemd manager-pin set` on the terminal");
+        return Err((401, "no_pin", "no manager PIN is set: run `redeemd manager-pin set` on the terminal"));
     };
     // The attempt counts as wrong before it is checked, and one check runs at a time:
     // parallel guesses can neither slip past the lock nor pile up Argon2 work.
     {
         let mut throttle = s.login.lock().unwrap_or_else(|e| e.into_inner());
         if throttle.locked_until.is_some_and(|until| std::time::Instant::now() < until) {
-            return error(429, "login_locked", "five wrong PINs in a row: the login is locked for five minutes");
+            return Err((429, "login_locked", "five wrong PINs in a row: the login is locked for five minutes"));
         }
         if throttle.checking {
-            return error(429, "login_busy", "another login is being checked; try again in a moment");
+            return Err((429, "login_busy", "another login is being checked; try again in a moment"));
         }
         throttle.checking = true;
         throttle.wrong += 1;
@@ -620,11 +650,11 @@ async fn manager_login(State(s): State<Arc<AppState>>, body: Result<Bytes, Bytes
             if throttle.locked_until.is_some() {
                 throttle.wrong = 0;
             }
-            return error(401, "wrong_pin", "wrong PIN");
+            return Err((401, "wrong_pin", "wrong PIN"));
         }
         *throttle = LoginThrottle::default();
     }
-    start_session(&s, "manager", "/manager").await
+    Ok(())
 }
 
 /// The role of a page request, without answering 401 (pages show a login instead).

@@ -214,6 +214,18 @@ pub enum ScanOutcome {
     Refused,
 }
 
+/// The manager's page's data, read in one job.
+#[derive(Debug)]
+pub struct ManagerView {
+    pub date: jiff::civil::Date,
+    pub report: crate::report::DailyReport,
+    pub status: LedgerStatus,
+    pub campaigns: Option<usize>,
+    pub digits: u32,
+    /// Open checkouts older than an hour: (id, opened at, basket total).
+    pub open_old: Vec<(String, String, Money)>,
+}
+
 /// The status fields the ledger knows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LedgerStatus {
@@ -351,8 +363,19 @@ impl Ledger {
                 return Ok((closed(&row), Vec::new()));
             }
             let recorded = store::present_in(c, CheckoutRef::Existing(&id), code, ctx.terminal, ctx.rules, ctx.now)?;
-            let mut record = serde_json::to_value(ctx.record(&recorded.decision, recorded.redemption_id.clone()))
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let mut record = ctx.record(&recorded.decision, recorded.redemption_id.clone());
+            if !recorded.decision.accepted() {
+                let coupon_id = recorded.decision.coupon.as_ref().map(|c| c.coupon_id.as_str());
+                let (redeemed_at, unsynced) = store::refusal_facts_in(c, coupon_id)?;
+                let situation = crate::advice::Situation {
+                    eligible_total: row.eligible_total,
+                    accepted_discount: row.discount_total,
+                    redeemed_at,
+                    unsynced,
+                };
+                record.message = crate::advice::message(ctx.language, &recorded.decision, ctx.rules, &situation);
+            }
+            let mut record = serde_json::to_value(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             record["source"] = json!(source.as_str());
             record["at"] = json!(ctx.rfc3339(ctx.now));
             store::log_decision_in(c, &id, source.as_str(), ctx.now, &record.to_string())?;
@@ -476,6 +499,35 @@ impl Ledger {
             Ok(report) => Answer { status: 200, content_type: JSON, body: report.to_json() },
             Err(e) => Answer::internal(&e),
         }
+    }
+
+    /// What the manager's page shows: the day's report and the terminal's state.
+    pub fn manager_view(&mut self, date: Option<jiff::civil::Date>) -> Result<ManagerView, String> {
+        let tz = self.agent.timezone();
+        let now = self.agent.now();
+        let date = date.unwrap_or_else(|| now.to_zoned_datetime(tz.clone()).date());
+        if date.to_zoned_datetime(tz.clone()).is_err()
+            || date.tomorrow().and_then(|d| d.to_zoned_datetime(tz.clone())).is_err()
+        {
+            return Err(format!("date {date} is out of range"));
+        }
+        let report = self.agent.daily_report(date).map_err(|e| e.to_string())?;
+        let status = self.status().map_err(|e| e.to_string())?;
+        let cutoff = now - jiff::SignedDuration::from_hours(1);
+        let open_old = store::open_checkouts_before_in(self.agent.store().connection(), cutoff)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|(id, at, basket)| (id, crate::clock::rfc3339(at, &tz), basket))
+            .collect();
+        let installed = self.agent.installed().map(|i| &i.rules);
+        Ok(ManagerView {
+            date,
+            report,
+            status,
+            campaigns: installed.map(|r| r.campaigns.len()),
+            digits: self.agent.currency_digits(),
+            open_old,
+        })
     }
 
     pub fn status(&mut self) -> Result<LedgerStatus, StoreError> {

@@ -47,6 +47,10 @@ pub struct RunOptions {
     pub listen: Option<String>,
     pub scanner: Option<String>,
     pub profile: Option<String>,
+    /// More pages beside the terminal's own (the interactive demo's `/demo`).
+    pub extra_routes: Option<axum::Router<Arc<AppState>>>,
+    /// The config file, for `doctor` from the manager's page.
+    pub config_path: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Error)]
@@ -75,7 +79,7 @@ pub fn listen_address(config: &Config, flag: Option<&str>) -> Result<SocketAddr,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. `clock` is the daemon's one time source.
-pub fn run(config: &Config, agent: Agent, clock: Arc<dyn Clock>, options: RunOptions) -> Result<(), RunError> {
+pub fn run(config: &Config, agent: Agent, clock: Arc<dyn Clock>, mut options: RunOptions) -> Result<(), RunError> {
     let addr = listen_address(config, options.listen.as_deref())?;
     let scanner_text = options
         .scanner
@@ -141,6 +145,7 @@ pub fn run(config: &Config, agent: Agent, clock: Arc<dyn Clock>, options: RunOpt
         sync: Mutex::new(None),
         shutdown: shutdown.clone(),
         login: Mutex::new(api::LoginThrottle::default()),
+        config_path: options.config_path.clone(),
     });
     metrics.scanner_state(if scanner_profile.is_some() { "disconnected" } else { "none" });
 
@@ -188,7 +193,7 @@ pub fn run(config: &Config, agent: Agent, clock: Arc<dyn Clock>, options: RunOpt
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         tokio::spawn(wait_for_signal(shutdown.clone()));
 
-        let app = api::router(state.clone());
+        let app = api::router(state.clone(), options.extra_routes.take());
         let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let mut serving = tokio::spawn(async move { serve.await });
         let served = tokio::select! {

@@ -218,6 +218,20 @@ pub struct SetupCode {
     pub source: String,
     #[serde(default)]
     pub note: String,
+    /// How the vendor prints it: a QR code (default) or Code 128.
+    #[serde(default)]
+    pub symbology: Symbology,
+}
+
+/// The symbology a setup code is drawn in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Symbology {
+    #[default]
+    Qr,
+    /// Code 128, code set B (ISO/IEC 15417), drawn with the `barcoders` crate.
+    #[serde(rename = "code-128")]
+    Code128,
 }
 
 #[derive(Debug, Error)]

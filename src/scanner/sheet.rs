@@ -1,12 +1,13 @@
 //! The installer's setup sheet: a printable PNG (A4 at 150 dpi) with a profile's setup
-//! codes as labelled QR codes, each with its confidence and source, and a sample coupon
-//! to test the scanner with. Codes whose content no source gives are drawn as a labelled
-//! box that says where to find them — never as an invented barcode.
+//! codes in the symbology the vendor prints them in (QR, or Code 128 drawn by the
+//! `barcoders` crate), each with its confidence and source, and a sample coupon to test
+//! the scanner with. Codes whose content no source gives are drawn as a labelled box that
+//! says so and where to find them — never as an invented barcode.
 //!
 //! Text is drawn with the public-domain 8×8 bitmap font of `font8x8` (ASCII; other
 //! characters print as `?`). It renders only; writing the file is the caller's.
 
-use super::profile::{Confidence, Profile};
+use super::profile::{Confidence, Profile, Symbology};
 use image::{GrayImage, Luma};
 use qrcode::{EcLevel, QrCode};
 use thiserror::Error;
@@ -22,6 +23,15 @@ const WHITE: Luma<u8> = Luma([255]);
 pub enum SheetError {
     #[error("setup code {label:?} cannot be drawn as a QR code: {message}")]
     Qr { label: String, message: String },
+    #[error("setup code {label:?} cannot be drawn as Code 128: {message}")]
+    Code128 { label: String, message: String },
+}
+
+/// A Code 128 symbol's modules (1 = bar), code set B, quiet zones not included.
+pub fn code128_modules(content: &str) -> Result<Vec<u8>, String> {
+    // barcoders wants the start code set spelled out: U+0181 is Start B.
+    let symbol = barcoders::sym::code128::Code128::new(format!("\u{0181}{content}")).map_err(|e| e.to_string())?;
+    Ok(symbol.encode())
 }
 
 struct Canvas {
@@ -74,6 +84,39 @@ impl Canvas {
                 self.img.put_pixel(px, py, BLACK);
             }
         }
+    }
+
+    /// Draws a Code 128 symbol at most `width` wide (modules of at least 2 px, a quiet
+    /// zone of 10 modules each side), `height` tall.
+    fn code128(
+        &mut self,
+        x: u32,
+        y: u32,
+        width: u32,
+        height: u32,
+        content: &str,
+        label: &str,
+    ) -> Result<(), SheetError> {
+        let modules =
+            code128_modules(content).map_err(|message| SheetError::Code128 { label: label.into(), message })?;
+        let total = modules.len() as u32 + 20;
+        let unit = (width / total).clamp(2, 4);
+        if total * unit > width {
+            return Err(SheetError::Code128 { label: label.into(), message: "too long for the sheet".into() });
+        }
+        for (i, m) in modules.iter().enumerate() {
+            if *m == 1 {
+                let left = x + (10 + i as u32) * unit;
+                for px in left..left + unit {
+                    for py in y..y + height {
+                        if px < WIDTH && py < HEIGHT {
+                            self.img.put_pixel(px, py, BLACK);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn qr(&mut self, x: u32, y: u32, content: &str, label: &str) -> Result<(), SheetError> {
@@ -174,7 +217,27 @@ pub fn render(profile: &Profile, sample_code: &str) -> Result<GrayImage, SheetEr
         if code.content.is_empty() {
             c.rect(MARGIN, top, QR_SIZE, QR_SIZE);
             c.y = top + QR_SIZE / 2 - 20;
-            c.paragraph(MARGIN + 12, "content unknown: scan this code from the vendor's guide", 2, QR_SIZE - 24);
+            c.paragraph(
+                MARGIN + 12,
+                "NOT FOUND in any source consulted: scan this code from the vendor's guide",
+                2,
+                QR_SIZE - 24,
+            );
+        } else if code.symbology == Symbology::Code128 {
+            // A linear symbol needs the width: bars across the page, the text below them.
+            c.code128(MARGIN, top, inner, 100, &code.content, &code.label)?;
+            c.y = top + 112;
+            c.y += c.paragraph(MARGIN, &format!("{} (Code 128)", code.label), 3, inner) + 6;
+            c.y += c.paragraph(MARGIN, &format!("content: {}", code.content), 2, inner);
+            c.y += c.paragraph(MARGIN, &format!("confidence: {}", confidence_label(code.confidence)), 2, inner);
+            if !code.source.is_empty() {
+                c.y += c.paragraph(MARGIN, &format!("source: {}", code.source), 2, inner);
+            }
+            if !code.note.is_empty() {
+                c.y += c.paragraph(MARGIN, &code.note, 2, inner);
+            }
+            c.y += 30;
+            continue;
         } else {
             c.qr(MARGIN, top, &code.content, &code.label)?;
         }
@@ -220,6 +283,46 @@ mod tests {
     fn wraps_without_losing_words() {
         let lines = wrap("a bb ccc dddddddddddd e", 5);
         assert_eq!(lines, ["a bb", "ccc", "ddddd", "ddddd", "dd e"]);
+    }
+
+    #[test]
+    fn code_128_follows_the_standard() {
+        // Start B (104) "$+" then the check value (104 + 1*4 + 2*11) % 103 = 27, then stop.
+        let m: String = code128_modules("$+").unwrap().iter().map(|b| char::from(b'0' + b)).collect();
+        let start_b = "11010010000";
+        let dollar = "10010001100"; // value 4
+        let plus = "11000100100"; // value 11
+        let check = "11101100100"; // value 27
+        let stop = "1100011101011";
+        assert_eq!(m, format!("{start_b}{dollar}{plus}{check}{stop}"));
+    }
+
+    #[test]
+    fn a_code_128_setup_code_is_drawn_as_bars() {
+        let mut p = profile::find("generic-serial").unwrap();
+        p.setup_codes = vec![profile::SetupCode {
+            label: "enter programming".into(),
+            content: "$+".into(),
+            confidence: Confidence::Unverified,
+            source: "test".into(),
+            note: String::new(),
+            symbology: Symbology::Code128,
+        }];
+        let img = render(&p, "CP1:SAMPLE").unwrap();
+        // Bars: columns black for 80 px and more in the upper half (text is 32 px at most,
+        // the sample coupon's QR is in the lower half).
+        let bars = (MARGIN..WIDTH - MARGIN)
+            .filter(|x| {
+                let mut run = 0;
+                (0..HEIGHT / 2).any(|y| {
+                    run = if img.get_pixel(*x, y).0[0] == 0 { run + 1 } else { 0 };
+                    run >= 80
+                })
+            })
+            .count();
+        let modules = code128_modules("$+").unwrap();
+        let unit = ((WIDTH - 2 * MARGIN) / (modules.len() as u32 + 20)).clamp(2, 4) as usize;
+        assert_eq!(bars, modules.iter().filter(|m| **m == 1).count() * unit);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! the committed copy of the vectors equals `../shared/vectors` where that exists.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod daemon;
 pub mod scanner;
 pub mod upstream;

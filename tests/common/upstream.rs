@@ -62,6 +62,10 @@ pub struct UpstreamState {
     /// Coupon ids whose redeem event makes any batch holding it a 400.
     pub poison: HashSet<String>,
     pub ruleset_gets_with_etag: u64,
+    /// enrollment code → the terminal id it enrolls (default T-0042).
+    pub enroll_ids: HashMap<String, String>,
+    /// The `terminal_id` of every accepted batch, in arrival order, with its event ids.
+    pub batches: Vec<(String, Vec<String>)>,
 }
 
 pub struct TestUpstream {
@@ -130,9 +134,10 @@ async fn enroll(State(state): State<Shared>, Json(body): Json<Value>) -> Respons
         None => error(StatusCode::UNAUTHORIZED, "invalid_code"),
         Some(true) => error(StatusCode::CONFLICT, "code_used"),
         Some(false) => {
-            s.codes.insert(code, true);
+            s.codes.insert(code.clone(), true);
+            let terminal_id = s.enroll_ids.get(&code).cloned().unwrap_or_else(|| "T-0042".into());
             Json(json!({
-                "terminal_id": "T-0042", "merchant_id": "M-000123", "merchant_name": "Lianhua Qingchun",
+                "terminal_id": terminal_id, "merchant_id": "M-000123", "merchant_name": "Lianhua Qingchun",
                 "merchant_category": "dining", "token": s.token, "timezone": "Asia/Shanghai",
                 "ruleset_keys": s.ruleset_keys,
             }))
@@ -253,6 +258,8 @@ async fn redemptions(State(state): State<Shared>, headers: HeaderMap, body: axum
             json!({"error": {"code": "bad_event", "message": format!("event for coupon {coupon} is malformed")}});
         return (StatusCode::BAD_REQUEST, Json(body)).into_response();
     }
+    let ids = events.iter().map(|e| e["event_id"].as_str().unwrap_or_default().to_owned()).collect();
+    state.lock().unwrap().batches.push((body["terminal_id"].as_str().unwrap_or_default().to_owned(), ids));
     let mut results = process(&state, &events);
     match fault {
         Some(Fault::Delay(d)) => {

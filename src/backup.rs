@@ -1,0 +1,276 @@
+//! `redeemd backup FILE` and `redeemd restore FILE`: moving a terminal's ledger, with its
+//! unsynced redemptions, onto a replacement.
+//!
+//! A backup is one SQLite file (application_id "RDMB"): a consistent copy of the ledger
+//! made with SQLite's online backup API from a read-only connection (safe while the
+//! daemon writes), plus the config and the trust anchors (rule-set keys, upstream CA) in
+//! a table of its own. It never holds a token: not upstream's, not the till's, not the
+//! manager PIN's hash, not page sessions. A restore refuses to replace a ledger that
+//! holds any event the backup lacks, and refuses while a daemon runs on the data dir.
+//! The restored outbox keeps every event with its original `event_id` and `seq`, so
+//! after a fresh `provision` the new terminal forwards the old terminal's unanswered
+//! events exactly once in effect (upstream deduplicates by `event_id`).
+//!
+//! This module owns the procedure and its checks; the SQL lives in [`crate::store`].
+
+use crate::clock::Clock;
+use crate::config::{self, Config};
+use crate::store::{BackupFile, Store, StoreError};
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// Version of the backup layout (`backup_info.format`).
+pub const FORMAT: &str = "1";
+const CONFIG_FILE: &str = "redeemd.toml";
+
+#[derive(Debug, Error)]
+pub enum BackupError {
+    /// Refused before anything changed (exit 2): a file in the way, a running daemon,
+    /// events that would be lost.
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{what} {path}: {source}")]
+    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl BackupError {
+    /// Whether the command line should exit 2 (usage or configuration) rather than 3.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            BackupError::Refused(_)
+                | BackupError::Store(StoreError::Missing(_) | StoreError::Foreign { .. } | StoreError::TooNew { .. })
+        )
+    }
+}
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BackupError {
+    let path = path.to_owned();
+    move |source| BackupError::Io { what, path, source }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub redemptions: i64,
+    pub events: i64,
+    /// Events upstream has not answered yet (pending or parked).
+    pub unanswered: i64,
+    pub files: Vec<String>,
+}
+
+/// The address of a daemon that answers on `data_dir`, if one does.
+pub fn running_daemon(data_dir: &Path) -> Option<std::net::SocketAddr> {
+    let text = std::fs::read_to_string(data_dir.join(crate::daemon::LISTEN_FILE)).ok()?;
+    let mut addr: std::net::SocketAddr = text.trim().parse().ok()?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(1)).ok().map(|_| addr)
+}
+
+/// Writes a backup of the terminal configured at `config_path` to `dest`.
+pub fn backup(config_path: &Path, config: &Config, dest: &Path, clock: &dyn Clock) -> Result<Summary, BackupError> {
+    if dest.exists() {
+        return Err(BackupError::Refused(format!(
+            "{} already exists; give a new file name (a backup never overwrites one)",
+            dest.display()
+        )));
+    }
+    let mut files: Vec<(&str, Vec<u8>)> = vec![
+        (CONFIG_FILE, std::fs::read(config_path).map_err(io("cannot read the config", config_path))?),
+        (
+            config::TRUST_KEYS_FILE,
+            std::fs::read(config.trust_keys_path())
+                .map_err(io("cannot read the trust keys", &config.trust_keys_path()))?,
+        ),
+    ];
+    if let Some(ca) = config.upstream.as_ref().and_then(|u| u.ca_file.as_deref()) {
+        files.push((config::UPSTREAM_CA_FILE, std::fs::read(ca).map_err(io("cannot read the upstream CA", ca))?));
+    }
+    let info = [
+        ("format", FORMAT.to_owned()),
+        ("created_at", clock.now().to_string()),
+        ("agent_version", crate::upstream::AGENT_VERSION.to_owned()),
+        ("merchant_id", config.merchant_id.clone()),
+        ("terminal_id", config.upstream.as_ref().map(|u| u.terminal_id.clone()).unwrap_or_default()),
+        ("data_dir", config.data_dir.display().to_string()),
+    ];
+    let store = Store::open_read_only(&config.database_path())?;
+    let dir = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.partial", crate::secret::hex(&crate::secret::random_bytes::<6>())));
+    let result = (|| {
+        // Created empty with 0600 first: SQLite takes an empty file for a new database,
+        // and its journal copies the mode. The backup holds coupon codes.
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(io("cannot create", &tmp))?;
+        }
+        store.backup_to(&tmp, &files, &info)?;
+        let written = BackupFile::open(&tmp)?;
+        let check = written.quick_check()?;
+        if check != ["ok"] {
+            return Err(BackupError::Other(format!("the written backup fails quick_check: {}", check.join("; "))));
+        }
+        let (redemptions, events, unanswered) = written.counts()?;
+        drop(written);
+        std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io("cannot sync", &tmp))?;
+        std::fs::rename(&tmp, dest).map_err(io("cannot write", dest))?;
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+        Ok(Summary { redemptions, events, unanswered, files: files.iter().map(|(n, _)| (*n).to_owned()).collect() })
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restored {
+    pub summary: Summary,
+    pub data_dir: PathBuf,
+    /// The config was written from the backup (none existed).
+    pub wrote_config: bool,
+    pub from_terminal: Option<String>,
+    pub created_at: Option<String>,
+}
+
+/// Restores `file` onto the terminal at `config_path` (its data dir), or, when no config
+/// exists there, onto `data_dir` (default `/var/lib/redeemd`) with the backup's config.
+pub fn restore(config_path: &Path, file: &Path, data_dir: Option<&Path>) -> Result<Restored, BackupError> {
+    let backup = BackupFile::open(file)?;
+    let check = backup.quick_check()?;
+    if check != ["ok"] {
+        return Err(BackupError::Refused(format!("{} is damaged: {}", file.display(), check.join("; "))));
+    }
+    if backup.info("format")?.as_deref() != Some(FORMAT) {
+        return Err(BackupError::Refused(format!("{} has a backup format this redeemd does not know", file.display())));
+    }
+    // The config: this terminal's own if it has one (a fresh provision), else the backup's.
+    let existing = config_path.exists();
+    let config = if existing {
+        let config = Config::load(config_path).map_err(|e| BackupError::Refused(e.to_string()))?;
+        if let Some(dir) = data_dir.filter(|d| absolute(d) != config.data_dir) {
+            return Err(BackupError::Refused(format!(
+                "{} says data-dir {}, not {}; drop --data-dir or use another --config",
+                config_path.display(),
+                config.data_dir.display(),
+                dir.display()
+            )));
+        }
+        config
+    } else {
+        let text = backup.file(CONFIG_FILE)?.ok_or_else(|| BackupError::Other("the backup holds no config".into()))?;
+        let text = String::from_utf8(text).map_err(|_| BackupError::Other("the backup's config is not text".into()))?;
+        let mut config = Config::parse(&text).map_err(|e| BackupError::Other(format!("the backup's config: {e}")))?;
+        config.data_dir = absolute(data_dir.unwrap_or(Path::new("/var/lib/redeemd")));
+        config.trust_keys = None;
+        if let Some(up) = config.upstream.as_mut() {
+            up.token_file = None;
+            up.ca_file = up.ca_file.as_ref().map(|_| config.data_dir.join(config::UPSTREAM_CA_FILE));
+        }
+        config
+    };
+    if let Some(addr) = running_daemon(&config.data_dir) {
+        return Err(BackupError::Refused(format!(
+            "a daemon runs on {} (it answers at {addr}): stop it first (`systemctl stop redeemd`)",
+            config.data_dir.display()
+        )));
+    }
+    let ledger = config.database_path();
+    if ledger.exists() {
+        let target = Store::open_read_only(&ledger)?;
+        let ours = backup.event_ids()?;
+        let lost = target.event_ids()?.into_iter().filter(|id| !ours.contains(id)).count();
+        if lost > 0 {
+            return Err(BackupError::Refused(format!(
+                "the ledger {} holds {lost} event(s) the backup lacks (it is newer, or another terminal's): \
+                 restoring would lose them; nothing was changed. Back it up first, or restore onto a new data dir",
+                ledger.display()
+            )));
+        }
+    }
+    std::fs::create_dir_all(&config.data_dir).map_err(io("cannot create", &config.data_dir))?;
+    let store = backup.restore_into(&ledger)?;
+    give_to_directory_owner(&config.data_dir, &ledger);
+    // Trust anchors the terminal lacks come from the backup; a fresh provision's stay.
+    let mut files = Vec::new();
+    let mut write_missing = |path: PathBuf, name: &str| -> Result<(), BackupError> {
+        if let (false, Some(bytes)) = (path.exists(), backup.file(name)?) {
+            crate::secret::write_atomic(&path, &bytes, 0o644).map_err(io("cannot write", &path))?;
+            files.push(name.to_owned());
+        }
+        Ok(())
+    };
+    write_missing(config.trust_keys_path(), config::TRUST_KEYS_FILE)?;
+    if let Some(ca) = config.upstream.as_ref().and_then(|u| u.ca_file.clone()) {
+        write_missing(ca, config::UPSTREAM_CA_FILE)?;
+    }
+    if !existing {
+        if let Some(parent) = config_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(io("cannot create", parent))?;
+        }
+        crate::secret::write_atomic(config_path, config.to_toml().as_bytes(), 0o644)
+            .map_err(io("cannot write", config_path))?;
+        files.push(CONFIG_FILE.to_owned());
+    }
+    // The old terminal's sync state (backoff, a 401 pause, the ETag) is not this one's.
+    let anchors = std::fs::read_to_string(config.trust_keys_path())
+        .ok()
+        .and_then(|t| crate::ruleset::parse_anchors(&t).ok())
+        .unwrap_or_default();
+    let terminal = crate::decision::Terminal {
+        merchant_id: config.merchant_id.clone(),
+        merchant_category: config.merchant_category.clone(),
+    };
+    let agent = crate::agent::Agent::new(
+        store,
+        terminal,
+        anchors,
+        config.language,
+        config.timezone(),
+        Box::new(crate::clock::SystemClock),
+    )?;
+    crate::sync::reset_after_provision(&agent)?;
+    drop(agent);
+    crate::secret::ensure_pos_token(&config.data_dir).map_err(io("cannot write the pos-token in", &config.data_dir))?;
+    let (redemptions, events, unanswered) = backup.counts()?;
+    Ok(Restored {
+        summary: Summary { redemptions, events, unanswered, files },
+        data_dir: config.data_dir.clone(),
+        wrote_config: !existing,
+        from_terminal: backup.info("terminal_id")?.filter(|t| !t.is_empty()),
+        created_at: backup.info("created_at")?,
+    })
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
+
+/// Run as root (`sudo redeemd provision`, `restore`) in the service user's data dir, a
+/// ledger SQLite just created (and its WAL files) goes to that user, or the daemon could
+/// not write it. (SQLite itself gives later WAL files the ledger's owner.)
+pub fn give_to_directory_owner(dir: &Path, ledger: &Path) {
+    let (Ok(me), Ok(owner)) = (std::fs::metadata("/proc/self"), std::fs::metadata(dir)) else {
+        return;
+    };
+    if me.uid() != 0 || owner.uid() == 0 {
+        return;
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let path = PathBuf::from(format!("{}{suffix}", ledger.display()));
+        let _ = std::os::unix::fs::chown(&path, Some(owner.uid()), Some(owner.gid()));
+    }
+}
