@@ -3,6 +3,7 @@
 //! plain reqwest loop to a fresh copy of that upstream, in the same run.
 //! `REDEEMD_BENCH_EVENTS` changes the backlog size.
 
+mod common;
 #[path = "../tests/common/upstream.rs"]
 mod upstream;
 
@@ -55,9 +56,9 @@ fn main() {
             .prepare("INSERT INTO outbox (seq, event_id, type, redemption_id, body, created_ms) VALUES (?1, ?2, 'redeem', ?3, ?4, ?5)")
             .unwrap();
         for i in 0..events {
-            let id = format!("00000000-0000-7000-8000-{i:012}");
-            let event_id = format!("00000000-0000-7000-9000-{i:012}");
             let at = now.as_millisecond() + i as i64;
+            let id = common::uuid_at(at, 0, i);
+            let event_id = format!("00000000-0000-7000-9000-{i:012}");
             let body = serde_json::json!({
                 "event_id": event_id, "seq": i + 1, "type": "redeem", "redemption_id": id,
                 "coupon_id": format!("BENCH-{i:07}"), "campaign_id": "DINING", "holder": "aG9sZGVyLTE",

@@ -794,6 +794,15 @@ fn open_agent(config: &Config) -> CliResult<Agent> {
 }
 
 fn open_agent_with(config: &Config, clock: Box<dyn crate::clock::Clock>) -> CliResult<Agent> {
+    open_agent_as(config, clock, false)
+}
+
+/// For `check` and `redeem`: the rule set's campaigns load as codes name them.
+fn open_agent_for_codes(config: &Config) -> CliResult<Agent> {
+    open_agent_as(config, Box::new(SystemClock), true)
+}
+
+fn open_agent_as(config: &Config, clock: Box<dyn crate::clock::Clock>, lazy: bool) -> CliResult<Agent> {
     let keys_path = config.trust_keys_path();
     let keys = std::fs::read_to_string(&keys_path)
         .with_context(|| {
@@ -811,7 +820,8 @@ fn open_agent_with(config: &Config, clock: Box<dyn crate::clock::Clock>) -> CliR
     })?;
     let terminal =
         Terminal { merchant_id: config.merchant_id.clone(), merchant_category: config.merchant_category.clone() };
-    Ok(Agent::new(store, terminal, anchors, config.language, config.timezone(), clock)?)
+    let new = if lazy { Agent::new_for_codes } else { Agent::new };
+    Ok(new(store, terminal, anchors, config.language, config.timezone(), clock)?)
 }
 
 fn init(config_path: &Path, args: InitArgs) -> CliResult {
@@ -970,10 +980,10 @@ fn refuses_this_terminal(rules: &crate::ruleset::RuleSet, config: &Config, confi
 fn ruleset_show(config_path: &Path, json: bool) -> CliResult {
     let config = load_config(config_path)?;
     let mut agent = open_agent(&config)?;
-    let loaded = agent.installed().cloned();
+    let loaded = agent.installed().is_some();
     let derived = agent.check_derived_tables();
     let now = agent.now();
-    if let (Err(problem), Some(_)) = (&derived, &loaded) {
+    if let (Err(problem), true) = (&derived, loaded) {
         return Err(anyhow!("{problem}; check the ledger with `redeemd doctor`, or install the rule set again").into());
     }
     let Some(installed) = agent.installed() else {
@@ -1090,7 +1100,7 @@ fn present(config_path: &Path, args: CodeArgs, check_at: Option<Option<String>>)
     if args.code.starts_with('-') && args.code != "-" {
         return Err(usage(anyhow!(tr("error.unknown_option", &[("option", &format!("{:?}", args.code))]))));
     }
-    let mut agent = open_agent(&config)?;
+    let mut agent = open_agent_for_codes(&config)?;
     let digits = agent.currency_digits();
     let basket_total = amount("amount", &args.amount, digits)?;
     let eligible_total = args.eligible.as_deref().map(|e| amount("eligible", e, digits)).transpose()?;

@@ -632,23 +632,17 @@ fn ledger(
 
 /// The derived tables against the verified JWS (what the daemon proves at start).
 fn derived_tables_problem(config: &Config, store: &Store) -> Option<String> {
-    let (version, jws) = store.ruleset_jws().ok().flatten()?;
     let anchors =
         std::fs::read_to_string(config.trust_keys_path()).ok().and_then(|t| crate::ruleset::parse_anchors(&t).ok())?;
-    match crate::ruleset::verify_wire(&jws, &anchors) {
-        Err(refusal) => {
+    match store.prove_derived_tables(&anchors).ok()? {
+        crate::store::DerivedProof::Nothing | crate::store::DerivedProof::Proven { .. } => None,
+        crate::store::DerivedProof::Unverified { version, refusal } => {
             Some(format!("the stored rule set {version} no longer verifies against the trust keys: {refusal}"))
         }
-        Ok(wire) => {
-            let expected = crate::store::derived_digest_of(wire).ok()?;
-            let actual = store.derived_digest().ok().flatten();
-            (actual != Some(expected)).then(|| {
-                format!(
-                    "the ledger's campaign/revoked tables differ from the signed rule set {version} (edited?): \
-                     decisions refuse with no_ruleset"
-                )
-            })
-        }
+        crate::store::DerivedProof::Differs { version } => Some(format!(
+            "the ledger's campaign/revoked tables differ from the signed rule set {version} (edited?): \
+             decisions refuse with no_ruleset"
+        )),
     }
 }
 

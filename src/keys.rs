@@ -134,6 +134,70 @@ impl PublicKey {
     }
 }
 
+/// A signature check fed the message in pieces, so a 25 MB signed text is never held
+/// whole; it accepts exactly what [`PublicKey::verify`] accepts.
+pub struct StreamingVerifier(Streaming);
+
+enum Streaming {
+    Ed25519(Box<ed25519_dalek::StreamVerifier>),
+    P256 {
+        key: p256::ecdsa::VerifyingKey,
+        signature: p256::ecdsa::Signature,
+        hash: sha2::Sha256,
+    },
+    /// The signature cannot be valid whatever the message says.
+    Refused,
+}
+
+impl std::fmt::Debug for StreamingVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StreamingVerifier")
+    }
+}
+
+impl PublicKey {
+    /// Starts checking `signature`; feed the message with [`StreamingVerifier::update`].
+    pub fn verifier(&self, signature: &[u8]) -> StreamingVerifier {
+        StreamingVerifier(match self {
+            PublicKey::Ed25519(key) => match ed25519_dalek::Signature::from_slice(signature) {
+                // The same non-strict check as `Verifier::verify` (raw_verify), in pieces.
+                Ok(sig) => key.verify_stream(&sig).map_or(Streaming::Refused, |v| Streaming::Ed25519(Box::new(v))),
+                Err(_) => Streaming::Refused,
+            },
+            PublicKey::P256(key) => match p256::ecdsa::Signature::from_slice(signature) {
+                Ok(sig) if signature.len() == 64 => {
+                    use sha2::Digest as _;
+                    Streaming::P256 { key: *key, signature: sig.normalize_s(), hash: sha2::Sha256::new() }
+                }
+                _ => Streaming::Refused,
+            },
+        })
+    }
+}
+
+impl StreamingVerifier {
+    pub fn update(&mut self, piece: &[u8]) {
+        match &mut self.0 {
+            Streaming::Ed25519(v) => v.update(piece),
+            Streaming::P256 { hash, .. } => sha2::Digest::update(hash, piece),
+            Streaming::Refused => {}
+        }
+    }
+
+    /// True when the signature is valid for everything fed.
+    pub fn finish(self) -> bool {
+        match self.0 {
+            Streaming::Ed25519(v) => v.finalize_and_verify().is_ok(),
+            // ES256 is ECDSA over the SHA-256 of the message: the same as `Verifier::verify`.
+            Streaming::P256 { key, signature, hash } => {
+                let digest = sha2::Digest::finalize(hash);
+                p256::ecdsa::signature::hazmat::PrehashVerifier::verify_prehash(&key, &digest, &signature).is_ok()
+            }
+            Streaming::Refused => false,
+        }
+    }
+}
+
 pub fn b64url_decode(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
     URL_SAFE_NO_PAD.decode(text)
 }

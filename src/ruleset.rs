@@ -7,8 +7,10 @@
 //! handling belong to the store, time rules to the decision.
 
 use crate::coupon::is_id;
+use crate::jws::{self, JwsSource};
 use crate::keys::{b64url_decode, Alg, KeyError, PublicKey};
 use crate::money::{currency_digits, Money};
+pub use crate::revoked::RevokedIds;
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -137,12 +139,18 @@ pub fn verify_owned(mut jws: String, anchors: &[TrustAnchor]) -> Result<Verified
 /// The signature check and the payload's wire shape, without building the model or
 /// copying the text: what proving the stored tables needs (a 25 MB rule set is held once).
 pub fn verify_wire(jws: &str, anchors: &[TrustAnchor]) -> Result<RuleSetWire, Refusal> {
-    let jws = jws.trim();
-    let mut parts = jws.split('.');
-    let (Some(h64), Some(p64), Some(s64), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-        return Err(Refusal::Envelope("not three parts"));
-    };
-    let header = b64url_decode(h64).map_err(|_| Refusal::Envelope("header is not base64url"))?;
+    verify_source(&jws.trim().as_bytes(), anchors)
+}
+
+/// [`verify_wire`] of a JWS read in pieces (the ledger's stored text): the signing input
+/// is hashed and the payload decoded and parsed as they are read, so neither the text nor
+/// the decoded payload is ever held whole. Refuses exactly what [`verify`] refuses, in
+/// the same order; a source that cannot be read refuses as an unreadable envelope.
+pub fn verify_source(src: &dyn JwsSource, anchors: &[TrustAnchor]) -> Result<RuleSetWire, Refusal> {
+    const UNREADABLE: Refusal = Refusal::Envelope("the text could not be read");
+    let parts = jws::split(src).map_err(|_| UNREADABLE)?.ok_or(Refusal::Envelope("not three parts"))?;
+    let header = jws::read(src, parts.header.clone()).map_err(|_| UNREADABLE)?;
+    let header = b64url_decode_bytes(&header).ok_or(Refusal::Envelope("header is not base64url"))?;
     let header: JwsHeader =
         serde_json::from_slice(&header).map_err(|e| Refusal::Header(format!("not the expected JSON object: {e}")))?;
     if let Some(typ) = &header.typ {
@@ -155,13 +163,26 @@ pub fn verify_wire(jws: &str, anchors: &[TrustAnchor]) -> Result<RuleSetWire, Re
     if header.alg != anchor.key.alg().as_str() {
         return Err(Refusal::AlgMismatch { kid: header.kid, header: header.alg, anchor: anchor.key.alg().as_str() });
     }
-    let signature = b64url_decode(s64).map_err(|_| Refusal::Envelope("signature is not base64url"))?;
-    let signing_input = &jws[..h64.len() + 1 + p64.len()];
-    if !anchor.key.verify(signing_input.as_bytes(), &signature) {
+    let signature = jws::read(src, parts.signature.clone()).map_err(|_| UNREADABLE)?;
+    let signature = b64url_decode_bytes(&signature).ok_or(Refusal::Envelope("signature is not base64url"))?;
+    let mut verifier = anchor.key.verifier(&signature);
+    jws::for_each_chunk(src, parts.signing_input(), |_, piece| {
+        verifier.update(piece);
+        true
+    })
+    .map_err(|_| UNREADABLE)?;
+    if !verifier.finish() {
         return Err(Refusal::BadSignature(anchor.kid.clone()));
     }
-    let payload = b64url_decode(p64).map_err(|_| Refusal::Envelope("payload is not base64url"))?;
-    serde_json::from_slice(&payload).map_err(|e| Refusal::Payload(e.to_string()))
+    jws::parse_payload(src, parts.payload).map_err(|e| match e {
+        jws::PayloadError::Base64 => Refusal::Envelope("payload is not base64url"),
+        jws::PayloadError::Json(e) => Refusal::Payload(e.to_string()),
+        jws::PayloadError::Read(_) => UNREADABLE,
+    })
+}
+
+fn b64url_decode_bytes(text: &[u8]) -> Option<Vec<u8>> {
+    std::str::from_utf8(text).ok().and_then(|t| b64url_decode(t).ok())
 }
 
 // ---------------------------------------------------------------- wire shape
@@ -184,7 +205,7 @@ pub struct RuleSetWire {
     pub presentation_max_age_seconds: Option<u64>,
     pub campaigns: Vec<CampaignWire>,
     #[serde(default)]
-    pub revoked: Option<Vec<String>>,
+    pub revoked: Option<RevokedIds>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offline: Option<OfflineWire>,
 }
@@ -428,7 +449,7 @@ impl RuleSet {
             presentation_max_age,
             campaigns,
             offline,
-            revoked_count: w.revoked.as_ref().map_or(0, Vec::len),
+            revoked_count: w.revoked.as_ref().map_or(0, RevokedIds::listed),
         })
     }
 

@@ -10,9 +10,10 @@
 use crate::clock::rfc3339;
 use crate::coupon::{Coupon, Shown};
 use crate::decision::{self, Checkout, Decision, LedgerView, Terminal, Unsynced};
+use crate::jws::JwsSource;
 use crate::keys::b64url_encode;
 use crate::money::Money;
-use crate::ruleset::{CampaignWire, Refusal, RuleSet, RuleSetWire, VerifiedRuleSet};
+use crate::ruleset::{Campaign, CampaignWire, Refusal, RevokedIds, RuleSet, RuleSetWire, TrustAnchor, VerifiedRuleSet};
 use crate::upstream::{EventResult, EventStatus};
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
@@ -25,6 +26,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_ledger", include_str!("../migrations/0001_ledger.sql")),
     ("0002_daemon", include_str!("../migrations/0002_daemon.sql")),
     ("0003_presentation", include_str!("../migrations/0003_presentation.sql")),
+    ("0004_ledger_v4", include_str!("../migrations/0004_ledger_v4.sql")),
 ];
 
 #[derive(Debug, Error)]
@@ -64,6 +66,13 @@ fn from_ms(ms: i64) -> Timestamp {
     Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
+/// The lowest id [`new_uuid`] can make at `at` (as text, the first 48 bits are the
+/// millisecond in hex, then '-', below every hex digit), for ranges of ids by time.
+fn id_floor(at: Timestamp) -> String {
+    let ms = u64::try_from(at.as_millisecond()).unwrap_or(0).min((1 << 48) - 1);
+    format!("{:08x}-{:04x}-", ms >> 16, ms & 0xffff)
+}
+
 /// UUIDv7 from our clock (not the system's) and fresh random bits.
 pub fn new_uuid(now: Timestamp) -> String {
     let secs = u64::try_from(now.as_second()).unwrap_or(0);
@@ -87,6 +96,49 @@ pub enum Install {
 pub struct Installed {
     pub rules: RuleSet,
     pub installed_at: Timestamp,
+}
+
+/// Which campaigns a rule set is loaded with.
+#[derive(Debug, Clone, Copy)]
+enum Campaigns<'a> {
+    All,
+    One(&'a str),
+    None,
+}
+
+/// What proving the derived tables against the stored JWS found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DerivedProof {
+    /// No rule set is installed: nothing to prove.
+    Nothing,
+    /// The tables are exactly what the verified JWS of `version` says.
+    Proven { version: u64 },
+    /// The stored JWS of `version` no longer verifies against the trust anchors.
+    Unverified { version: u64, refusal: Refusal },
+    /// The JWS verifies, but the tables differ from it (edited behind its back).
+    Differs { version: u64 },
+}
+
+/// The stored JWS as a [`JwsSource`]: read in pieces through SQLite's incremental BLOB
+/// I/O (which reads TEXT too). A read error is kept here and reported as a store error,
+/// never as a refusal of the rule set.
+struct BlobSource<'c> {
+    blob: rusqlite::blob::Blob<'c>,
+    error: RefCell<Option<rusqlite::Error>>,
+}
+
+impl JwsSource for BlobSource<'_> {
+    fn len(&self) -> usize {
+        self.blob.len()
+    }
+
+    fn read_at(&self, offset: usize, buf: &mut [u8]) -> std::io::Result<()> {
+        self.blob.read_at_exact(buf, offset).map_err(|e| {
+            let io = std::io::Error::other(e.to_string());
+            self.error.borrow_mut().get_or_insert(e);
+            io
+        })
+    }
 }
 
 /// Where a code is presented.
@@ -252,12 +304,16 @@ impl Store {
             _ => {}
         }
         let header_json = header_json(&verified.wire)?;
+        // The text goes in through incremental BLOB I/O, piece by piece: bound as a
+        // parameter, SQLite would copy it once to bind and once more to build the row
+        // (50 MB beside the caller's own copy for a 25 MB rule set).
+        let rowid = i64::try_from(offered).map_err(|_| StoreError::Corrupt(format!("rule set version {offered}")))?;
         tx.execute(
             "INSERT INTO ruleset (version, jws, header_json, issued_at_ms, expires_at_ms, installed_ms, revoked_count)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+             VALUES (?1, zeroblob(?2), ?3, ?4, ?5, ?6, ?7)",
             params![
-                offered,
-                verified.jws,
+                rowid,
+                verified.jws.len() as i64,
                 header_json,
                 ms(verified.rules.issued_at),
                 ms(verified.rules.expires_at),
@@ -265,6 +321,12 @@ impl Store {
                 verified.rules.revoked_count as i64
             ],
         )?;
+        {
+            let mut blob = tx.blob_open(rusqlite::MAIN_DB, "ruleset", "jws", rowid, false)?;
+            for (i, piece) in verified.jws.as_bytes().chunks(crate::jws::CHUNK).enumerate() {
+                blob.write_all_at(piece, i * crate::jws::CHUNK)?;
+            }
+        }
         tx.execute("DELETE FROM campaign", [])?;
         tx.execute("DELETE FROM revoked", [])?;
         {
@@ -273,8 +335,23 @@ impl Store {
                 let json = serde_json::to_string(c).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 insert.execute(params![c.id, json])?;
             }
+            // Sorted and unique already: each insert appends to the B-tree's last page; and
+            // 256 rows a statement, so a million ids are 4,000 statements, not a million.
+            const ROWS: usize = 256;
+            let many = format!("INSERT OR IGNORE INTO revoked (coupon_id) VALUES {}", vec!["(?)"; ROWS].join(", "));
+            let mut insert_many = tx.prepare(&many)?;
             let mut insert = tx.prepare("INSERT OR IGNORE INTO revoked (coupon_id) VALUES (?1)")?;
-            for id in verified.wire.revoked.iter().flatten() {
+            let mut ids = verified.wire.revoked.iter().flat_map(RevokedIds::iter);
+            let mut batch = Vec::with_capacity(ROWS);
+            loop {
+                batch.clear();
+                batch.extend(ids.by_ref().take(ROWS));
+                if batch.len() < ROWS {
+                    break;
+                }
+                insert_many.execute(rusqlite::params_from_iter(&batch))?;
+            }
+            for id in &batch {
                 insert.execute([id])?;
             }
         }
@@ -285,23 +362,58 @@ impl Store {
 
     /// The rule set in force, rebuilt through the same validation as an import.
     pub fn ruleset(&self) -> Result<Option<Installed>> {
+        self.load_ruleset(Campaigns::All)
+    }
+
+    /// The rule set in force without its campaigns (its header row only): what a single
+    /// decision needs before it knows which campaign the code names.
+    pub fn ruleset_without_campaigns(&self) -> Result<Option<Installed>> {
+        self.load_ruleset(Campaigns::None)
+    }
+
+    /// Campaign `id` of the rule set in force, validated as at import (with the header it
+    /// belongs to); `None` when the rule set has no such campaign.
+    pub fn campaign(&self, id: &str) -> Result<Option<Campaign>> {
+        Ok(self.load_ruleset(Campaigns::One(id))?.and_then(|mut i| i.rules.campaigns.remove(id)))
+    }
+
+    fn load_ruleset(&self, campaigns: Campaigns<'_>) -> Result<Option<Installed>> {
         let row = self
             .conn
-            .query_row(
+            .prepare_cached(
                 "SELECT version, header_json, installed_ms, revoked_count FROM ruleset ORDER BY version DESC LIMIT 1",
-                [],
-                |r| Ok((r.get::<_, u64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?)),
-            )
+            )?
+            .query_row([], |r| {
+                Ok((r.get::<_, u64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
+            })
             .optional()?;
         let Some((version, header_json, installed_ms, revoked_count)) = row else {
             return Ok(None);
         };
         let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("rule set {version}: {e}"));
         let mut wire: RuleSetWire = serde_json::from_str(&header_json).map_err(corrupt)?;
-        let mut stmt = self.conn.prepare("SELECT wire_json FROM campaign ORDER BY id")?;
-        let campaigns = stmt.query_map([], |r| r.get::<_, String>(0))?;
-        for json in campaigns {
-            wire.campaigns.push(serde_json::from_str::<CampaignWire>(&json?).map_err(corrupt)?);
+        let mut add = |json: String| -> Result<()> {
+            wire.campaigns.push(serde_json::from_str::<CampaignWire>(&json).map_err(corrupt)?);
+            Ok(())
+        };
+        match campaigns {
+            Campaigns::All => {
+                let mut stmt = self.conn.prepare("SELECT wire_json FROM campaign ORDER BY id")?;
+                for json in stmt.query_map([], |r| r.get::<_, String>(0))? {
+                    add(json?)?;
+                }
+            }
+            Campaigns::One(id) => {
+                let json = self
+                    .conn
+                    .prepare_cached("SELECT wire_json FROM campaign WHERE id = ?1")?
+                    .query_row([id], |r| r.get::<_, String>(0))
+                    .optional()?;
+                if let Some(json) = json {
+                    add(json)?;
+                }
+            }
+            Campaigns::None => {}
         }
         let mut rules = RuleSet::from_wire(&wire).map_err(|source| StoreError::StoredRuleSet { version, source })?;
         rules.revoked_count = revoked_count as usize;
@@ -312,41 +424,61 @@ impl Store {
     /// in the canonical form of [`derived_digest_of`]: compared with the digest of the
     /// verified JWS, it proves the tables decisions read came from that signed text.
     pub fn derived_digest(&self) -> Result<Option<[u8; 32]>> {
-        let Some(header) = self
-            .conn
-            .query_row("SELECT header_json FROM ruleset ORDER BY version DESC LIMIT 1", [], |r| r.get::<_, String>(0))
-            .optional()?
+        derived_digest_in(&self.conn)
+    }
+
+    /// Proves that the tables decisions read (the header row, `campaign`, `revoked`) are
+    /// exactly what the stored JWS of the rule set in force says: re-verifies that JWS
+    /// against `anchors` and compares digests, in one read transaction (an import by
+    /// another process cannot slip in between). The JWS is read from the ledger in pieces
+    /// and its payload parsed as it is decoded, so a 25 MB rule set costs its revoked ids
+    /// held compactly (~18 MB for 10^6), not the text and its decoded copy besides.
+    pub fn prove_derived_tables(&self, anchors: &[TrustAnchor]) -> Result<DerivedProof> {
+        Ok(self.proven_ruleset(anchors, None)?.0)
+    }
+
+    /// [`Store::prove_derived_tables`], and when proven, the rule set loaded in the same
+    /// read transaction — so what decisions use is exactly what was proven — after the
+    /// proof's own copy is gone (the peak is one of them, not both). `lazy`: load it
+    /// without campaigns ([`Store::ruleset_without_campaigns`]); `None`: do not load it.
+    pub fn proven_ruleset(
+        &self,
+        anchors: &[TrustAnchor],
+        load: Option<bool>,
+    ) -> Result<(DerivedProof, Option<Installed>)> {
+        let tx = self.conn.unchecked_transaction()?;
+        let Some(version) = tx.query_row("SELECT MAX(version) FROM ruleset", [], |r| r.get::<_, Option<i64>>(0))?
         else {
-            return Ok(None);
+            return Ok((DerivedProof::Nothing, None));
         };
-        let mut digest = DerivedDigest::new(&header);
-        let mut stmt = self.conn.prepare("SELECT id, wire_json FROM campaign ORDER BY id")?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let text = |i| row.get_ref(i).and_then(|v| v.as_str().map_err(rusqlite::Error::from));
-            digest.campaign(text(0)?, text(1)?);
+        let unsigned =
+            u64::try_from(version).map_err(|_| StoreError::Corrupt(format!("rule set version {version}")))?;
+        let source = BlobSource {
+            blob: tx.blob_open(rusqlite::MAIN_DB, "ruleset", "jws", version, true)?,
+            error: RefCell::new(None),
+        };
+        let verified = crate::ruleset::verify_source(&source, anchors);
+        if let Some(e) = source.error.into_inner() {
+            return Err(e.into());
         }
-        let mut stmt = self.conn.prepare("SELECT coupon_id FROM revoked ORDER BY coupon_id")?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            digest.revoked(row.get_ref(0).and_then(|v| v.as_str().map_err(rusqlite::Error::from))?);
+        let wire = match verified {
+            Ok(wire) => wire,
+            Err(refusal) => return Ok((DerivedProof::Unverified { version: unsigned, refusal }, None)),
+        };
+        let expected = derived_digest_of(wire)?;
+        if derived_digest_in(&tx)? != Some(expected) {
+            return Ok((DerivedProof::Differs { version: unsigned }, None));
         }
-        Ok(Some(digest.finish()))
+        let installed = match load {
+            None => None,
+            Some(lazy) => self.load_ruleset(if lazy { Campaigns::None } else { Campaigns::All })?,
+        };
+        Ok((DerivedProof::Proven { version: unsigned }, installed))
     }
 
     /// The version of the rule set in force (cheap: no JWS, no campaigns).
     pub fn ruleset_version(&self) -> Result<Option<u64>> {
         Ok(self.conn.query_row("SELECT MAX(version) FROM ruleset", [], |r| r.get(0))?)
-    }
-
-    /// The verified JWS text of the rule set in force, to re-verify at start.
-    pub fn ruleset_jws(&self) -> Result<Option<(u64, String)>> {
-        Ok(self
-            .conn
-            .query_row("SELECT version, jws FROM ruleset ORDER BY version DESC LIMIT 1", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?)
     }
 
     // ------------------------------------------------------------ decisions
@@ -466,13 +598,7 @@ impl Store {
     pub fn pending_events(&self, limit: usize) -> Result<Vec<OutboxEvent>> {
         // An event never overtakes an earlier event of its redemption: a void waits while
         // its redeem is parked.
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT o.seq, o.event_id, o.type, o.redemption_id, o.body FROM outbox o
-             WHERE o.state = 'pending'
-               AND NOT EXISTS (SELECT 1 FROM outbox p
-                               WHERE p.redemption_id = o.redemption_id AND p.state = 'parked' AND p.seq < o.seq)
-             ORDER BY o.seq LIMIT ?1",
-        )?;
+        let mut stmt = self.conn.prepare_cached(PENDING_EVENTS_SQL)?;
         let rows = stmt.query_map([limit as i64], |r| {
             Ok(OutboxEvent {
                 seq: r.get(0)?,
@@ -487,11 +613,7 @@ impl Store {
 
     /// Events not yet answered: `(pending, parked)`.
     pub fn undelivered(&self) -> Result<(u64, u64)> {
-        Ok(self.conn.query_row(
-            "SELECT COUNT(*) FILTER (WHERE state = 'pending'), COUNT(*) FILTER (WHERE state = 'parked') FROM outbox",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?)
+        Ok(self.conn.query_row(UNDELIVERED_SQL, [], |r| Ok((r.get(0)?, r.get(1)?)))?)
     }
 
     /// Marks each event with upstream's answer, and each redeem event's redemption with
@@ -572,17 +694,8 @@ impl Store {
 
     /// Redemptions with `from <= at < until`, oldest first.
     pub fn redemptions_between(&self, from: Timestamp, until: Timestamp) -> Result<Vec<RedemptionRow>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT r.id, r.checkout_id, r.coupon_id, r.campaign_id, r.discount, r.basket_total, r.eligible_total,
-                    r.at_ms, r.voided_ms,
-                    CASE WHEN EXISTS (SELECT 1 FROM outbox o WHERE o.redemption_id = r.id AND o.state = 'parked')
-                         THEN 'parked'
-                         WHEN EXISTS (SELECT 1 FROM outbox o WHERE o.redemption_id = r.id AND o.state = 'pending')
-                         THEN 'pending' ELSE r.forward_state END,
-                    r.presentation
-             FROM redemption r WHERE r.at_ms >= ?1 AND r.at_ms < ?2 ORDER BY r.at_ms, r.id",
-        )?;
-        let rows = stmt.query_map(params![ms(from), ms(until)], |r| {
+        let mut stmt = self.conn.prepare(REDEMPTIONS_BETWEEN_SQL)?;
+        let rows = stmt.query_map(params![ms(from), ms(until), id_floor(from), id_floor(until)], |r| {
             Ok(RedemptionRow {
                 redemption_id: r.get(0)?,
                 checkout_id: r.get(1)?,
@@ -628,6 +741,32 @@ impl Store {
         &self.conn
     }
 }
+
+/// The oldest pending events; an event never overtakes an earlier event of its
+/// redemption (a void waits while its redeem is parked).
+const PENDING_EVENTS_SQL: &str = "SELECT o.seq, o.event_id, o.type, o.redemption_id, o.body FROM outbox o
+     WHERE o.state = 'pending'
+       AND NOT EXISTS (SELECT 1 FROM outbox p
+                       WHERE p.redemption_id = o.redemption_id AND p.state = 'parked' AND p.seq < o.seq)
+     ORDER BY o.seq LIMIT ?1";
+
+/// Each partial index counted alone (a `FILTER` over the whole outbox reads every event).
+const UNDELIVERED_SQL: &str = "SELECT (SELECT COUNT(*) FROM outbox WHERE state = 'pending'),
+            (SELECT COUNT(*) FROM outbox WHERE state = 'parked')";
+
+/// A range of the primary key: a redemption's id is the UUIDv7 of its `at_ms` (the
+/// ledger refuses one that is not), so `[id_floor(from), id_floor(until))` holds exactly
+/// the redemptions of `[from, until)`.
+const REDEMPTIONS_BETWEEN_SQL: &str =
+    "SELECT r.id, r.checkout_id, r.coupon_id, r.campaign_id, r.discount, r.basket_total, r.eligible_total,
+            r.at_ms, r.voided_ms,
+            CASE WHEN EXISTS (SELECT 1 FROM outbox o WHERE o.redemption_id = r.id AND o.state = 'parked')
+                 THEN 'parked'
+                 WHEN r.id IN (SELECT redemption_id FROM outbox WHERE state = 'pending')
+                 THEN 'pending' ELSE r.forward_state END,
+            r.presentation
+     FROM redemption r
+     WHERE r.id >= ?3 AND r.id < ?4 AND r.at_ms >= ?1 AND r.at_ms < ?2 ORDER BY r.at_ms, r.id";
 
 /// Decides `code` for a checkout and, when accepted, commits the redemption and its
 /// outbox event inside the caller's transaction.
@@ -931,6 +1070,29 @@ pub fn last_contact_in(c: &Connection) -> Result<Option<Timestamp>> {
     Ok(value.and_then(|v| v.parse::<i64>().ok()).map(from_ms))
 }
 
+/// [`Store::derived_digest`] over `c` (inside the caller's transaction).
+fn derived_digest_in(c: &Connection) -> Result<Option<[u8; 32]>> {
+    let Some(header) = c
+        .query_row("SELECT header_json FROM ruleset ORDER BY version DESC LIMIT 1", [], |r| r.get::<_, String>(0))
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let mut digest = DerivedDigest::new(&header);
+    let mut stmt = c.prepare("SELECT id, wire_json FROM campaign ORDER BY id")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let text = |i| row.get_ref(i).and_then(|v| v.as_str().map_err(rusqlite::Error::from));
+        digest.campaign(text(0)?, text(1)?);
+    }
+    let mut stmt = c.prepare("SELECT coupon_id FROM revoked ORDER BY coupon_id")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        digest.revoked(row.get_ref(0).and_then(|v| v.as_str().map_err(rusqlite::Error::from))?);
+    }
+    Ok(Some(digest.finish()))
+}
+
 /// Part of migration 3. It taught the rule set two fields an older redeemd ignored
 /// (`presentation_max_age_seconds`, `campaigns[].presentation`): a rule set installed by
 /// that version holds them in its JWS only, not in the header row and campaign table that
@@ -940,19 +1102,21 @@ pub fn last_contact_in(c: &Connection) -> Result<Option<Timestamp>> {
 /// they stay as they are and the proof fails closed. The proof re-verifies the signature
 /// at start either way, so nothing unsigned becomes a rule.
 fn rederive_ruleset_tables(tx: &Connection) -> Result<()> {
-    let Some((version, jws)) = tx
-        .query_row("SELECT version, jws FROM ruleset ORDER BY version DESC LIMIT 1", [], |r| {
-            Ok((r.get::<_, u64>(0)?, r.get::<_, String>(1)?))
-        })
-        .optional()?
-    else {
+    let Some(version) = tx.query_row("SELECT MAX(version) FROM ruleset", [], |r| r.get::<_, Option<i64>>(0))? else {
         return Ok(());
     };
-    let wire = jws
-        .split('.')
-        .nth(1)
-        .and_then(|p| crate::keys::b64url_decode(p).ok())
-        .and_then(|p| serde_json::from_slice::<RuleSetWire>(&p).ok());
+    // Read in pieces, as the proof reads it: a 25 MB rule set is never held whole.
+    let source = BlobSource {
+        blob: tx.blob_open(rusqlite::MAIN_DB, "ruleset", "jws", version, true)?,
+        error: RefCell::new(None),
+    };
+    let wire = crate::jws::split(&source)
+        .ok()
+        .flatten()
+        .and_then(|parts| crate::jws::parse_payload::<RuleSetWire>(&source, parts.payload).ok());
+    if let Some(e) = source.error.into_inner() {
+        return Err(e.into());
+    }
     let Some(wire) = wire.filter(|w| RuleSet::from_wire(w).is_ok()) else {
         return Ok(());
     };
@@ -987,21 +1151,17 @@ fn header_json(wire: &RuleSetWire) -> Result<String> {
 }
 
 /// The digest the derived tables must have for a verified rule set (consumed: its
-/// revoked ids are sorted in place rather than copied).
+/// campaigns are serialized one by one as they go).
 pub fn derived_digest_of(mut wire: RuleSetWire) -> Result<[u8; 32]> {
-    let mut revoked = wire.revoked.take().unwrap_or_default();
+    let revoked = wire.revoked.take().unwrap_or_default();
+    let mut campaigns = std::mem::take(&mut wire.campaigns);
     let mut digest = DerivedDigest::new(&header_json(&wire)?);
-    let mut campaigns: Vec<(String, String)> = Vec::with_capacity(wire.campaigns.len());
-    for c in &wire.campaigns {
-        campaigns.push((c.id.clone(), serde_json::to_string(c).map_err(|e| StoreError::Corrupt(e.to_string()))?));
+    campaigns.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    for c in campaigns {
+        digest.campaign(&c.id, &serde_json::to_string(&c).map_err(|e| StoreError::Corrupt(e.to_string()))?);
     }
-    campaigns.sort();
-    for (id, json) in &campaigns {
-        digest.campaign(id, json);
-    }
-    revoked.sort_unstable();
-    revoked.dedup();
-    for id in &revoked {
+    // Sorted by bytes and deduplicated, as the table's primary key keeps them.
+    for id in revoked.iter() {
         digest.revoked(id);
     }
     Ok(digest.finish())
@@ -1191,15 +1351,15 @@ pub fn refusal_facts_in(c: &Connection, coupon_id: Option<&str>) -> Result<(Opti
     Ok((redeemed_at, unsynced(c)?))
 }
 
+/// A redemption is unsynced while it is not voided and its redeem event waits for an
+/// answer (a parked one counts as answered). The ledger keeps the totals in one row as
+/// events come and go (triggers of migration 4), so reading them costs one row whatever
+/// the backlog.
+const UNSYNCED_SQL: &str = "SELECT count, value FROM unsynced WHERE id = 1";
+
 fn unsynced(conn: &Connection) -> rusqlite::Result<Unsynced> {
-    let (count, value): (u64, i64) = conn
-        .prepare_cached(
-            "SELECT COUNT(*), IFNULL(SUM(discount), 0) FROM redemption r
-             WHERE voided_ms IS NULL AND forward_state = 'pending'
-               AND NOT EXISTS (SELECT 1 FROM outbox o
-                               WHERE o.redemption_id = r.id AND o.type = 'redeem' AND o.state = 'parked')",
-        )?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let (count, value): (u64, i64) =
+        conn.prepare_cached(UNSYNCED_SQL)?.query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(Unsynced { count, value: Money(value) })
 }
 
@@ -1455,5 +1615,300 @@ impl BackupFile {
         tx.commit()?;
         drop(dst);
         Store::open(ledger)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::issuer::Issuer;
+    use crate::ruleset::parse_anchors;
+
+    /// A ledger with rule set 1 (campaigns Z and A; revoked ids shuffled, one twice).
+    fn ledger() -> (tempfile::TempDir, Store, Vec<TrustAnchor>) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("ledger.sqlite")).unwrap();
+        let issuer = Issuer::from_seed(5);
+        let anchors = parse_anchors(&issuer.trust_anchors_json()).unwrap();
+        let now: Timestamp = "2026-11-28T04:00:00Z".parse().unwrap();
+        let payload = issuer.ruleset_payload(1, now, &["Z", "A"], &["r-b", "r-a", "r-c", "r-a"]);
+        let verified = crate::ruleset::verify(&issuer.sign_ruleset(&payload), &anchors).unwrap();
+        assert_eq!(verified.rules.revoked_count, 4, "as listed, duplicates included");
+        store.install_ruleset(&verified, now).unwrap().unwrap();
+        (dir, store, anchors)
+    }
+
+    #[test]
+    fn installed_tables_are_proven_and_every_edit_is_caught() {
+        let (_dir, store, anchors) = ledger();
+        assert_eq!(store.prove_derived_tables(&anchors).unwrap(), DerivedProof::Proven { version: 1 });
+        let revoked: Vec<String> = store
+            .connection()
+            .prepare("SELECT coupon_id FROM revoked ORDER BY coupon_id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(revoked, ["r-a", "r-b", "r-c"]);
+        for edit in [
+            "DELETE FROM revoked WHERE coupon_id = 'r-a'",
+            "INSERT INTO revoked (coupon_id) VALUES ('r-d')",
+            "UPDATE campaign SET wire_json = replace(wire_json, '\"face_value\":1000', '\"face_value\":2000') WHERE id = 'A'",
+            "DELETE FROM campaign WHERE id = 'A'",
+            "UPDATE ruleset SET header_json = replace(header_json, 'CNY', 'USD')",
+        ] {
+            let (_dir, store, anchors) = ledger();
+            assert_eq!(store.connection().execute(edit, []).unwrap(), 1, "{edit}");
+            assert_eq!(store.prove_derived_tables(&anchors).unwrap(), DerivedProof::Differs { version: 1 }, "{edit}");
+        }
+    }
+
+    #[test]
+    fn a_stored_text_that_no_longer_verifies_is_reported() {
+        let (_dir, store, anchors) = ledger();
+        let others = parse_anchors(&Issuer::from_seed(6).trust_anchors_json()).unwrap();
+        assert!(matches!(
+            store.prove_derived_tables(&others).unwrap(),
+            DerivedProof::Unverified { version: 1, refusal: Refusal::UntrustedKid(_) }
+        ));
+        // One payload character changed: the signature no longer matches.
+        store
+            .connection()
+            .execute(
+                "UPDATE ruleset SET jws = substr(jws, 1, instr(jws, '.') + 10)
+                     || CASE substr(jws, instr(jws, '.') + 11, 1) WHEN 'A' THEN 'B' ELSE 'A' END
+                     || substr(jws, instr(jws, '.') + 12)",
+                [],
+            )
+            .unwrap();
+        let proof = store.prove_derived_tables(&anchors).unwrap();
+        assert!(
+            matches!(proof, DerivedProof::Unverified { version: 1, refusal: Refusal::BadSignature(_) }),
+            "{proof:?}"
+        );
+    }
+
+    #[test]
+    fn a_version_2_ledger_migrates_and_its_text_jws_still_proves() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite");
+        let issuer = Issuer::from_seed(5);
+        let anchors = parse_anchors(&issuer.trust_anchors_json()).unwrap();
+        let now: Timestamp = "2026-11-28T04:00:00Z".parse().unwrap();
+        let payload = issuer.ruleset_payload(4, now, &["Z", "A"], &["r-b", "r-a"]);
+        let jws = issuer.sign_ruleset(&payload);
+        let verified = crate::ruleset::verify(&jws, &anchors).unwrap();
+        {
+            // A ledger as version 2 wrote it: the JWS bound as TEXT, second in its row.
+            let conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "application_id", LEDGER_APPLICATION_ID).unwrap();
+            conn.execute_batch(MIGRATIONS[0].1).unwrap();
+            conn.execute_batch(MIGRATIONS[1].1).unwrap();
+            conn.pragma_update(None, "user_version", 2).unwrap();
+            conn.execute(
+                "INSERT INTO ruleset (version, jws, header_json, issued_at_ms, expires_at_ms, installed_ms, revoked_count)
+                 VALUES (4, ?1, ?2, 0, 0, 0, 2)",
+                params![jws, header_json(&verified.wire).unwrap()],
+            )
+            .unwrap();
+            for c in &verified.wire.campaigns {
+                conn.execute(
+                    "INSERT INTO campaign (id, wire_json) VALUES (?1, ?2)",
+                    params![c.id, serde_json::to_string(c).unwrap()],
+                )
+                .unwrap();
+            }
+            conn.execute_batch("INSERT INTO revoked VALUES ('r-a'), ('r-b')").unwrap();
+            // Three redemptions waiting: one counts, one is voided, one is parked.
+            conn.execute_batch(
+                "INSERT INTO checkout (id, basket_total, eligible_total, opened_ms) VALUES ('c', 9000, 9000, 0);
+                 INSERT INTO redemption (id, checkout_id, coupon_id, campaign_id, holder, code, discount,
+                     basket_total, eligible_total, currency, ruleset_version, at_ms, voided_ms) VALUES
+                     ('r1', 'c', 'k1', 'A', x'00', 'CP1:', 700, 9000, 9000, 'CNY', 4, 0, NULL),
+                     ('r2', 'c', 'k2', 'A', x'00', 'CP1:', 800, 9000, 9000, 'CNY', 4, 0, 1),
+                     ('r3', 'c', 'k3', 'A', x'00', 'CP1:', 900, 9000, 9000, 'CNY', 4, 0, NULL);
+                 INSERT INTO outbox (seq, event_id, type, redemption_id, body, created_ms, state) VALUES
+                     (1, 'e1', 'redeem', 'r1', '{}', 0, 'pending'),
+                     (2, 'e2', 'redeem', 'r2', '{}', 0, 'pending'),
+                     (3, 'e3', 'redeem', 'r3', '{}', 0, 'parked'),
+                     (4, 'e4', 'void', 'r2', '{}', 0, 'pending');",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let totals = store.unsynced().unwrap();
+        assert_eq!((totals.count, totals.value.0), (1, 700), "the totals start from the rows");
+        let kind: String = store.connection().query_row("SELECT typeof(jws) FROM ruleset", [], |r| r.get(0)).unwrap();
+        assert_eq!(kind, "text", "kept as it was");
+        assert_eq!(store.prove_derived_tables(&anchors).unwrap(), DerivedProof::Proven { version: 4 });
+        assert_eq!(store.ruleset().unwrap().unwrap().rules.campaigns.len(), 2);
+        // Installed from now on: a BLOB of the same bytes, proven alike.
+        let mut store = store;
+        let next = crate::ruleset::verify(&issuer.sign_ruleset(&issuer.ruleset_payload(5, now, &["B"], &[])), &anchors);
+        store.install_ruleset(&next.unwrap(), now).unwrap().unwrap();
+        let (kind, len): (String, i64) = store
+            .connection()
+            .query_row("SELECT typeof(jws), length(jws) FROM ruleset WHERE version = 5", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(kind, "blob");
+        assert!(len > 100);
+        assert_eq!(store.prove_derived_tables(&anchors).unwrap(), DerivedProof::Proven { version: 5 });
+    }
+
+    /// The query plan's lines, e.g. `SEARCH r USING PRIMARY KEY (id=?)`.
+    fn plan(store: &Store, sql: &str) -> Vec<String> {
+        let mut stmt = store.connection().prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let nulls = std::iter::repeat_n(rusqlite::types::Null, stmt.parameter_count());
+        stmt.query_map(rusqlite::params_from_iter(nulls), |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn queries_on_every_decision_and_sync_read_indexes_not_tables() {
+        let (_dir, store, _) = ledger();
+        let cases = [
+            (UNSYNCED_SQL, vec!["SEARCH unsynced USING INTEGER PRIMARY KEY (rowid=?)"]),
+            (
+                UNDELIVERED_SQL,
+                vec![
+                    "SCAN outbox USING COVERING INDEX outbox_pending",
+                    "SCAN outbox USING COVERING INDEX outbox_parked",
+                ],
+            ),
+            (
+                PENDING_EVENTS_SQL,
+                vec![
+                    "SCAN o USING INDEX outbox_pending",
+                    "SEARCH p USING COVERING INDEX outbox_parked (redemption_id=",
+                ],
+            ),
+        ];
+        for (sql, want) in cases {
+            let got = plan(&store, sql);
+            for line in &want {
+                assert!(got.iter().any(|l| l.starts_with(line)), "{sql}:\n{got:#?}\nlacks {line}");
+            }
+            let table_scan = |l: &&String| l.starts_with("SCAN") && !l.contains("INDEX") && *l != "SCAN CONSTANT ROW";
+            assert!(!got.iter().any(|l| table_scan(&l)), "{sql}:\n{got:#?}");
+        }
+        let report = plan(&store, REDEMPTIONS_BETWEEN_SQL);
+        assert!(report.iter().any(|l| l.starts_with("SEARCH r USING PRIMARY KEY (id>? AND id<?)")), "{report:#?}");
+        assert!(!report.iter().any(|l| l.starts_with("SCAN") && !l.contains("INDEX")), "{report:#?}");
+    }
+
+    #[test]
+    fn unsynced_totals_match_their_definition_in_every_state() {
+        // The definition as version 2 computed it, over the redemptions' own states.
+        const BY_REDEMPTION: &str = "SELECT COUNT(*), IFNULL(SUM(discount), 0) FROM redemption r
+             WHERE voided_ms IS NULL AND forward_state = 'pending'
+               AND NOT EXISTS (SELECT 1 FROM outbox o
+                               WHERE o.redemption_id = r.id AND o.type = 'redeem' AND o.state = 'parked')";
+        let (_dir, mut store, anchors) = ledger();
+        let issuer = Issuer::from_seed(5);
+        let now: Timestamp = "2026-11-28T05:00:00Z".parse().unwrap();
+        let rules = store.ruleset().unwrap().unwrap().rules;
+        assert_eq!(rules.coupon_keys.len(), 1, "{anchors:?}");
+        let terminal = Terminal { merchant_id: "M-1".into(), merchant_category: "dining".into() };
+        let mut ids = Vec::new();
+        for i in 0..8 {
+            let code = issuer.code(&crate::issuer::CodeSpec::new(format!("U-{i}"), "A", now));
+            let single = CheckoutRef::Single { basket_total: Money(5000 + i), eligible_total: None, pos_ref: None };
+            let recorded = store.present(single, &code, &terminal, Some(&rules), now).unwrap();
+            ids.push(recorded.redemption_id.expect("accepted"));
+        }
+        let events = store.pending_events(100).unwrap();
+        let same = |store: &Store, step: &str| {
+            let want: (u64, i64) =
+                store.connection().query_row(BY_REDEMPTION, [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+            let got = store.unsynced().unwrap();
+            assert_eq!((got.count, got.value.0), want, "{step}");
+        };
+        same(&store, "all pending");
+        let answer = |status| EventResult { event_id: String::new(), status, raw: "{}".into() };
+        store.apply_results(&events[0..1], &[answer(EventStatus::Accepted)], now).unwrap();
+        store.apply_results(&events[1..2], &[answer(EventStatus::Conflict)], now).unwrap();
+        store.apply_results(&events[2..3], &[answer(EventStatus::Rejected)], now).unwrap();
+        same(&store, "answered");
+        store.park(&events[3..5], "bad", now).unwrap();
+        same(&store, "parked");
+        store.void(&ids[5], None, &TimeZone::UTC, now).unwrap();
+        store.void(&ids[0], None, &TimeZone::UTC, now).unwrap();
+        store.void(&ids[3], None, &TimeZone::UTC, now).unwrap();
+        same(&store, "voided");
+        assert_eq!(store.unpark(Some(&events[4].event_id)).unwrap(), 1);
+        same(&store, "one unparked");
+        store.apply_results(&events[6..7], &[answer(EventStatus::Duplicate)], now).unwrap();
+        store
+            .apply_results(&events[3..5], &[answer(EventStatus::Accepted), answer(EventStatus::Accepted)], now)
+            .unwrap();
+        same(&store, "parked and unparked ones answered");
+        let last = store.unsynced().unwrap();
+        assert_eq!((last.count, last.value.0), (1, 1000), "only U-7 waits");
+        // Parked, then voided, then put back in the queue: voided, so it does not count.
+        store.park(&events[7..8], "bad", now).unwrap();
+        store.void(&ids[7], None, &TimeZone::UTC, now).unwrap();
+        same(&store, "parked and voided");
+        assert_eq!(store.unpark(None).unwrap(), 1);
+        same(&store, "voided and unparked");
+        // An answer for a voided redemption's redeem event changes nothing either.
+        store.apply_results(&events[7..8], &[answer(EventStatus::Accepted)], now).unwrap();
+        same(&store, "voided and answered");
+        assert_eq!(store.unsynced().unwrap().count, 0);
+        // Rows the ledger refuses: a void undone, an amount changed, the totals deleted.
+        for edit in [
+            "UPDATE redemption SET voided_ms = NULL",
+            "UPDATE redemption SET discount = discount + 1",
+            "DELETE FROM unsynced",
+        ] {
+            assert!(store.connection().execute(edit, []).is_err(), "{edit}");
+        }
+    }
+
+    #[test]
+    fn redemption_ids_carry_their_time_and_reports_read_them_by_range() {
+        let (_dir, mut store, _) = ledger();
+        let issuer = Issuer::from_seed(5);
+        let rules = store.ruleset().unwrap().unwrap().rules;
+        let terminal = Terminal { merchant_id: "M-1".into(), merchant_category: "dining".into() };
+        let base: Timestamp = "2026-11-28T05:00:00Z".parse().unwrap();
+        // At a day's edges to the millisecond, and in between.
+        let offsets_ms = [0, 1, 999, 3_600_000, 86_399_999, 86_400_000];
+        for (i, offset) in offsets_ms.iter().enumerate() {
+            let at = base + jiff::SignedDuration::from_millis(*offset);
+            let code = issuer.code(&crate::issuer::CodeSpec::new(format!("T-{i}"), "A", base));
+            let single = CheckoutRef::Single { basket_total: Money(5000), eligible_total: None, pos_ref: None };
+            assert!(store.present(single, &code, &terminal, Some(&rules), at).unwrap().redemption_id.is_some());
+        }
+        let day = |from_ms: i64, until_ms: i64| -> Vec<i64> {
+            let (from, until) =
+                (base + jiff::SignedDuration::from_millis(from_ms), base + jiff::SignedDuration::from_millis(until_ms));
+            store.redemptions_between(from, until).unwrap().iter().map(|r| (r.at - base).as_millis() as i64).collect()
+        };
+        assert_eq!(day(0, 86_400_000), [0, 1, 999, 3_600_000, 86_399_999]);
+        assert_eq!(day(1, 999), [1]);
+        assert_eq!(day(1000, 86_400_001), [3_600_000, 86_399_999, 86_400_000]);
+        assert_eq!(day(-5, 0), Vec::<i64>::new());
+        // A row whose id is not the UUIDv7 of its time is refused.
+        let bad = store.connection().execute(
+            "INSERT INTO redemption (id, checkout_id, coupon_id, campaign_id, holder, code, discount, basket_total,
+                 eligible_total, currency, ruleset_version, at_ms)
+             SELECT '00000000-0000-7000-8000-000000000000', checkout_id, 'X', campaign_id, holder, code, 1,
+                 basket_total, eligible_total, currency, ruleset_version, at_ms FROM redemption LIMIT 1",
+            [],
+        );
+        assert!(bad.unwrap_err().to_string().contains("UUIDv7 of its at_ms"));
+    }
+
+    #[test]
+    fn nothing_to_prove_without_a_rule_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("ledger.sqlite")).unwrap();
+        assert_eq!(store.prove_derived_tables(&[]).unwrap(), DerivedProof::Nothing);
     }
 }

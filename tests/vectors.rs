@@ -22,7 +22,8 @@ fn lines(name: &str) -> Vec<Value> {
     text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
-fn agent(dir: &Path, terminal: &Value, clock: &ManualClock) -> Agent {
+/// `lazy`: an agent that loads campaigns as codes name them (the command line's).
+fn agent(dir: &Path, terminal: &Value, clock: &ManualClock, lazy: bool) -> Agent {
     let anchors = parse_anchors(&std::fs::read_to_string(vectors_dir().join("trust-keys.json")).unwrap()).unwrap();
     let store = Store::open(&dir.join("ledger.sqlite")).unwrap();
     let terminal_id = Terminal {
@@ -30,7 +31,8 @@ fn agent(dir: &Path, terminal: &Value, clock: &ManualClock) -> Agent {
         merchant_category: terminal["merchant_category"].as_str().unwrap().into(),
     };
     let tz = jiff::tz::TimeZone::get(terminal["timezone"].as_str().unwrap_or("Asia/Shanghai")).unwrap();
-    Agent::new(store, terminal_id, anchors, Language::En, tz, Box::new(clock.clone())).unwrap()
+    let open = if lazy { Agent::new_for_codes } else { Agent::new };
+    open(store, terminal_id, anchors, Language::En, tz, Box::new(clock.clone())).unwrap()
 }
 
 #[test]
@@ -47,7 +49,7 @@ fn ruleset_cases() {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(jiff::Timestamp::UNIX_EPOCH);
         let terminal = serde_json::json!({"merchant_id": "M-000123", "merchant_category": "dining"});
-        let mut agent = agent(dir.path(), &terminal, &clock);
+        let mut agent = agent(dir.path(), &terminal, &clock, false);
         for (i, step) in case["steps"].as_array().unwrap().iter().enumerate() {
             clock.set(ts(step["at"].as_str().unwrap()));
             let jws = std::fs::read_to_string(vectors_dir().join(step["import"].as_str().unwrap())).unwrap();
@@ -76,22 +78,26 @@ fn decision_cases() {
     let cases = lines("decisions.jsonl");
     assert_eq!(cases.len(), 116);
     let mut failures = Vec::new();
-    for case in &cases {
-        if let Err(problem) = run_decision_case(case) {
-            failures.push(format!("{}: {problem}", case["name"].as_str().unwrap()));
+    // Both ways: every campaign loaded (the daemon), and loaded as codes name them (the
+    // command line); the decisions must not differ.
+    for lazy in [false, true] {
+        for case in &cases {
+            if let Err(problem) = run_decision_case(case, lazy) {
+                failures.push(format!("{} (lazy {lazy}): {problem}", case["name"].as_str().unwrap()));
+            }
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(failures.is_empty(), "{} of {} runs failed:\n{}", failures.len(), 2 * cases.len(), failures.join("\n"));
 }
 
 fn money(v: &Value) -> Option<Money> {
     v.as_i64().map(Money)
 }
 
-fn run_decision_case(case: &Value) -> Result<(), String> {
+fn run_decision_case(case: &Value, lazy: bool) -> Result<(), String> {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(jiff::Timestamp::UNIX_EPOCH);
-    let mut agent = agent(dir.path(), &case["terminal"], &clock);
+    let mut agent = agent(dir.path(), &case["terminal"], &clock, lazy);
     if let Some(file) = case["ruleset"].as_str() {
         clock.set(ts(case["installed_at"].as_str().unwrap()));
         let jws = std::fs::read_to_string(vectors_dir().join(file)).unwrap();

@@ -17,6 +17,12 @@ pub fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1e3)
 }
 
+/// A UUIDv7-shaped id for a row made at `at_ms` (the ledger refuses a redemption whose id
+/// is not the UUIDv7 of its time); `tag` and `n` make it unique.
+pub fn uuid_at(at_ms: i64, tag: u16, n: usize) -> String {
+    format!("{:08x}-{:04x}-7{:03x}-8000-{n:012x}", at_ms >> 16, at_ms & 0xffff, tag & 0xfff)
+}
+
 /// Bulk rows straight into the tables, in one transaction: paid checkouts, their
 /// redemptions marked forwarded, and answered (accepted) redeem events with a
 /// placeholder body, so the ledger is big but nothing is left to forward and the
@@ -45,8 +51,8 @@ pub fn prefill(conn: &rusqlite::Connection, rows: usize, campaigns: usize) {
             .unwrap();
         let base = jiff::Timestamp::now().as_millisecond() - 30 * 24 * 3600 * 1000;
         for i in 0..rows {
-            let id = format!("00000000-0000-7000-8000-{i:012}");
             let at = base + (i as i64) * 2000;
+            let id = uuid_at(at, 0, i);
             checkout.execute(rusqlite::params![id, at]).unwrap();
             redemption
                 .execute(rusqlite::params![
