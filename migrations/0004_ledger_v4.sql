@@ -21,11 +21,12 @@ ALTER TABLE ruleset_v3 RENAME TO ruleset;
 
 -- Fewer pages per redemption. Each index a row enters is one more B-tree page written
 -- (and later checkpointed) by every commit; these earned nothing on that path:
--- * the unsynced totals are kept as events come and go (below): the redemption needs no
---   index of its own for them;
--- * events are looked up by redemption only to find parked ones (and pending ones, once
---   per report or void, through the pending index, which covers what they read): an
---   index of the parked events alone, which a new event never enters.
+-- * the unsynced totals come from the pending redeem events (a redemption is unsynced
+--   while its redeem event waits for an answer; a parked one counts as answered), so
+--   the pending-events index covers them and the redemption needs no index of its own;
+-- * events are looked up by redemption only to find parked ones (and, once per report,
+--   pending ones through the pending index): an index of the parked events alone, which
+--   a new event never enters.
 DROP INDEX redemption_unsynced;
 DROP INDEX outbox_redemption;
 DROP INDEX outbox_pending;
@@ -34,55 +35,41 @@ CREATE INDEX outbox_parked ON outbox (redemption_id) WHERE state = 'parked';
 
 -- The unsynced totals every decision under an offline limit reads, kept by the ledger
 -- as events come and go instead of counted over every waiting event (a backlog of a
--- thousand events cost each decision a thousand lookups), and without a page of their
--- own on a redemption's commit: each event carries the running totals of the redeem
--- events that entered the unsynced set up to it (`in_count`, `in_value`; an entering one
--- is a pending redeem event of an unvoided redemption), and one row, `unsynced_out`,
--- counts those that left it since (answered, parked or voided; a parked one put back in
--- the queue enters again). The totals are the newest event's minus that row. Triggers
--- keep both; tests compare them with the definition in every state.
-ALTER TABLE outbox ADD COLUMN in_count INTEGER;
-ALTER TABLE outbox ADD COLUMN in_value INTEGER;
-UPDATE outbox
-SET (in_count, in_value) = (
-    SELECT COUNT(*), IFNULL(SUM(r.discount), 0)
-    FROM outbox o JOIN redemption r ON r.id = o.redemption_id
-    WHERE o.state = 'pending' AND o.type = 'redeem' AND r.voided_ms IS NULL)
-WHERE seq = (SELECT MAX(seq) FROM outbox);
-CREATE TRIGGER outbox_running_totals BEFORE INSERT ON outbox
-WHEN NEW.in_count IS NOT IFNULL((SELECT in_count FROM outbox WHERE seq = NEW.seq - 1), 0)
-        + (NEW.type = 'redeem' AND NEW.state = 'pending'
-           AND EXISTS (SELECT 1 FROM redemption WHERE id = NEW.redemption_id AND voided_ms IS NULL))
-  OR NEW.in_value IS NOT IFNULL((SELECT in_value FROM outbox WHERE seq = NEW.seq - 1), 0)
-        + IFNULL((SELECT discount FROM redemption
-                  WHERE id = NEW.redemption_id AND voided_ms IS NULL
-                    AND NEW.type = 'redeem' AND NEW.state = 'pending'), 0)
-BEGIN SELECT RAISE(ABORT, 'an event carries the running unsynced totals'); END;
-CREATE TRIGGER outbox_running_totals_fixed BEFORE UPDATE OF in_count, in_value ON outbox
-BEGIN SELECT RAISE(ABORT, 'running totals never change'); END;
-CREATE TABLE unsynced_out (
+-- thousand events cost each decision a thousand lookups). One row, changed only by the
+-- triggers below; `tests` compare it with the definition in every state.
+CREATE TABLE unsynced (
     id    INTEGER PRIMARY KEY CHECK (id = 1),
     count INTEGER NOT NULL,
     value INTEGER NOT NULL
 );
-INSERT INTO unsynced_out (id, count, value) VALUES (1, 0, 0);
-CREATE TRIGGER unsynced_out_never_deleted BEFORE DELETE ON unsynced_out
+INSERT INTO unsynced (id, count, value)
+    SELECT 1, COUNT(*), IFNULL(SUM(r.discount), 0)
+    FROM outbox o JOIN redemption r ON r.id = o.redemption_id
+    WHERE o.state = 'pending' AND o.type = 'redeem' AND r.voided_ms IS NULL;
+CREATE TRIGGER unsynced_never_deleted BEFORE DELETE ON unsynced
 BEGIN SELECT RAISE(ABORT, 'the unsynced totals are never deleted'); END;
--- Answered or parked, a redeem event leaves the set; put back in the queue, it enters again.
+-- A pending redeem event of an unvoided redemption counts.
+CREATE TRIGGER unsynced_event_added AFTER INSERT ON outbox
+WHEN NEW.type = 'redeem' AND NEW.state = 'pending'
+BEGIN
+    UPDATE unsynced SET count = count + 1, value = value + r.discount
+    FROM (SELECT discount FROM redemption WHERE id = NEW.redemption_id AND voided_ms IS NULL) AS r;
+END;
+-- Answered or parked, it no longer counts; put back in the queue, it counts again.
 CREATE TRIGGER unsynced_event_answered AFTER UPDATE OF state ON outbox
 WHEN NEW.type = 'redeem' AND (OLD.state = 'pending') <> (NEW.state = 'pending')
 BEGIN
-    UPDATE unsynced_out
-    SET count = count + CASE WHEN NEW.state = 'pending' THEN -1 ELSE 1 END,
-        value = value + CASE WHEN NEW.state = 'pending' THEN -r.discount ELSE r.discount END
+    UPDATE unsynced
+    SET count = count + CASE WHEN NEW.state = 'pending' THEN 1 ELSE -1 END,
+        value = value + CASE WHEN NEW.state = 'pending' THEN r.discount ELSE -r.discount END
     FROM (SELECT discount FROM redemption WHERE id = NEW.redemption_id AND voided_ms IS NULL) AS r;
 END;
--- A voided redemption leaves it; and a void is never undone.
+-- A voided redemption no longer counts; and a void is never undone.
 CREATE TRIGGER unsynced_redemption_voided AFTER UPDATE OF voided_ms ON redemption
 WHEN OLD.voided_ms IS NULL AND NEW.voided_ms IS NOT NULL
  AND EXISTS (SELECT 1 FROM outbox WHERE redemption_id = NEW.id AND type = 'redeem' AND state = 'pending')
 BEGIN
-    UPDATE unsynced_out SET count = count + 1, value = value + NEW.discount;
+    UPDATE unsynced SET count = count - 1, value = value - NEW.discount;
 END;
 CREATE TRIGGER redemption_void_final BEFORE UPDATE OF voided_ms ON redemption
 WHEN OLD.voided_ms IS NOT NULL

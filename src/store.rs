@@ -27,6 +27,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0002_daemon", include_str!("../migrations/0002_daemon.sql")),
     ("0003_presentation", include_str!("../migrations/0003_presentation.sql")),
     ("0004_ledger_v4", include_str!("../migrations/0004_ledger_v4.sql")),
+    ("0005_unsynced_in_events", include_str!("../migrations/0005_unsynced_in_events.sql")),
 ];
 
 #[derive(Debug, Error)]
@@ -1367,7 +1368,7 @@ pub fn refusal_facts_in(c: &Connection, coupon_id: Option<&str>) -> Result<(Opti
 
 /// A redemption is unsynced while it is not voided and its redeem event waits for an
 /// answer (a parked one counts as answered). The ledger keeps the totals as events come
-/// and go (triggers of migration 4): the newest event's running totals of what entered
+/// and go (triggers of migration 5): the newest event's running totals of what entered
 /// the set, minus what left it since; two rows read, whatever the backlog.
 const UNSYNCED_SQL: &str = "SELECT o.seq, o.in_count - u.count, o.in_value - u.value
      FROM unsynced_out u LEFT JOIN outbox o ON o.seq = (SELECT MAX(seq) FROM outbox)
@@ -1768,12 +1769,21 @@ mod tests {
         assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
         let totals = store.unsynced().unwrap();
         assert_eq!((totals.count, totals.value.0), (1, 700), "the totals start from the rows");
+        // The first event after the migration carries them on.
+        let mut store = store;
+        let rules = store.ruleset().unwrap().unwrap().rules;
+        let terminal = Terminal { merchant_id: "M-1".into(), merchant_category: "dining".into() };
+        let code = issuer.code(&crate::issuer::CodeSpec::new("NEW-1", "A", now));
+        let single = CheckoutRef::Single { basket_total: Money(5000), eligible_total: None, pos_ref: None };
+        let later = now + jiff::SignedDuration::from_hours(1);
+        assert!(store.present(single, &code, &terminal, Some(&rules), later).unwrap().redemption_id.is_some());
+        let totals = store.unsynced().unwrap();
+        assert_eq!((totals.count, totals.value.0), (2, 1700));
         let kind: String = store.connection().query_row("SELECT typeof(jws) FROM ruleset", [], |r| r.get(0)).unwrap();
         assert_eq!(kind, "text", "kept as it was");
         assert_eq!(store.prove_derived_tables(&anchors).unwrap(), DerivedProof::Proven { version: 4 });
         assert_eq!(store.ruleset().unwrap().unwrap().rules.campaigns.len(), 2);
         // Installed from now on: a BLOB of the same bytes, proven alike.
-        let mut store = store;
         let next = crate::ruleset::verify(&issuer.sign_ruleset(&issuer.ruleset_payload(5, now, &["B"], &[])), &anchors);
         store.install_ruleset(&next.unwrap(), now).unwrap().unwrap();
         let (kind, len): (String, i64) = store
