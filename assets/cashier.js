@@ -203,7 +203,11 @@ $("cancel").addEventListener("click", () => { if (confirm(t("cashier.cancel_conf
 // --- live updates ---
 function connect() {
   const source = new EventSource("/v1/events");
-  source.onopen = () => { pill($("st-live"), "● " + t("status.live"), "ok"); refreshStatus(); };
+  source.onopen = () => {
+    document.body.dataset.live = "1";
+    pill($("st-live"), "● " + t("status.live"), "ok");
+    refreshStatus();
+  };
   source.onerror = () => pill($("st-live"), "… " + t("status.reconnecting"), "warn");
   source.addEventListener("decision", async (ev) => {
     const d = JSON.parse(ev.data);
@@ -221,6 +225,10 @@ function connect() {
     }
   });
   for (const name of ["scanner", "sync", "ruleset"]) source.addEventListener(name, refreshStatus);
+  // A page kept in the back/forward cache would otherwise hold its stream open; browsers
+  // allow only a few connections per host.
+  addEventListener("pagehide", () => source.close());
+  addEventListener("pageshow", (ev) => { if (ev.persisted) location.reload(); });
 }
 refreshStatus().then(() => renderCheckout());
 connect();

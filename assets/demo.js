@@ -33,6 +33,10 @@ function show(ok, title, detail) {
   document.getElementById("verdict-detail").textContent = detail;
 }
 const events = new EventSource("/v1/events");
+events.onopen = () => { document.body.dataset.live = "1"; };
+// A page kept in the back/forward cache would otherwise hold its stream open; browsers
+// allow only a few connections per host.
+addEventListener("pagehide", () => events.close());
 events.addEventListener("decision", (ev) => {
   const d = JSON.parse(ev.data);
   const ok = d.decision === "accepted";
@@ -43,3 +47,14 @@ events.addEventListener("scan", (ev) => {
   const s = JSON.parse(ev.data);
   if (s.ignored === "no_checkout") show(false, T["decision.rejected_title"], T["demo.no_checkout"]);
 });
+
+// The live (CP2) code is sample 6: signed again every 15 s, as the holder app does.
+setInterval(async () => {
+  const button = document.querySelector("button.sample[data-sample='6']");
+  if (!button) return;
+  const response = await fetch("/demo/live", { credentials: "same-origin" });
+  if (!response.ok) return;
+  const live = await response.json();
+  button.dataset.code = live.code;
+  button.querySelector(".qr").innerHTML = live.svg;
+}, 15000);

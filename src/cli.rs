@@ -26,6 +26,32 @@ use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// Prints a line to stdout; a closed stdout (`redeemd ruleset show | head -1`) ends the
+/// command quietly with exit 0 instead of panicking like `println!`.
+macro_rules! say {
+    () => { $crate::cli::emit(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::cli::emit(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// `say!` without the line ending.
+macro_rules! say_raw {
+    ($($arg:tt)*) => { $crate::cli::emit(format_args!($($arg)*)) };
+}
+
+/// Writes to stdout; on a broken pipe the reader is gone and nothing else is worth
+/// saying, so the process ends with exit 0 (only output-only commands print this way
+/// after their work is done; a decision's own line uses `print_record`). Other write
+/// errors (a full disk behind a redirection) are ignored like `println!` would not.
+#[doc(hidden)]
+pub fn emit(args: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+    }
+}
+
 const EXAMPLES: &str = "\
 Examples:
   redeemd --config ./t/redeemd.toml init --data-dir ./t/data --merchant-id M-000123 \\
@@ -51,15 +77,27 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Write a config for a terminal provisioned by hand (no upstream) and create its ledger
+    #[command(
+        after_help = "Example:\n  redeemd --config ./t/redeemd.toml init --data-dir ./t/data --merchant-id M-000123 \\\n      --merchant-category dining --trust-key trust-keys.json --timezone Asia/Shanghai --language zh-CN"
+    )]
     Init(InitArgs),
     /// Import or show the signed rule set
     #[command(subcommand)]
     Ruleset(RulesetCommand),
     /// Say what would happen to a code, writing nothing
+    #[command(
+        after_help = "Examples:\n  redeemd check 'CP1:NCF...' --amount 58.00\n  redeemd check 'CP1:NCF...' --amount 58 --eligible 40 --at 2026-11-28T12:00:00+08:00 --json\n  scanner-read | redeemd check - --amount 58\n\nExit status: 0 it would be accepted, 1 it would be refused, 2 usage error."
+    )]
     Check(CheckArgs),
     /// Decide a code and, when accepted, record the redemption
+    #[command(
+        after_help = "Examples:\n  redeemd redeem 'CP1:NCF...' --amount 58\n  redeemd redeem 'CP1:NCF...' --amount 120.50 --eligible 80 --json\n\nExit status: 0 accepted (recorded), 1 refused (nothing recorded), 2 usage error, 3 other failure."
+    )]
     Redeem(RedeemArgs),
     /// Void a redemption; its coupon can be redeemed again
+    #[command(
+        after_help = "Example:\n  redeemd void 0198f3c2-7a1b-7c3d-9e4f-0123456789ab --reason \"customer changed mind\"\n\nThe redemption ids are in `redeemd report daily --format csv`."
+    )]
     Void(VoidArgs),
     /// Reports for the store manager
     #[command(subcommand)]
@@ -82,6 +120,9 @@ enum Command {
     )]
     Provision(ProvisionArgs),
     /// Heartbeat, rule-set refresh and forwarding of the outbox to upstream
+    #[command(
+        after_help = "Examples:\n  redeemd sync --once   # exit 0 when nothing is left undelivered, else 3\n  redeemd sync          # until stopped (the daemon does this itself)"
+    )]
     Sync {
         /// One full round, then exit: 0 when nothing is left undelivered, else 3
         #[arg(long)]
@@ -114,7 +155,7 @@ enum Command {
     CashierUrl,
     /// Check config, files, ledger, clock, rule set, upstream, scanner, disk and service; say what to fix
     #[command(
-        after_help = "Each finding is ok, a warning or a problem. Exit status: 0 when nothing is a problem, 3 otherwise."
+        after_help = "Examples:\n  redeemd doctor\n  redeemd doctor --json | jq '.findings[] | select(.status != \"ok\")'\n\nEach finding is ok, a warning or a problem. Exit status: 0 when nothing is a problem, 3 otherwise."
     )]
     Doctor {
         /// One JSON object: {ok, problems, warnings, findings: [{check, status, message, fix}]}
@@ -124,12 +165,14 @@ enum Command {
     /// Copy the ledger (consistent while the daemon runs), the config and the trust anchors into FILE; never a token
     #[command(after_help = "Example:\n  redeemd backup /media/usb/lane-2-$(date +%F).redeemd-backup")]
     Backup {
+        /// The backup file to write (mode 0600)
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
     /// Put a backup onto this (replacement) terminal; refuses to replace a ledger holding events the backup lacks
     #[command(after_help = RESTORE_HELP)]
     Restore {
+        /// A file written by `redeemd backup`
         #[arg(value_name = "FILE")]
         file: PathBuf,
         /// Data directory when no config exists yet (the backup's config is written, pointing here)
@@ -145,7 +188,7 @@ enum Command {
 }
 
 const RESTORE_HELP: &str = "\
-A terminal swap, on the replacement:
+Example, a terminal swap, on the replacement:
   redeemd restore lane-2.redeemd-backup --data-dir /var/lib/redeemd
   redeemd provision --upstream URL --enrollment-code NEW-CODE --ca upstream-ca.pem
   redeemd sync --once      # the old terminal's unanswered events, under their original event ids
@@ -250,14 +293,16 @@ struct ProvisionArgs {
     #[arg(long, value_name = "TEXT")]
     label: Option<String>,
     /// Language of cashier messages
-    #[arg(long, value_enum, default_value = "zh-cn")]
+    #[arg(long, value_enum, default_value = "zh-CN")]
     language: LanguageArg,
 }
 
 #[derive(Debug, Subcommand)]
 enum ScannerCommand {
     /// Serial ports with their USB ids and the matching firmware profile, and the profiles
+    #[command(after_help = "Examples:\n  redeemd scanner list\n  redeemd scanner list --json")]
     List {
+        /// One JSON object: {ports, profiles}
         #[arg(long)]
         json: bool,
     },
@@ -283,8 +328,10 @@ enum ScannerCommand {
     /// Render the profile's setup codes and a sample coupon as a printable PNG
     #[command(after_help = "Example:\n  redeemd scanner sheet --profile honeywell-xenon-1950g --out xenon-setup.png")]
     Sheet {
+        /// Firmware profile id (see `redeemd scanner list`)
         #[arg(long, value_name = "ID")]
         profile: String,
+        /// The PNG file to write
         #[arg(long, value_name = "FILE.png")]
         out: PathBuf,
     },
@@ -295,8 +342,10 @@ struct InitArgs {
     /// Directory for the ledger and the trust anchors (created if missing)
     #[arg(long, value_name = "DIR")]
     data_dir: PathBuf,
+    /// This shop's merchant id, exactly as the issuer's campaigns list it
     #[arg(long, value_name = "ID")]
     merchant_id: String,
+    /// This shop's category, exactly as the campaigns spell it (`dining` is not `Dining`)
     #[arg(long, value_name = "CAT")]
     merchant_category: String,
     /// Rule-set trust anchors: JSON [{"kid","alg","key"}]
@@ -306,7 +355,7 @@ struct InitArgs {
     #[arg(long, value_name = "TZ", default_value = config::DEFAULT_TIMEZONE)]
     timezone: String,
     /// Language of cashier messages
-    #[arg(long, value_enum, default_value = "zh-cn")]
+    #[arg(long, value_enum, default_value = "zh-CN")]
     language: LanguageArg,
     /// Overwrite an existing config file (the ledger is kept)
     #[arg(long)]
@@ -315,20 +364,35 @@ struct InitArgs {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LanguageArg {
-    #[value(name = "zh-cn", alias = "zh-CN")]
+    #[value(name = "zh-CN", alias = "zh-cn")]
     ZhCn,
     En,
+}
+
+impl LanguageArg {
+    fn language(self) -> Language {
+        match self {
+            LanguageArg::ZhCn => Language::ZhCn,
+            LanguageArg::En => Language::En,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
 enum RulesetCommand {
     /// Verify and install a signed rule set (JWS compact text)
+    #[command(
+        after_help = "Example:\n  redeemd ruleset import ruleset-v42.jws\n\nThe same version again changes nothing (exit 0); a refused one leaves the installed one in force."
+    )]
     Import {
+        /// The rule set file (JWS compact text)
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
     /// Version, validity, campaigns, revoked count and age of the rule set in force
+    #[command(after_help = "Examples:\n  redeemd ruleset show\n  redeemd ruleset show --json | jq .version")]
     Show {
+        /// One JSON object (version, issued_at, expires_at, timezone, campaigns, revoked, ...)
         #[arg(long)]
         json: bool,
     },
@@ -367,8 +431,10 @@ struct RedeemArgs {
 
 #[derive(Debug, Args)]
 struct VoidArgs {
+    /// The redemption to void (printed by `redeem`, listed by `report daily`)
     #[arg(value_name = "REDEMPTION_ID")]
     redemption_id: String,
+    /// Why, kept with the void and sent upstream
     #[arg(long, value_name = "TEXT")]
     reason: Option<String>,
 }
@@ -376,10 +442,14 @@ struct VoidArgs {
 #[derive(Debug, Subcommand)]
 enum ReportCommand {
     /// The day's write-offs: per campaign, per hour, totals, leverage, forwarding state
+    #[command(
+        after_help = "Examples:\n  redeemd report daily\n  redeemd report daily --date 2026-11-28 --format csv > 2026-11-28.csv\n  redeemd report daily --format json | jq .totals\n\nLeverage = basket totals / discount written off. Tables shorten long ids; csv and json keep them whole."
+    )]
     Daily {
         /// Business day (default: today in the rule set's zone)
         #[arg(long, value_name = "YYYY-MM-DD")]
         date: Option<String>,
+        /// table for people (in the configured language); csv and json for machines (English keys)
         #[arg(long, value_enum, default_value = "table")]
         format: ReportFormat,
     },
@@ -410,7 +480,7 @@ struct DemoArgs {
     #[arg(long, value_name = "ID")]
     profile: Option<String>,
     /// Language of the pages and messages
-    #[arg(long, value_enum, default_value = "zh-cn")]
+    #[arg(long, value_enum, default_value = "zh-CN")]
     language: LanguageArg,
 }
 
@@ -427,6 +497,150 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     }
 }
 
+/// The configured language of this run (zh-CN until a config or `--language` says).
+static LANG: std::sync::OnceLock<Language> = std::sync::OnceLock::new();
+
+fn lang() -> Language {
+    LANG.get().copied().unwrap_or_default()
+}
+
+/// The text `section.key` in this run's language with `{name}`s filled in.
+fn tr(key: &str, values: &[(&str, &str)]) -> String {
+    crate::messages::fill(lang(), key, values)
+}
+
+/// The ledger this run opened, so an SQLite error deep in a chain can name its file.
+static LEDGER: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// The one line a failure prints, and its exit status: a locked or read-only ledger is
+/// said once with its file and what to do, instead of SQLite's text three times.
+fn explain(failure: Failure) -> (u8, String) {
+    let sqlite = failure.error.chain().find_map(|e| match e.downcast_ref::<rusqlite::Error>() {
+        Some(rusqlite::Error::SqliteFailure(f, _)) => Some(f.code),
+        _ => None,
+    });
+    let ledger = LEDGER.get().map_or_else(|| "the ledger".to_owned(), |p| p.display().to_string());
+    match sqlite {
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+            let holders = LEDGER.get().map(|p| holders(p)).unwrap_or_default();
+            let who = if holders.is_empty() { tr("error.another_process", &[]) } else { holders.join(", ") };
+            let daemon = holders.iter().any(|h| h.contains("redeemd run") || h.contains("redeemd demo"));
+            let key = if daemon { "error.ledger_locked_daemon" } else { "error.ledger_locked" };
+            (3, tr(key, &[("path", &ledger), ("who", &who)]))
+        }
+        Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen) => {
+            (2, tr("error.ledger_read_only", &[("path", &ledger)]))
+        }
+        _ => (failure.code, one_line(&failure.error)),
+    }
+}
+
+/// The error and its causes joined with ": ", skipping a cause already said (thiserror
+/// variants that print their source would otherwise repeat it).
+fn one_line(error: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut last = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        let lower = text.to_lowercase();
+        if out.to_lowercase().contains(&lower) || (!last.is_empty() && lower.contains(&last)) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+        last = lower;
+    }
+    out
+}
+
+/// The processes other than this one that hold `file` open, as `pid (command line)`.
+fn holders(file: &Path) -> Vec<String> {
+    let me = std::process::id().to_string();
+    let Ok(file) = std::fs::canonicalize(file) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if pid == me || !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let holds = std::fs::read_dir(entry.path().join("fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == file));
+        if holds {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            let name = args.first().map(|a| a.rsplit('/').next().unwrap_or(a).to_owned()).unwrap_or_default();
+            let sub = args.iter().skip(1).find(|a| !a.starts_with('-') && !a.contains('/')).cloned();
+            found.push(format!("process {pid} ({name}{})", sub.map(|s| format!(" {s}")).unwrap_or_default()));
+        }
+    }
+    found
+}
+
+/// Proves the ledger, its WAL files and its directory are writable by this user before
+/// SQLite opens them: a run that cannot write would otherwise create `-wal`/`-shm` files
+/// owned by the wrong user that keep failing after the permissions are fixed.
+fn check_ledger_access(db: &Path) -> CliResult<()> {
+    use nix::unistd::{access, AccessFlags};
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = db.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    let mut shm = db.as_os_str().to_owned();
+    shm.push("-shm");
+    let rw = AccessFlags::R_OK | AccessFlags::W_OK;
+    let candidates = [
+        (db.to_owned(), rw),
+        (PathBuf::from(wal), rw),
+        (PathBuf::from(shm), rw),
+        (dir.to_owned(), rw | AccessFlags::X_OK),
+    ];
+    for (path, flags) in candidates {
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if access(&path, flags).is_err() {
+            let owner = user_name(meta.uid());
+            let me = user_name(nix::unistd::geteuid().as_raw());
+            return Err(usage(anyhow!(tr(
+                "error.ledger_owner",
+                &[
+                    ("path", &path.display().to_string()),
+                    ("owner", &owner),
+                    ("mode", &format!("{:o}", meta.mode() & 0o7777)),
+                    ("me", &me),
+                    ("dir", &dir.display().to_string()),
+                ]
+            ))));
+        }
+    }
+    Ok(())
+}
+
+/// The login name of `uid` (from /etc/passwd), else the number.
+fn user_name(uid: u32) -> String {
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                (fields.nth(1)? == uid.to_string()).then(|| name.to_owned())
+            })
+        })
+        .unwrap_or_else(|| format!("uid {uid}"))
+}
+
 /// Usage or configuration error: exit status 2.
 fn usage(error: impl Into<anyhow::Error>) -> Failure {
     Failure { code: 2, error: error.into() }
@@ -441,11 +655,15 @@ pub fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_max_level(level)
         .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(colour(std::io::stderr().is_terminal()))
         // A closed stderr must not panic the thread that logs (the daemon's writer).
         .log_internal_errors(false)
         .init();
-    let cli = match Cli::try_parse() {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    if !colour(true) {
+        command = command.color(clap::ColorChoice::Never);
+    }
+    let cli = match command.try_get_matches().and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m)) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -455,10 +673,16 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(failure) => {
-            eprintln!("redeemd: {:#}", failure.error);
-            ExitCode::from(failure.code)
+            let (code, text) = explain(failure);
+            eprintln!("redeemd: {text}");
+            ExitCode::from(code)
         }
     }
+}
+
+/// Colour (ANSI escapes) only on a terminal and never when `NO_COLOR` is set (non-empty).
+fn colour(terminal: bool) -> bool {
+    terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 pub fn run(cli: Cli) -> CliResult {
@@ -489,9 +713,9 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Doctor { json } => {
             let report = crate::doctor::examine(&cli.config, &SystemClock);
             if json {
-                println!("{}", report.to_json());
+                say!("{}", report.to_json());
             } else {
-                print!("{}", report.to_text());
+                say_raw!("{}", report.to_text());
             }
             Ok(ExitCode::from(report.exit_code()))
         }
@@ -502,7 +726,7 @@ pub fn run(cli: Cli) -> CliResult {
             for path in crate::assets::write_all(cmd, &profile::builtin()?, &out)
                 .with_context(|| format!("cannot write into {}", out.display()))?
             {
-                println!("{}", path.display());
+                say!("{}", path.display());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -520,21 +744,21 @@ fn backup_failure(e: crate::backup::BackupError) -> Failure {
 fn backup(config_path: &Path, file: &Path) -> CliResult {
     let config = load_config(config_path)?;
     let s = crate::backup::backup(config_path, &config, file, &SystemClock).map_err(backup_failure)?;
-    println!(
+    say!(
         "wrote {} (mode 0600): {} redemption(s), {} event(s), {} not yet answered by upstream",
         file.display(),
         s.redemptions,
         s.events,
         s.unanswered
     );
-    println!("  with {}; no token, PIN or session is in it", s.files.join(", "));
+    say!("  with {}; no token, PIN or session is in it", s.files.join(", "));
     Ok(ExitCode::SUCCESS)
 }
 
 fn restore(config_path: &Path, file: &Path, data_dir: Option<&Path>) -> CliResult {
     let r = crate::backup::restore(config_path, file, data_dir).map_err(backup_failure)?;
     let s = &r.summary;
-    println!(
+    say!(
         "restored {} (terminal {}, made {}) into {}: {} redemption(s), {} event(s), {} not yet answered by upstream",
         file.display(),
         r.from_terminal.as_deref().unwrap_or("provisioned by hand"),
@@ -545,25 +769,24 @@ fn restore(config_path: &Path, file: &Path, data_dir: Option<&Path>) -> CliResul
         s.unanswered
     );
     if !s.files.is_empty() {
-        println!("  wrote {} from the backup", s.files.join(", "));
+        say!("  wrote {} from the backup", s.files.join(", "));
     }
-    println!("next:");
+    say!("next:");
     if r.wrote_config && r.from_terminal.is_some() {
-        println!("  redeemd provision --upstream URL --enrollment-code CODE --ca FILE   # this terminal's own identity and token");
+        say!("  redeemd provision --upstream URL --enrollment-code CODE --ca FILE   # this terminal's own identity and token");
     }
     if s.unanswered > 0 {
-        println!(
-            "  redeemd sync --once   # sends the {} unanswered event(s) under their original event ids",
-            s.unanswered
-        );
+        say!("  redeemd sync --once   # sends the {} unanswered event(s) under their original event ids", s.unanswered);
     }
-    println!("  redeemd manager-pin set   # PINs and tokens are never in a backup");
-    println!("  redeemd doctor");
+    say!("  redeemd manager-pin set   # PINs and tokens are never in a backup");
+    say!("  redeemd doctor");
     Ok(ExitCode::SUCCESS)
 }
 
 fn load_config(path: &Path) -> CliResult<Config> {
-    Config::load(path).map_err(usage)
+    let config = Config::load(path).map_err(usage)?;
+    let _ = LANG.set(config.language);
+    Ok(config)
 }
 
 fn open_agent(config: &Config) -> CliResult<Agent> {
@@ -587,6 +810,10 @@ fn open_agent_as(config: &Config, clock: Box<dyn crate::clock::Clock>, lazy: boo
         })
         .map_err(usage)?;
     let anchors = parse_anchors(&keys).with_context(|| format!("trust keys {}", keys_path.display())).map_err(usage)?;
+    let _ = LEDGER.set(config.database_path());
+    if config.database_path().exists() {
+        check_ledger_access(&config.database_path())?;
+    }
     let store = Store::open_existing(&config.database_path()).map_err(|e| match e {
         StoreError::Missing(_) => usage(e),
         other => Failure::from(other),
@@ -598,6 +825,7 @@ fn open_agent_as(config: &Config, clock: Box<dyn crate::clock::Clock>, lazy: boo
 }
 
 fn init(config_path: &Path, args: InitArgs) -> CliResult {
+    let _ = LANG.set(args.language.language());
     if config_path.exists() && !args.force {
         return Err(usage(anyhow!(
             "config file {} already exists; pass --force to overwrite it (the ledger is kept)",
@@ -614,11 +842,8 @@ fn init(config_path: &Path, args: InitArgs) -> CliResult {
         data_dir: absolute(&args.data_dir),
         merchant_id: args.merchant_id,
         merchant_category: args.merchant_category,
-        timezone: args.timezone,
-        language: match args.language {
-            LanguageArg::ZhCn => Language::ZhCn,
-            LanguageArg::En => Language::En,
-        },
+        timezone: Config::canonical_timezone(&args.timezone).map_err(|m| usage(anyhow!("--timezone: {m}")))?,
+        language: args.language.language(),
         trust_keys: None,
         upstream: None,
         api: None,
@@ -637,11 +862,24 @@ fn init(config_path: &Path, args: InitArgs) -> CliResult {
         std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
     }
     write_file(config_path, config.to_toml().as_bytes(), 0o644)?;
-    println!("wrote {}", config_path.display());
-    println!("  merchant {} ({}), timezone {}", config.merchant_id, config.merchant_category, config.timezone);
-    println!("  {} rule-set trust key(s) in {}", anchors.len(), config.trust_keys_path().display());
-    println!("  ledger {}", config.database_path().display());
-    println!("next: redeemd --config {} ruleset import FILE", config_path.display());
+    say!("{}", tr("cli.init_wrote", &[("path", &config_path.display().to_string())]));
+    say!(
+        "  {}",
+        tr(
+            "cli.init_merchant",
+            &[("id", &config.merchant_id), ("category", &config.merchant_category), ("timezone", &config.timezone)]
+        )
+    );
+    say!(
+        "  {}",
+        tr(
+            "cli.init_keys",
+            &[("count", &anchors.len().to_string()), ("path", &config.trust_keys_path().display().to_string())]
+        )
+    );
+    say!("  {}", tr("cli.init_ledger", &[("path", &config.database_path().display().to_string())]));
+    let next = format!("redeemd --config {} ruleset import FILE", config_path.display());
+    say!("{}", tr("cli.next", &[("command", &next)]));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -667,29 +905,76 @@ fn ruleset_import(config_path: &Path, file: &Path) -> CliResult {
     match agent.import_ruleset(text) {
         Ok(Install::Installed { previous }) => {
             let rules = &agent.installed().ok_or_else(|| anyhow!("installed rule set vanished"))?.rules;
-            let was = previous.map_or_else(|| "none".to_owned(), |v| v.to_string());
-            println!(
-                "installed rule set version {} (was {was}): {} campaigns, {} revoked, valid until {}",
-                rules.version,
-                rules.campaigns.len(),
-                rules.revoked_count,
-                rfc3339(rules.expires_at, &rules.timezone)
+            let was = previous.map_or_else(|| tr("cli.none", &[]), |v| v.to_string());
+            say!(
+                "{}",
+                tr(
+                    "cli.import_installed",
+                    &[
+                        ("version", &rules.version.to_string()),
+                        ("was", &was),
+                        ("campaigns", &rules.campaigns.len().to_string()),
+                        ("revoked", &rules.revoked_count.to_string()),
+                        ("until", &rfc3339(rules.expires_at, &rules.timezone)),
+                    ]
+                )
             );
+            if let Some(warning) = refuses_this_terminal(rules, &config, config_path) {
+                eprintln!("{warning}");
+            }
             drop(agent);
             nudge_daemon(&config);
             Ok(ExitCode::SUCCESS)
         }
         Ok(Install::Unchanged) => {
-            println!("rule set version {} is already in force; nothing changed", before.unwrap_or_default());
+            say!("{}", tr("cli.import_unchanged", &[("version", &before.unwrap_or_default().to_string())]));
             Ok(ExitCode::SUCCESS)
         }
         Err(ImportError::Refused(refusal)) => {
-            let kept =
-                before.map_or_else(|| "no rule set is installed".to_owned(), |v| format!("version {v} stays in force"));
-            Err(anyhow!("rule set {} refused: {refusal}; {kept}", file.display()).into())
+            let kept = before
+                .map_or_else(|| tr("cli.kept_none", &[]), |v| tr("cli.kept_version", &[("version", &v.to_string())]));
+            let path = file.display().to_string();
+            Err(anyhow!(tr(
+                "error.ruleset_refused",
+                &[("file", &path), ("refusal", &refusal.to_string()), ("kept", &kept)]
+            ))
+            .into())
         }
         Err(ImportError::Store(e)) => Err(e.into()),
     }
+}
+
+/// When no campaign of `rules` admits this terminal (its merchant id or category), the
+/// warning that says so: every code would be refused `wrong_merchant`. The most common
+/// installer mistake is a category that differs only in case (`Dining` vs `dining`).
+fn refuses_this_terminal(rules: &crate::ruleset::RuleSet, config: &Config, config_path: &Path) -> Option<String> {
+    let admits = |c: &crate::ruleset::Campaign| {
+        (c.merchants.is_empty() || c.merchants.contains(&config.merchant_id))
+            && (c.merchant_categories.is_empty() || c.merchant_categories.contains(&config.merchant_category))
+    };
+    if rules.campaigns.is_empty() || rules.campaigns.values().any(admits) {
+        return None;
+    }
+    let mut wanted: Vec<&str> =
+        rules.campaigns.values().flat_map(|c| c.merchant_categories.iter().map(String::as_str)).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let case = wanted
+        .iter()
+        .find(|w| w.eq_ignore_ascii_case(&config.merchant_category))
+        .map(|w| tr("error.case_hint", &[("spelled", &format!("{w:?}"))]))
+        .unwrap_or_default();
+    let wanted = if wanted.is_empty() { tr("error.only_listed_merchants", &[]) } else { wanted.join(", ") };
+    Some(tr(
+        "error.refuses_this_terminal",
+        &[
+            ("merchant_id", &format!("{:?}", config.merchant_id)),
+            ("category", &format!("{:?}", config.merchant_category)),
+            ("case", &case),
+            ("wanted", &wanted),
+            ("config", &config_path.display().to_string()),
+        ],
+    ))
 }
 
 fn ruleset_show(config_path: &Path, json: bool) -> CliResult {
@@ -703,9 +988,9 @@ fn ruleset_show(config_path: &Path, json: bool) -> CliResult {
     }
     let Some(installed) = agent.installed() else {
         if json {
-            println!("{}", serde_json::json!({"version": null, "installed": false}));
+            say!("{}", serde_json::json!({"version": null, "installed": false}));
         } else {
-            println!("no rule set installed; import one with `redeemd ruleset import FILE`");
+            say!("{}", tr("cli.ruleset_none", &[]));
         }
         return Ok(ExitCode::SUCCESS);
     };
@@ -722,7 +1007,7 @@ fn ruleset_show(config_path: &Path, json: bool) -> CliResult {
                 "status": c.status, "valid_from": c.valid_from.to_string(), "valid_until": c.valid_until.to_string()})
             })
             .collect();
-        println!(
+        say!(
             "{}",
             serde_json::json!({
                 "installed": true, "version": rules.version, "issuer": rules.issuer,
@@ -736,29 +1021,41 @@ fn ruleset_show(config_path: &Path, json: bool) -> CliResult {
         return Ok(ExitCode::SUCCESS);
     }
     let digits = rules.currency_digits();
-    println!("rule set version {} from {}", rules.version, rules.issuer.as_deref().unwrap_or("(issuer not named)"));
+    let unnamed = tr("cli.ruleset_issuer_unnamed", &[]);
+    let issuer = rules.issuer.as_deref().unwrap_or(&unnamed);
+    say!("{}", tr("cli.ruleset_header", &[("version", &rules.version.to_string()), ("issuer", issuer)]));
     let local = |ts| rfc3339(ts, &rules.timezone);
-    println!("  issued    {}", local(rules.issued_at));
-    let expired = if now >= rules.expires_at { "  (EXPIRED: refresh it)" } else { "" };
-    println!("  expires   {}{expired}", local(rules.expires_at));
-    println!(
-        "  installed {} ({} h ago), signature {signature}, indexed tables match it",
-        local(installed.installed_at),
-        age_s / 3600
+    say!("  {}", tr("cli.ruleset_issued", &[("at", &local(rules.issued_at))]));
+    let expired = if now >= rules.expires_at { tr("cli.ruleset_expired", &[]) } else { String::new() };
+    say!("  {}{expired}", tr("cli.ruleset_expires", &[("at", &local(rules.expires_at))]));
+    say!(
+        "  {}",
+        tr("cli.ruleset_installed", &[("at", &local(installed.installed_at)), ("hours", &(age_s / 3600).to_string())])
     );
-    println!(
-        "  timezone {}, currency {}, max {} coupon(s) per basket",
-        rules.timezone_name, rules.currency, rules.max_coupons_per_basket
+    say!(
+        "  {}",
+        tr(
+            "cli.ruleset_zone",
+            &[
+                ("timezone", &rules.timezone_name),
+                ("currency", &rules.currency),
+                ("max", &rules.max_coupons_per_basket.to_string())
+            ]
+        )
     );
-    println!("  {} revoked coupon ids", rules.revoked_count);
-    println!("  {} campaign(s):", rules.campaigns.len());
+    say!("  {}", tr("cli.ruleset_revoked", &[("count", &rules.revoked_count.to_string())]));
+    say!("  {}", tr("cli.ruleset_campaigns", &[("count", &rules.campaigns.len().to_string())]));
     for c in rules.campaigns.values() {
-        println!(
-            "    {:<20} {:<8} {} off from {}  {}",
-            c.id,
-            format!("{:?}", c.status).to_lowercase(),
-            c.face_value.display(digits),
-            c.min_spend.display(digits),
+        let status = tr(&format!("cli.status_{}", format!("{:?}", c.status).to_lowercase()), &[]);
+        let terms = tr(
+            "cli.ruleset_campaign",
+            &[("face", &c.face_value.display(digits)), ("min", &c.min_spend.display(digits))],
+        );
+        say!(
+            "    {} {} {}  {}",
+            crate::report::pad(&crate::report::shorten(&c.id, 20), 20, false),
+            crate::report::pad(&status, 8, false),
+            crate::report::pad(&terms, 22, false),
             c.display_name(config.language.tag())
         );
     }
@@ -788,25 +1085,34 @@ fn read_code(arg: &str) -> CliResult<String> {
 }
 
 fn amount(flag: &str, text: &str, digits: u32) -> CliResult<Money> {
-    parse_amount(text, digits).map_err(|e| usage(anyhow!("--{flag}: {e}")))
+    parse_amount(text, digits).map_err(|_| {
+        usage(anyhow!(tr(
+            "error.amount",
+            &[("flag", flag), ("value", &format!("{text:?}")), ("digits", &digits.to_string())]
+        )))
+    })
 }
 
 fn present(config_path: &Path, args: CodeArgs, check_at: Option<Option<String>>) -> CliResult {
+    // CODE takes hyphen values (so `-` reads stdin); a mistyped option must not become a
+    // code answered `malformed`.
     let config = load_config(config_path)?;
+    if args.code.starts_with('-') && args.code != "-" {
+        return Err(usage(anyhow!(tr("error.unknown_option", &[("option", &format!("{:?}", args.code))]))));
+    }
     let mut agent = open_agent_for_codes(&config)?;
     let digits = agent.currency_digits();
     let basket_total = amount("amount", &args.amount, digits)?;
     let eligible_total = args.eligible.as_deref().map(|e| amount("eligible", e, digits)).transpose()?;
     if let Some(eligible) = eligible_total.filter(|e| *e > basket_total) {
-        return Err(usage(anyhow!(
-            "--eligible {} is more than --amount {}; the eligible part cannot exceed the basket",
-            eligible.display(digits),
-            basket_total.display(digits)
-        )));
+        return Err(usage(anyhow!(tr(
+            "error.eligible_over_amount",
+            &[("eligible", &eligible.display(digits)), ("amount", &basket_total.display(digits))]
+        ))));
     }
     let code = read_code(&args.code)?;
     let single = CheckoutRef::Single { basket_total, eligible_total, pos_ref: None };
-    let (decision, redemption_id) = match check_at {
+    let (decision, redemption_id) = match check_at.clone() {
         Some(at) => {
             let at = at
                 .map(|t| {
@@ -822,32 +1128,45 @@ fn present(config_path: &Path, args: CodeArgs, check_at: Option<Option<String>>)
         }
     };
     let record = agent.record_with_advice(&decision, redemption_id, eligible_total.unwrap_or(basket_total))?;
-    print_record(&record, args.json, digits, agent.currency().unwrap_or("CNY"));
+    let check_only = check_at.is_some();
+    print_record(&record, args.json, digits, agent.currency().unwrap_or("CNY"), check_only);
     Ok(if decision.accepted() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-fn print_record(record: &DecisionRecord, json: bool, digits: u32, currency: &str) {
+/// The decision for people (in the configured language) or, with `--json`, the
+/// decision record on one line. Write errors are ignored: the decision is made and
+/// recorded, and the exit status still says which.
+fn print_record(record: &DecisionRecord, json: bool, digits: u32, currency: &str, check_only: bool) {
     let mut out = std::io::stdout().lock();
+    let dash = || "-".to_owned();
+    let coupon = record.coupon_id.clone().unwrap_or_else(dash);
+    let campaign = record.campaign_id.clone().unwrap_or_else(dash);
     if json {
         let _ = writeln!(out, "{}", serde_json::to_string(record).unwrap_or_default());
     } else if record.decision == "accepted" {
+        let amount = Money(record.discount).display(digits);
         let _ = writeln!(
             out,
-            "ACCEPTED  {} {currency} off  coupon {}  campaign {}",
-            Money(record.discount).display(digits),
-            record.coupon_id.as_deref().unwrap_or("-"),
-            record.campaign_id.as_deref().unwrap_or("-")
+            "{}",
+            tr(
+                "cli.accepted_line",
+                &[("amount", &amount), ("currency", currency), ("coupon", &coupon), ("campaign", &campaign)]
+            )
         );
         if let Some(id) = &record.redemption_id {
-            let _ = writeln!(out, "  redemption {id}");
+            let _ = writeln!(out, "  {}", tr("cli.redemption_line", &[("id", id)]));
         }
         let _ = writeln!(out, "  {}", record.message);
     } else {
-        let _ = writeln!(out, "REJECTED  {}", record.reason.as_deref().unwrap_or("-"));
-        if let Some(coupon) = &record.coupon_id {
-            let _ = writeln!(out, "  coupon {coupon}  campaign {}", record.campaign_id.as_deref().unwrap_or("-"));
+        let reason = record.reason.clone().unwrap_or_else(dash);
+        let _ = writeln!(out, "{}", tr("cli.rejected_line", &[("reason", &reason)]));
+        if record.coupon_id.is_some() {
+            let _ = writeln!(out, "  {}", tr("cli.coupon_line", &[("coupon", &coupon), ("campaign", &campaign)]));
         }
         let _ = writeln!(out, "  {}", record.message);
+    }
+    if check_only && !json {
+        let _ = writeln!(out, "  {}", tr("cli.check_only", &[]));
     }
     let _ = out.flush();
 }
@@ -858,22 +1177,20 @@ fn void(config_path: &Path, args: &VoidArgs) -> CliResult {
     let digits = agent.currency_digits();
     match agent.void(&args.redemption_id, args.reason.as_deref())? {
         VoidOutcome::Voided { coupon_id, discount } => {
-            println!(
-                "voided redemption {} (coupon {coupon_id}, {} off); the coupon can be redeemed again",
-                args.redemption_id,
-                discount.display(digits)
+            say!(
+                "{}",
+                tr(
+                    "cli.voided",
+                    &[("id", &args.redemption_id), ("coupon", &coupon_id), ("amount", &discount.display(digits))]
+                )
             );
             Ok(ExitCode::SUCCESS)
         }
         VoidOutcome::AlreadyVoided { at } => {
-            println!("redemption {} was already voided at {at}; nothing changed", args.redemption_id);
+            say!("{}", tr("cli.already_voided", &[("id", &args.redemption_id), ("at", &at.to_string())]));
             Ok(ExitCode::SUCCESS)
         }
-        VoidOutcome::NotFound => Err(anyhow!(
-            "no redemption {} in this ledger; `redeemd report daily` lists the day's redemption ids",
-            args.redemption_id
-        )
-        .into()),
+        VoidOutcome::NotFound => Err(anyhow!(tr("error.void_not_found", &[("id", &args.redemption_id)])).into()),
     }
 }
 
@@ -884,16 +1201,25 @@ fn report_daily(config_path: &Path, date: Option<&str>, format: ReportFormat) ->
     let date = match date {
         Some(d) => d
             .parse::<jiff::civil::Date>()
-            .map_err(|e| usage(anyhow!("--date {d:?} is not a date like 2026-11-28: {e}")))?,
+            .map_err(|_| usage(anyhow!(tr("error.date_format", &[("value", &format!("{d:?}"))]))))?,
         None => agent.now().to_zoned_datetime(tz.clone()).date(),
     };
+    // The day must start and end inside the instants the zone can name (9999-12-31 cannot).
+    if date.to_zoned_datetime(tz.clone()).is_err()
+        || date.tomorrow().and_then(|d| d.to_zoned_datetime(tz.clone())).is_err()
+    {
+        return Err(usage(anyhow!(tr(
+            "error.date_out_of_range",
+            &[("date", &date.to_string()), ("timezone", tz.iana_name().unwrap_or("UTC"))]
+        ))));
+    }
     let report = agent.daily_report(date)?;
     let text = match format {
         ReportFormat::Json => report.to_json() + "\n",
         ReportFormat::Csv => report.to_csv(),
-        ReportFormat::Table => report.to_table(),
+        ReportFormat::Table => report.to_table(config.language),
     };
-    print!("{text}");
+    say_raw!("{text}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -922,7 +1248,7 @@ fn demo(args: DemoArgs) -> CliResult {
     )?;
     let config_path = dir.join("redeemd.toml");
     let data_dir = dir.join("data");
-    let step = |title: &str| println!("\n== {title}");
+    let step = |title: &str| say!("\n== {title}");
     step("init: a terminal provisioned by hand");
     init(
         &config_path,
@@ -946,7 +1272,7 @@ fn demo(args: DemoArgs) -> CliResult {
     present(&config_path, code_args("58.00"), None)?;
     step("report daily");
     report_daily(&config_path, None, ReportFormat::Table)?;
-    println!("demo terminal in {} (config {})", dir.display(), config_path.display());
+    say!("demo terminal in {} (config {})", dir.display(), config_path.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -978,7 +1304,7 @@ fn demo_live(args: DemoArgs) -> CliResult {
     let upstream = DemoUpstream::start(&issuer, now).context("starting the demo upstream on 127.0.0.1")?;
     let config_path = dir.join("redeemd.toml");
     let data_dir = dir.join("data");
-    println!("== provision: enroll with the demo upstream at {}", upstream.url());
+    say!("== provision: enroll with the demo upstream at {}", upstream.url());
     provision(
         &config_path,
         ProvisionArgs {
@@ -1001,8 +1327,24 @@ fn demo_live(args: DemoArgs) -> CliResult {
     let (scanner_text, profile, master): (String, Option<String>, Box<dyn std::io::Write + Send>) = match args.scanner {
         Some(port) => (port, args.profile, Box::new(std::io::sink())),
         None => {
-            let (master, slave) =
+            let (mut master, slave) =
                 serialport::TTYPort::pair().context("opening a pseudo-terminal for the virtual scanner")?;
+            // Like a real scanner, the virtual one takes whatever the host sends back
+            // (feedback, echoes): left unread, it would fill the pty and stall the writes.
+            let mut drain = master.try_clone_native().context("a second handle on the virtual scanner's pty")?;
+            let _ = serialport::SerialPort::set_timeout(&mut master, std::time::Duration::from_secs(2));
+            let _ = serialport::SerialPort::set_timeout(&mut drain, std::time::Duration::from_secs(3600));
+            std::thread::Builder::new().name("virtual-scanner".into()).spawn(move || {
+                let mut buffer = [0u8; 1024];
+                loop {
+                    match std::io::Read::read(&mut drain, &mut buffer) {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                        Err(_) => std::thread::sleep(std::time::Duration::from_millis(200)),
+                    }
+                }
+            })?;
             let path =
                 serialport::SerialPort::name(&slave).context("the virtual scanner's pseudo-terminal has no path")?;
             // The slave stays open here too, so the daemon's reconnects never see a hang-up.
@@ -1018,19 +1360,21 @@ fn demo_live(args: DemoArgs) -> CliResult {
     let clock: std::sync::Arc<dyn crate::clock::Clock> = std::sync::Arc::new(SystemClock);
     let demo_state = std::sync::Arc::new(DemoState {
         issuer,
+        holder: crate::issuer::Holder::ed25519_from_seed(DEMO_SEED),
+        live_coupon: std::sync::Mutex::new(Vec::new()),
         scanner: std::sync::Mutex::new(master),
         online: upstream.online.clone(),
         clock: clock.clone(),
     });
-    println!();
-    println!("== the demo terminal is ready (files in {})", dir.display());
-    println!("   1. cashier screen (open once, in a browser on this machine):");
-    println!("      http://{listen}/cashier/open?token={token}");
-    println!("   2. virtual scanner, in the same browser: http://{listen}/demo");
-    println!("      click a coupon as if a scanner read it; start a sale on the cashier screen first");
-    println!("   3. manager's page: http://{listen}/manager   PIN {pin}");
-    println!("   Ctrl-C stops the demo{}.", if _tmp.is_some() { " and removes its files" } else { "" });
-    println!();
+    say!();
+    say!("== the demo terminal is ready (files in {})", dir.display());
+    say!("   1. cashier screen (open once, in a browser on this machine):");
+    say!("      http://{listen}/cashier/open?token={token}");
+    say!("   2. virtual scanner, in the same browser: http://{listen}/demo");
+    say!("      click a coupon as if a scanner read it; start a sale on the cashier screen first");
+    say!("   3. manager's page: http://{listen}/manager   PIN {pin}");
+    say!("   Ctrl-C stops the demo{}.", if _tmp.is_some() { " and removes its files" } else { "" });
+    say!();
     let options = crate::daemon::RunOptions {
         listen: Some(listen.to_string()),
         scanner: Some(scanner_text),
@@ -1068,14 +1412,33 @@ fn upstream_failure(e: UpstreamError) -> Failure {
 
 /// The upstream CA file's PEM, when one is configured.
 fn read_ca(path: Option<&Path>) -> CliResult<Option<Vec<u8>>> {
-    path.map(|p| std::fs::read(p).with_context(|| format!("cannot read the CA file {}", p.display())).map_err(usage))
-        .transpose()
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let pem =
+        std::fs::read(path).with_context(|| format!("cannot read the CA file {}", path.display())).map_err(usage)?;
+    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(usage(anyhow!(tr("error.ca_without_certificate", &[("path", &path.display().to_string())]))));
+    }
+    Ok(Some(pem))
 }
 
 fn provision(config_path: &Path, mut args: ProvisionArgs) -> CliResult {
+    let _ = LANG.set(args.language.language());
+    // Everything the installer typed is checked before any network.
+    if !args.upstream.contains("://") {
+        let example = format!("https://{}/", args.upstream.trim_end_matches('/'));
+        return Err(usage(anyhow!(tr(
+            "error.url_without_scheme",
+            &[("url", &format!("{:?}", args.upstream)), ("example", &example)]
+        ))));
+    }
+    if args.enrollment_code.trim().is_empty() {
+        return Err(usage(anyhow!(tr("error.empty_enrollment_code", &[]))));
+    }
     let (normalized, changed) = crate::upstream::normalize_base(&args.upstream).map_err(upstream_failure)?;
     if changed {
-        println!("note: upstream URL {} is used as {normalized} (requests go below it)", args.upstream);
+        say!("{}", tr("provision.url_normalized", &[("given", &args.upstream), ("used", &normalized)]));
         args.upstream = normalized;
     }
     let data_dir = absolute(&args.data_dir);
@@ -1104,7 +1467,7 @@ fn provision(config_path: &Path, mut args: ProvisionArgs) -> CliResult {
         .filter(|s| s.upstream == args.upstream);
     let enrollment = match saved {
         Some(saved) => {
-            println!("using the enrollment answer an earlier attempt saved ({})", saved_path.display());
+            say!("{}", tr("provision.saved_answer", &[("path", &saved_path.display().to_string())]));
             saved.answer
         }
         None => {
@@ -1130,10 +1493,7 @@ fn provision(config_path: &Path, mut args: ProvisionArgs) -> CliResult {
         merchant_id: enrollment.merchant_id.clone(),
         merchant_category: enrollment.merchant_category.clone(),
         timezone: enrollment.timezone.clone(),
-        language: match args.language {
-            LanguageArg::ZhCn => Language::ZhCn,
-            LanguageArg::En => Language::En,
-        },
+        language: args.language.language(),
         trust_keys: None,
         upstream: Some(config::UpstreamConfig::new(&args.upstream, &enrollment.terminal_id, ca_file)),
         api: None,
@@ -1157,31 +1517,41 @@ fn provision(config_path: &Path, mut args: ProvisionArgs) -> CliResult {
     crate::sync::reset_after_provision(&agent)?;
     // Written in full: the saved answer (it holds the token) is no longer needed.
     let _ = std::fs::remove_file(&saved_path);
-    println!(
-        "enrolled as terminal {} ({label}) of merchant {} {}",
-        enrollment.terminal_id, enrollment.merchant_id, enrollment.merchant_name
+    say!(
+        "{}",
+        tr(
+            "provision.enrolled",
+            &[
+                ("terminal", &enrollment.terminal_id),
+                ("label", &label),
+                ("merchant", &enrollment.merchant_id),
+                ("name", &enrollment.merchant_name)
+            ]
+        )
     );
-    println!(
-        "  category {}, timezone {}, {} rule-set trust key(s)",
-        enrollment.merchant_category,
-        enrollment.timezone,
-        anchors.len()
+    say!(
+        "  {}",
+        tr(
+            "provision.details",
+            &[
+                ("category", &enrollment.merchant_category),
+                ("timezone", &enrollment.timezone),
+                ("keys", &anchors.len().to_string())
+            ]
+        )
     );
-    println!("  config {}", config_path.display());
-    println!("  token {} (mode 0600)", config.token_path().unwrap_or_default().display());
-    println!("  ledger {}", config.database_path().display());
+    say!("  {}", tr("provision.config", &[("path", &config_path.display().to_string())]));
+    say!("  {}", tr("provision.token", &[("path", &config.token_path().unwrap_or_default().display().to_string())]));
+    say!("  {}", tr("provision.ledger", &[("path", &config.database_path().display().to_string())]));
     let mut syncer = syncer(&config, &mut agent)?;
     let fetched = rt.block_on(async { syncer.step_refresh().await });
     match fetched {
         Ok(()) => {
-            println!("  rule set: {}", syncer.summary.ruleset.as_deref().unwrap_or("-"));
+            say!("  {}", tr("provision.ruleset", &[("summary", syncer.summary.ruleset.as_deref().unwrap_or("-"))]));
             print_next_steps(config_path);
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => Err(anyhow!(
-            "enrolled, but the first rule set could not be installed: {e}; run `redeemd sync --once` to retry"
-        )
-        .into()),
+        Err(e) => Err(anyhow!(tr("provision.ruleset_failed", &[("error", &e.to_string())])).into()),
     }
 }
 
@@ -1192,20 +1562,20 @@ fn print_next_steps(config_path: &Path) {
     } else {
         format!("redeemd --config {}", config_path.display())
     };
-    println!("\nnext steps:");
-    println!("  {redeemd} doctor                 # checks everything; says what to fix");
-    println!("  {redeemd} scanner list           # the scanner's port and matching profile");
-    println!("  {redeemd} scanner sheet --profile ID --out setup.png   # print it, scan its codes");
-    println!("  {redeemd} manager-pin set        # the manager pages' code, read from standard input");
+    let step = |command: String, key: &str, values: &[(&str, &str)]| {
+        say!("  {}  # {}", crate::report::pad(&command, 40, false), tr(&format!("provision.{key}"), values));
+    };
+    say!("\n{}", tr("provision.next_steps", &[]));
+    step(format!("{redeemd} doctor"), "step_doctor", &[]);
+    step(format!("{redeemd} scanner list"), "step_scanner_list", &[]);
+    step(format!("{redeemd} scanner sheet --profile ID --out setup.png"), "step_scanner_sheet", &[]);
+    step(format!("{redeemd} manager-pin set"), "step_manager_pin", &[]);
     if config_path == Path::new(config::DEFAULT_PATH) {
-        println!("  systemctl enable --now redeemd   # the daemon, now and at every boot");
+        step("systemctl enable --now redeemd".to_owned(), "step_systemctl", &[]);
     } else {
-        println!(
-            "  {redeemd} run                    # the daemon, by hand (the service reads {})",
-            config::DEFAULT_PATH
-        );
+        step(format!("{redeemd} run"), "step_run", &[("path", config::DEFAULT_PATH)]);
     }
-    println!("  {redeemd} cashier-url            # a one-time link: open it in this terminal's browser");
+    step(format!("{redeemd} cashier-url"), "step_cashier_url", &[]);
 }
 
 /// Upstream's enrollment answer, kept (mode 0600) until provisioning has written
@@ -1279,24 +1649,34 @@ fn sync(config_path: &Path, once: bool) -> CliResult {
     let result = rt.block_on(syncer.run_once());
     let s = &syncer.summary;
     if let Some(skew) = s.heartbeat_skew_s {
-        let warn = if skew.abs() > crate::sync::CLOCK_SKEW_LIMIT { "  WARNING: fix this terminal's clock" } else { "" };
-        println!("heartbeat ok, clock {skew:+} s from the server's{warn}");
+        let warn =
+            if skew.abs() > crate::sync::CLOCK_SKEW_LIMIT { tr("sync.clock_warning", &[]) } else { String::new() };
+        say!("{}{warn}", tr("sync.heartbeat", &[("skew", &format!("{skew:+}"))]));
     }
     if let Some(r) = &s.ruleset {
-        println!("rule set: {r}");
+        say!("{}", tr("provision.ruleset", &[("summary", r)]));
     }
     for warning in &s.warnings {
-        println!("warning: {warning}");
+        say!("{}", tr("sync.warning", &[("warning", warning)]));
     }
     let [accepted, duplicate, conflict, rejected] = s.by_status;
-    println!(
-        "forwarded {} event(s): {accepted} accepted, {duplicate} duplicate, {conflict} conflict, {rejected} rejected{}",
-        s.forwarded,
-        if s.parked > 0 { format!("; {} parked (bad request)", s.parked) } else { String::new() }
+    let parked = if s.parked > 0 { tr("sync.parked", &[("count", &s.parked.to_string())]) } else { String::new() };
+    say!(
+        "{}{parked}",
+        tr(
+            "sync.forwarded",
+            &[
+                ("count", &s.forwarded.to_string()),
+                ("accepted", &accepted.to_string()),
+                ("duplicate", &duplicate.to_string()),
+                ("conflict", &conflict.to_string()),
+                ("rejected", &rejected.to_string()),
+            ]
+        )
     );
     match result {
         Ok(()) => {
-            println!("nothing left to deliver");
+            say!("{}", tr("sync.done", &[]));
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => Err(anyhow!(e).into()),
@@ -1309,11 +1689,11 @@ fn scanner_list(json: bool) -> CliResult {
     if json {
         let profiles: Vec<_> =
             profiles.iter().map(|p| serde_json::json!({"id": p.id, "vendor": p.vendor, "model": p.model})).collect();
-        println!("{}", serde_json::json!({"ports": ports, "profiles": profiles}));
+        say!("{}", serde_json::json!({"ports": ports, "profiles": profiles}));
         return Ok(ExitCode::SUCCESS);
     }
     if ports.is_empty() {
-        println!("no serial ports found (is the scanner in USB serial / CDC mode? see its setup sheet)");
+        say!("no serial ports found (is the scanner in USB serial / CDC mode? see its setup sheet)");
     }
     for p in &ports {
         let usb = p.usb.as_ref().map_or_else(
@@ -1330,14 +1710,14 @@ fn scanner_list(json: bool) -> CliResult {
             },
         );
         let matched = if p.profiles.is_empty() { "no profile matches".to_owned() } else { p.profiles.join(", ") };
-        println!("{}  {usb}  -> {matched}", p.port);
+        say!("{}  {usb}  -> {matched}", p.port);
         for link in &p.by_id {
-            println!("    {link}");
+            say!("    {link}");
         }
     }
-    println!("\nfirmware profiles:");
+    say!("\nfirmware profiles:");
     for p in &profiles {
-        println!("  {:<28} {} {}", p.id, p.vendor, p.model);
+        say!("  {:<28} {} {}", p.id, p.vendor, p.model);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -1403,7 +1783,7 @@ fn scanner_sheet(profile_id: &str, out: &Path) -> CliResult {
     let sample = Issuer::from_seed(DEMO_SEED).code(&CodeSpec::new("SAMPLE-0001", "DEMO-DINING", SystemClock.now()));
     let img = sheet::render(&profile, &sample)?;
     img.save_with_format(out, image::ImageFormat::Png).with_context(|| format!("cannot write {}", out.display()))?;
-    println!("wrote {} ({} setup codes, sample coupon)", out.display(), profile.setup_codes.len());
+    say!("wrote {} ({} setup codes, sample coupon)", out.display(), profile.setup_codes.len());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -1428,30 +1808,46 @@ fn outbox_list(config_path: &Path, state: Option<OutboxState>, json: bool) -> Cl
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::Array(list));
+        say!("{}", serde_json::Value::Array(list));
         return Ok(ExitCode::SUCCESS);
     }
     if rows.is_empty() {
-        println!("nothing waiting: every event has upstream's answer");
+        say!("{}", tr("outbox.empty", &[]));
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:>6}  {:<36}  {:<6}  {:<8}  {:<25}  message", "seq", "event_id", "type", "state", "created");
+    // The event id stays whole: `outbox retry EVENT_ID` needs it.
+    let pad = crate::report::pad;
+    let word = |key: String, fallback: &str| {
+        let text = tr(&key, &[]);
+        if text.is_empty() {
+            fallback.to_owned()
+        } else {
+            text
+        }
+    };
+    say!(
+        "{}  {}  {}  {}  {}  {}",
+        pad(&tr("outbox.seq", &[]), 6, true),
+        pad(&tr("outbox.event_id", &[]), 36, false),
+        pad(&tr("outbox.type", &[]), 6, false),
+        pad(&tr("outbox.state", &[]), 10, false),
+        pad(&tr("outbox.created", &[]), 25, false),
+        tr("outbox.message", &[])
+    );
     for r in &rows {
-        println!(
-            "{:>6}  {:<36}  {:<6}  {:<8}  {:<25}  {}",
-            r.seq,
-            r.event_id,
-            r.kind,
-            r.state,
-            rfc3339(r.created, &tz),
+        say!(
+            "{}  {}  {}  {}  {}  {}",
+            pad(&r.seq.to_string(), 6, true),
+            pad(&r.event_id, 36, false),
+            pad(&word(format!("outbox.type_{}", r.kind), &r.kind), 6, false),
+            pad(&word(format!("outbox.state_{}", r.state), &r.state), 10, false),
+            pad(&rfc3339(r.created, &tz), 25, false),
             message(&r.answer).unwrap_or_default()
         );
     }
     let parked = rows.iter().filter(|r| r.state == "parked").count();
     if parked > 0 {
-        println!(
-            "{parked} parked: upstream refused them (400); `redeemd outbox retry EVENT_ID|--all` sends them again"
-        );
+        say!("{}", tr("outbox.parked", &[("count", &parked.to_string())]));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -1461,17 +1857,15 @@ fn outbox_retry(config_path: &Path, event_id: Option<&str>) -> CliResult {
     let mut agent = open_agent(&config)?;
     let count = agent.store_mut().unpark(event_id)?;
     match (count, event_id) {
-        (0, Some(id)) => Err(usage(anyhow!(
-            "event {id} is not parked (or does not exist); `redeemd outbox list --state parked` shows the parked ones"
-        ))),
+        (0, Some(id)) => Err(usage(anyhow!(tr("outbox.not_parked", &[("id", id)])))),
         (0, None) => {
-            println!("no parked events");
+            say!("{}", tr("outbox.none_parked", &[]));
             Ok(ExitCode::SUCCESS)
         }
         (n, _) => {
             drop(agent);
             nudge_daemon(&config);
-            println!("{n} event(s) queued again; the daemon (or `redeemd sync --once`) sends them");
+            say!("{}", tr("outbox.queued", &[("count", &n.to_string())]));
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -1537,7 +1931,7 @@ fn pos_token(config_path: &Path, rotate: bool) -> CliResult {
             .with_context(|| format!("cannot write {}", path.display()))?;
         std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?.trim().to_owned()
     };
-    println!("{token}");
+    say!("{token}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -1570,7 +1964,7 @@ fn cashier_url(config_path: &Path) -> CliResult {
     })?;
     let host =
         if addr.ip().is_unspecified() { std::net::SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr };
-    println!("http://{host}/cashier/open?token={token}");
+    say!("http://{host}/cashier/open?token={token}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -1588,4 +1982,44 @@ fn tempdir() -> CliResult<TempDir> {
     let dir = std::env::temp_dir().join(format!("redeemd-demo-{}", u64::from_le_bytes(nonce)));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     Ok(TempDir(dir))
+}
+
+#[cfg(test)]
+mod help_tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    /// `--help` describes every option and shows an example for every command (README).
+    #[test]
+    fn every_command_has_examples_and_every_option_a_description() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            if cmd.is_hide_set() {
+                return;
+            }
+            if cmd.has_subcommands() {
+                for sub in cmd.get_subcommands() {
+                    walk(sub, &path, missing);
+                }
+                return;
+            }
+            let after = cmd.get_after_help().or(cmd.get_after_long_help()).map(|h| h.to_string()).unwrap_or_default();
+            let long = cmd.get_long_about().map(|h| h.to_string()).unwrap_or_default();
+            if !after.contains("Example") && !long.contains("Example") {
+                missing.push(format!("{path}: no example"));
+            }
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.get_help().is_none() && !matches!(id, "help" | "version") {
+                    missing.push(format!("{path}: --{id} undescribed"));
+                }
+            }
+        }
+        let mut missing = Vec::new();
+        let root = Cli::command();
+        for sub in root.get_subcommands() {
+            walk(sub, "redeemd", &mut missing);
+        }
+        assert!(missing.is_empty(), "{missing:#?}");
+    }
 }

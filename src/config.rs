@@ -157,9 +157,11 @@ impl Config {
 
     /// Parses and checks config text (any text: a fuzz target feeds it).
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let config: Config =
+        let mut config: Config =
             toml::from_str(text).map_err(|e| ConfigError::Parse { path: PathBuf::new(), message: e.to_string() })?;
         config.check().map_err(|message| ConfigError::Invalid { path: PathBuf::new(), message })?;
+        // A hand-edited `asia/shanghai` is used (and written back) as `Asia/Shanghai`.
+        config.timezone = Config::canonical_timezone(&config.timezone).unwrap_or(config.timezone);
         Ok(config)
     }
 
@@ -207,6 +209,14 @@ impl Config {
     pub fn token_path(&self) -> Option<PathBuf> {
         let u = self.upstream.as_ref()?;
         Some(u.token_file.clone().unwrap_or_else(|| self.data_dir.join(TOKEN_FILE)))
+    }
+
+    /// The zone's canonical IANA name (`asia/shanghai` → `Asia/Shanghai`), so the config
+    /// stores one spelling; an unknown name is an error that says what a name looks like.
+    pub fn canonical_timezone(name: &str) -> Result<String, String> {
+        let zone = jiff::tz::TimeZone::get(name)
+            .map_err(|_| format!("timezone {name:?} is not an IANA time zone name (like \"Asia/Shanghai\")"))?;
+        Ok(zone.iana_name().unwrap_or(name).to_owned())
     }
 
     pub fn timezone(&self) -> jiff::tz::TimeZone {

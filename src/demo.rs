@@ -8,7 +8,7 @@
 //! It must stay a demo: it never runs unless asked for, and it serves only loopback.
 
 use crate::daemon::api::{page_role, AppState};
-use crate::issuer::{CodeSpec, Issuer};
+use crate::issuer::{CodeSpec, Holder, Issuer};
 use crate::messages::{self, Language};
 use askama::Template;
 use axum::extract::State;
@@ -217,6 +217,9 @@ pub fn qr_svg(text: &str) -> String {
 /// What the `/demo` routes share.
 pub struct DemoState {
     pub issuer: Issuer,
+    /// The demo holder app's device key, and the holder-bound coupon it shows (CP2).
+    pub holder: Holder,
+    pub live_coupon: Mutex<Vec<u8>>,
     /// The master side of the virtual scanner's pseudo-terminal.
     pub scanner: Mutex<Box<dyn Write + Send>>,
     pub online: Arc<AtomicBool>,
@@ -227,6 +230,7 @@ pub fn routes(state: Arc<DemoState>) -> Router<Arc<AppState>> {
     Router::new()
         .route("/demo", get(page))
         .route("/demo/scan", post(scan))
+        .route("/demo/live", get(live))
         .route("/demo/upstream", post(upstream_switch))
         .layer(Extension(state))
 }
@@ -266,7 +270,8 @@ async fn page(
     if page_role(&s, &headers).await.is_none() {
         return (StatusCode::UNAUTHORIZED, messages::text(language, "cashier.link_needed")).into_response();
     }
-    let cards = samples(&demo.issuer, demo.clock.now())
+    let now = demo.clock.now();
+    let mut cards: Vec<Card> = samples(&demo.issuer, now)
         .into_iter()
         .map(|sample| Card {
             title: messages::text(language, sample.key),
@@ -274,6 +279,17 @@ async fn page(
             code: sample.code,
         })
         .collect();
+    // A fresh holder-bound coupon each time the page opens: its live presentation (the
+    // page refreshes it every 15 s) and a "screenshot" of one two minutes old.
+    let cose = demo.issuer.coupon_cose(
+        &CodeSpec::new(format!("DEMO-LIVE-{}", now.as_millisecond()), CAMPAIGN, now - SignedDuration::from_mins(5))
+            .bound_to(&demo.holder),
+    );
+    for (key, at) in [("demo.dynamic", now), ("demo.screenshot", now - SignedDuration::from_mins(2))] {
+        let code = demo.holder.present(&cose, at);
+        cards.push(Card { title: messages::text(language, key), svg: qr_svg(&code), code });
+    }
+    *demo.live_coupon.lock().unwrap_or_else(|e| e.into_inner()) = cose;
     let (other, name) = match language {
         Language::ZhCn => (Language::En, "English"),
         Language::En => (Language::ZhCn, "中文"),
@@ -308,13 +324,16 @@ async fn scan(
     };
     // As a scanner sends it: the text, then a carriage return (the profile takes any EOL).
     let frame = format!("{code}\r");
-    let written = {
+    // A pty write may wait for the reader: off the async workers.
+    let written = tokio::task::spawn_blocking(move || {
         let mut port = demo.scanner.lock().unwrap_or_else(|e| e.into_inner());
         port.write_all(frame.as_bytes()).and_then(|_| port.flush())
-    };
+    })
+    .await;
     match written {
-        Ok(()) => Json(json!({"scanned": true})).into_response(),
-        Err(e) => fail(StatusCode::SERVICE_UNAVAILABLE, &format!("virtual scanner: {e}")),
+        Ok(Ok(())) => Json(json!({"scanned": true})).into_response(),
+        Ok(Err(e)) => fail(StatusCode::SERVICE_UNAVAILABLE, &format!("virtual scanner: {e}")),
+        Err(_) => fail(StatusCode::INTERNAL_SERVER_ERROR, "virtual scanner"),
     }
 }
 
@@ -329,4 +348,22 @@ async fn upstream_switch(
     let online = !demo.online.load(Ordering::Relaxed);
     demo.online.store(online, Ordering::Relaxed);
     Json(json!({"online": online})).into_response()
+}
+
+/// The live presentation of the page's holder-bound coupon, signed now (the page asks
+/// every 15 s, as the holder app refreshes its code).
+async fn live(
+    State(s): State<Arc<AppState>>,
+    Extension(demo): Extension<Arc<DemoState>>,
+    headers: HeaderMap,
+) -> Response {
+    if page_role(&s, &headers).await.is_none() {
+        return fail(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    let cose = demo.live_coupon.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if cose.is_empty() {
+        return fail(StatusCode::NOT_FOUND, "no_live_coupon");
+    }
+    let code = demo.holder.present(&cose, demo.clock.now());
+    Json(json!({"svg": qr_svg(&code), "code": code})).into_response()
 }

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Language {
     #[default]
-    #[serde(rename = "zh-CN")]
+    #[serde(rename = "zh-CN", alias = "zh-cn")]
     ZhCn,
     #[serde(rename = "en")]
     En,

@@ -14,10 +14,6 @@ impl Money {
     /// computed checked or in `i128` anyway.
     pub const MAX: Money = Money(100_000_000_000);
 
-    pub fn minor(self) -> i64 {
-        self.0
-    }
-
     /// Decimal major units with exactly `digits` decimals: `Money(5800)` → `"58.00"`.
     pub fn display(self, digits: u32) -> String {
         if digits == 0 {

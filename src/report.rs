@@ -5,6 +5,7 @@
 //! It reads rows the store hands it and shapes them; it must not query SQL itself.
 
 use crate::clock::rfc3339;
+use crate::messages::{self, Language};
 use crate::money::Money;
 use crate::store::{RedemptionRow, Store, StoreError};
 use jiff::civil::Date;
@@ -178,30 +179,57 @@ impl DailyReport {
         out
     }
 
-    /// The store manager's view: totals first, then per campaign, per hour, and the list.
-    pub fn to_table(&self) -> String {
+    /// The store manager's view in `language`: totals first, then per campaign, per hour,
+    /// and the list. Columns are padded by display width (a CJK character takes two
+    /// columns) and long ids are shortened in the middle; csv and json keep them whole.
+    pub fn to_table(&self, language: Language) -> String {
+        let m = |key: &str| messages::text(language, &format!("report.{key}"));
         let mut out = String::new();
         let t = &self.totals;
-        let _ = writeln!(out, "Write-offs for {} ({}, amounts in {})", self.date, self.timezone, self.currency);
         let _ = writeln!(
             out,
-            "  {} coupons written off, {} voided; discount {}; baskets {}; leverage {}\n",
-            t.redemptions,
-            t.voids,
-            self.money(t.discount),
-            self.money(t.basket_total),
-            leverage(t)
+            "{}",
+            messages::fill(
+                language,
+                "report.title",
+                &[("date", &self.date), ("timezone", &self.timezone), ("currency", &self.currency)]
+            )
+        );
+        let _ = writeln!(
+            out,
+            "  {}\n  {}\n",
+            messages::fill(
+                language,
+                "report.summary",
+                &[
+                    ("redemptions", &t.redemptions.to_string()),
+                    ("voids", &t.voids.to_string()),
+                    ("discount", &self.money(t.discount)),
+                    ("baskets", &self.money(t.basket_total)),
+                    ("leverage", &leverage(t)),
+                ]
+            ),
+            m("leverage_explained")
         );
         if self.redemptions.is_empty() {
-            out.push_str("  No redemptions on this day.\n");
+            let _ = writeln!(out, "  {}", m("empty"));
             return out;
         }
         let row = |out: &mut String, label: &str, cells: [String; 5]| {
             let [coupons, voids, discount, baskets, leverage] = cells;
-            let _ = writeln!(out, "{label:<28} {coupons:>7} {voids:>5} {discount:>12} {baskets:>12} {leverage:>9}");
+            let _ = writeln!(
+                out,
+                "{} {} {} {} {} {}",
+                pad(&shorten(label, 28), 28, false),
+                pad(&coupons, 8, true),
+                pad(&voids, 6, true),
+                pad(&discount, 12, true),
+                pad(&baskets, 12, true),
+                pad(&leverage, 9, true)
+            );
         };
         let header = |out: &mut String, label: &str| {
-            row(out, label, ["coupons", "voids", "discount", "baskets", "leverage"].map(String::from));
+            row(out, label, ["coupons", "voids", "discount", "baskets", "leverage"].map(|k| m(k).to_owned()));
         };
         let line = |out: &mut String, label: &str, t: &Totals| {
             let cells = [
@@ -213,37 +241,148 @@ impl DailyReport {
             ];
             row(out, label, cells);
         };
-        header(&mut out, "campaign");
+        let name_of = |id: &str| -> String {
+            self.campaigns
+                .iter()
+                .find(|c| c.campaign_id == id)
+                .map(|c| c.name.clone())
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| id.to_owned())
+        };
+        header(&mut out, m("campaign"));
         for c in &self.campaigns {
-            line(&mut out, &format!("{} {}", c.campaign_id, c.name), &c.totals);
+            line(&mut out, &name_of(&c.campaign_id), &c.totals);
         }
-        line(&mut out, "total", t);
+        line(&mut out, m("total"), t);
         out.push('\n');
-        header(&mut out, "hour");
+        header(&mut out, m("hour"));
         for h in &self.hours {
             line(&mut out, &format!("{:02}:00-{:02}:00", h.hour, h.hour + 1), &h.totals);
         }
         out.push('\n');
         let _ = writeln!(
             out,
-            "{:<9} {:<24} {:<16} {:>10} {:>10}  {:<7} {:<9} redemption",
-            "time", "coupon", "campaign", "discount", "basket", "shown", "state"
+            "{} {} {} {} {}  {} {} {}",
+            pad(m("time"), 9, false),
+            pad(m("coupon"), 20, false),
+            pad(m("campaign"), 20, false),
+            pad(m("discount"), 10, true),
+            pad(m("basket"), 10, true),
+            pad(m("shown"), 8, false),
+            pad(m("state"), 14, false),
+            m("redemption")
         );
+        // How the coupon was shown: a printed CP1 code or a live CP2 presentation.
+        let shown = |p: &str| {
+            let text = messages::text(language, &format!("report.shown_{p}"));
+            if text.is_empty() {
+                p.to_owned()
+            } else {
+                text.to_owned()
+            }
+        };
         for r in &self.redemptions {
             let time = r.at.get(11..19).unwrap_or(&r.at);
-            let state = if r.voided { format!("{} (void)", r.state) } else { r.state.clone() };
-            let flag = if matches!(r.state.as_str(), "conflict" | "rejected") { "  <- check" } else { "" };
+            let state_text = messages::text(language, &format!("report.state_{}", r.state));
+            let state_text = if state_text.is_empty() { r.state.as_str() } else { state_text };
+            let state = if r.voided { format!("{state_text} ({})", m("voided")) } else { state_text.to_owned() };
+            let flag = if matches!(r.state.as_str(), "conflict" | "rejected") {
+                format!("  <- {}", m("check_this"))
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 out,
-                "{time:<9} {:<24} {:<16} {:>10} {:>10}  {:<7} {state:<9} {}{flag}",
-                r.coupon_id,
-                r.campaign_id,
-                self.money(r.discount),
-                self.money(r.basket_total),
-                r.presentation,
-                r.redemption_id
+                "{} {} {} {} {}  {} {} {}{flag}",
+                pad(time, 9, false),
+                pad(&shorten(&r.coupon_id, 20), 20, false),
+                pad(&shorten(&name_of(&r.campaign_id), 20), 20, false),
+                pad(&self.money(r.discount), 10, true),
+                pad(&self.money(r.basket_total), 10, true),
+                pad(&shown(&r.presentation), 8, false),
+                pad(&state, 14, false),
+                shorten(&r.redemption_id, 13)
             );
         }
         out
+    }
+}
+
+/// Display columns of `text`: East Asian wide characters take two.
+pub fn width(text: &str) -> usize {
+    unicode_width::UnicodeWidthStr::width(text)
+}
+
+/// `text` padded with spaces to `columns` display columns (right-aligned when `right`);
+/// text already wider is returned whole.
+pub fn pad(text: &str, columns: usize, right: bool) -> String {
+    let fill = " ".repeat(columns.saturating_sub(width(text)));
+    if right {
+        format!("{fill}{text}")
+    } else {
+        format!("{text}{fill}")
+    }
+}
+
+/// `text` shortened in the middle to at most `columns` display columns (`0198f3…9a2c`),
+/// so both ends of an id stay recognisable; short text is returned as is.
+pub fn shorten(text: &str, columns: usize) -> String {
+    if width(text) <= columns || columns < 3 {
+        return text.to_owned();
+    }
+    let budget = columns - 1; // the ellipsis takes one column
+    let (mut head, mut tail) = (String::new(), Vec::new());
+    let (mut head_w, mut tail_w) = (0, 0);
+    let chars: Vec<char> = text.chars().collect();
+    let (mut i, mut j) = (0, chars.len());
+    loop {
+        let mut progressed = false;
+        if i < j {
+            let w = unicode_width::UnicodeWidthChar::width(chars[i]).unwrap_or(0);
+            if head_w + tail_w + w <= budget && head_w <= tail_w {
+                head.push(chars[i]);
+                head_w += w;
+                i += 1;
+                progressed = true;
+            }
+        }
+        if i < j {
+            let w = unicode_width::UnicodeWidthChar::width(chars[j - 1]).unwrap_or(0);
+            if head_w + tail_w + w <= budget && tail_w < head_w {
+                tail.push(chars[j - 1]);
+                tail_w += w;
+                j -= 1;
+                progressed = true;
+            }
+        }
+        if !progressed {
+            break;
+        }
+    }
+    tail.reverse();
+    format!("{head}…{}", tail.into_iter().collect::<String>())
+}
+
+#[cfg(test)]
+mod table_tests {
+    use super::*;
+
+    #[test]
+    fn pad_counts_wide_characters_twice() {
+        assert_eq!(width("消费券"), 6);
+        assert_eq!(pad("消费券", 8, false), "消费券  ");
+        assert_eq!(pad("10.00", 8, true), "   10.00");
+        assert_eq!(pad("longer than", 4, false), "longer than");
+    }
+
+    #[test]
+    fn shorten_keeps_both_ends_within_the_columns() {
+        let id = "0198f3c2-7a1b-7c3d-9e4f-0123456789ab";
+        let short = shorten(id, 13);
+        assert_eq!(width(&short), 13);
+        assert!(short.starts_with("0198f3") && short.ends_with("789ab") && short.contains('…'), "{short}");
+        assert_eq!(shorten("CP-0001", 13), "CP-0001");
+        let cjk = shorten("社区生鲜超市周末满减活动（限本市门店使用）", 20);
+        assert!(width(&cjk) <= 20 && cjk.starts_with("社区") && cjk.ends_with("使用）"), "{cjk}");
     }
 }

@@ -74,6 +74,7 @@ fn cashier_screen_from_link_to_paid_with_scans_refusals_and_both_languages() {
     b.type_into("#basket", "20");
     b.click("#open-button");
     b.wait_text("#basket-total", "20.00");
+    b.wait_live();
     let started = Instant::now();
     scanner.scan(&profile, &t.code("PAGE-2", "DINING"), None);
     let shown = b.wait_text("#verdict-detail", "minimum spend 40.00, 20.00 more to go");
@@ -84,6 +85,7 @@ fn cashier_screen_from_link_to_paid_with_scans_refusals_and_both_languages() {
     b.goto(&format!("{}/?lang=zh-CN", d.base));
     b.wait_text("h1", "收银核销");
     b.wait_text("#basket-total", "20.00");
+    b.wait_live();
     scanner.scan(&profile, &t.code("PAGE-3", "DINING"), None);
     b.wait_text("#verdict-detail", "未达到最低消费金额");
     b.assert_no_horizontal_scroll();
@@ -270,6 +272,7 @@ fn interactive_demo_scans_a_sample_and_forwards_it() {
 
     b.goto(&format!("{base}/demo"));
     b.wait_text("h1", "Demo");
+    b.wait_live();
     b.click("button.sample[data-sample='3']"); // expired
     b.wait_text("#verdict-detail", "valid until");
     b.screenshot("demo");
@@ -283,9 +286,22 @@ fn interactive_demo_scans_a_sample_and_forwards_it() {
     b.click("#open-button");
     b.wait_text("#basket-total", "45.00");
     b.goto(&format!("{base}/demo"));
+    b.wait_live();
     b.click("button.sample[data-sample='5']"); // used elsewhere: accepted here, conflict upstream
     b.goto(&format!("{base}/"));
     b.wait_text("#decisions", "10.00 off");
+    b.click("#paid");
+    b.wait_text("#no-checkout", "Sale paid");
+    b.type_into("#basket", "50");
+    b.click("#open-button");
+    b.wait_text("#basket-total", "50.00");
+    // CP2: the screenshot of an old live code is refused, the live one accepted.
+    b.goto(&format!("{base}/demo"));
+    b.wait_live();
+    b.click("button.sample[data-sample='7']");
+    b.wait_text("#verdict-detail", "Live code expired");
+    b.click("button.sample[data-sample='6']");
+    b.wait_text("#verdict-detail", "10.00 off");
     b.goto(&format!("{base}/manager"));
     b.type_into("#pin", &pin.unwrap());
     b.click("#login-form button");
@@ -295,7 +311,7 @@ fn interactive_demo_scans_a_sample_and_forwards_it() {
     loop {
         b.goto(&format!("{base}/manager"));
         let text = b.text("#redemptions");
-        if text.contains("forwarded") && text.contains("conflict") {
+        if text.contains("forwarded") && text.contains("conflict") && text.contains("dynamic") {
             break;
         }
         assert!(Instant::now() < deadline, "states never moved on: {text}");

@@ -284,7 +284,7 @@ fn a_dynamic_redemption_is_recorded_forwarded_and_reported_as_such() {
         "redemption_id,at,coupon_id,campaign_id,discount,basket_total,eligible_total,voided,state,presentation\n"
     ));
     assert!(report.to_csv().lines().nth(1).unwrap().ends_with(",dynamic"));
-    assert!(report.to_table().contains(" dynamic "));
+    assert!(report.to_table(redeemd::messages::Language::En).contains(" dynamic "));
 }
 
 #[test]

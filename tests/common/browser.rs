@@ -134,6 +134,15 @@ impl Browser {
         })
     }
 
+    /// Waits (bounded) until the page's event stream is connected (`data-live` on body).
+    pub fn wait_live(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.js("return document.body.dataset.live === '1'") != Value::Bool(true) {
+            assert!(Instant::now() < deadline, "the page's event stream never connected");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn text(&self, css: &str) -> String {
         self.rt.block_on(async {
             self.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).text().await.unwrap()

@@ -1,0 +1,137 @@
+//! Errors for people (issue 11, item 4): each names the file or value, says what is
+//! wrong once, says what to do, and exits with the status the spec gives (2 usage or
+//! configuration, 3 any other failure); nothing is left behind that keeps failing.
+
+mod common;
+
+use common::{Run, TestTerminal};
+
+fn assert_error(run: &Run, code: i32, needles: &[&str]) {
+    assert_eq!(run.code, code, "exit {} (want {code})\nstdout: {}\nstderr: {}", run.code, run.stdout, run.stderr);
+    for needle in needles {
+        assert!(run.stderr.contains(needle), "{needle:?} missing from: {}", run.stderr);
+    }
+    assert_eq!(run.stderr.trim_end().lines().count(), 1, "one line: {}", run.stderr);
+}
+
+/// No sentence of an error is said twice (the `a: a: Error code 8` chains).
+fn assert_said_once(run: &Run) {
+    let parts: Vec<&str> = run.stderr.trim().split(": ").map(str::trim).filter(|p| p.len() > 12).collect();
+    for (i, p) in parts.iter().enumerate() {
+        assert!(!parts[i + 1..].contains(p), "{p:?} repeated in: {}", run.stderr);
+    }
+}
+
+#[test]
+fn a_date_the_zone_cannot_hold_is_out_of_range() {
+    let t = TestTerminal::with_ruleset();
+    for date in ["--date=9999-12-31", "--date=-009999-01-01"] {
+        let r = t.run(&["report", "daily", date]);
+        assert_error(&r, 2, &["date out of range"]);
+        assert!(!r.stderr.contains("corrupt"), "{}", r.stderr);
+    }
+    let r = t.run(&["report", "daily", "--date", "2026-02-30"]);
+    assert_error(&r, 2, &["2026-02-30"]);
+}
+
+#[test]
+fn not_a_database_says_restore_never_init_force() {
+    let t = TestTerminal::with_ruleset();
+    std::fs::remove_file(t.db()).unwrap();
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", t.db().display()));
+    }
+    std::fs::write(t.db(), vec![b'x'; 8192]).unwrap();
+    let r = t.run(&["report", "daily"]);
+    assert_error(&r, 3, &[&t.db().display().to_string(), "backup", "never `init --force`"]);
+    assert_said_once(&r);
+}
+
+#[test]
+fn a_ledger_this_user_cannot_write_is_named_with_its_owner_and_leaves_nothing() {
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::os::unix::process::CommandExt as _;
+    let t = TestTerminal::with_ruleset();
+    let data = t.dir.path().join("data");
+    let root = nix::unistd::geteuid().is_root();
+    // As root (CI containers) the command runs as `nobody`; otherwise the files lose their write bits.
+    std::fs::set_permissions(t.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(t.config(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    if !root {
+        std::fs::set_permissions(t.db(), std::fs::Permissions::from_mode(0o444)).unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o555)).unwrap();
+    }
+    let listing = |dir: &std::path::Path| {
+        let mut names: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
+    };
+    let before = listing(&data);
+    for args in [&["report", "daily"][..], &["redeem", "x", "--amount", "5"]] {
+        let mut cmd = t.command(args);
+        if root {
+            cmd.uid(65534).gid(65534);
+        }
+        let out = cmd.output().unwrap();
+        let run = Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        assert_error(&run, 2, &["cannot be written", "belongs to", "chown", &data.display().to_string()]);
+        assert_said_once(&run);
+    }
+    assert_eq!(listing(&data), before, "no -wal/-shm left behind");
+    if !root {
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(t.db(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let r = t.run(&["report", "daily"]);
+    assert_eq!(r.code, 0, "fixed permissions work again: {}", r.stderr);
+}
+
+#[test]
+fn a_locked_ledger_names_the_holder() {
+    let t = TestTerminal::with_ruleset();
+    let conn = rusqlite::Connection::open(t.db()).unwrap();
+    conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let code = t.code("CP-0001", "DINING");
+    let started = std::time::Instant::now();
+    let r = t.run(&["redeem", &code, "--amount", "58"]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert_error(&r, 3, &["is locked", &t.db().display().to_string(), &format!("process {}", std::process::id())]);
+    assert_said_once(&r);
+    conn.execute_batch("ROLLBACK").unwrap();
+}
+
+#[test]
+fn provision_refuses_bad_input_before_any_network() {
+    let t = TestTerminal::bare(9);
+    // Port 9 on loopback: nothing listens, so reaching the network would say "cannot reach".
+    let r = t.provision("coupons.example.cn", "", "K7PX-93QD");
+    assert_error(&r, 2, &["coupons.example.cn", "no scheme", "https://coupons.example.cn/"]);
+    let r = t.provision("https://127.0.0.1:9/", "-----BEGIN CERTIFICATE-----\n", "  ");
+    assert_error(&r, 2, &["--enrollment-code is empty"]);
+    let r = t.provision("https://127.0.0.1:9/", "not a certificate\n", "K7PX-93QD");
+    assert_error(&r, 2, &[&t.path("ca.pem"), "holds no certificate"]);
+    assert!(!r.stderr.contains("cannot reach"), "{}", r.stderr);
+}
+
+#[test]
+fn a_rule_set_that_refuses_this_terminal_installs_with_a_warning() {
+    let t = TestTerminal::new();
+    let mut payload = t.issuer.ruleset_payload(3, jiff::Timestamp::now(), &["DINING"], &[]);
+    payload["campaigns"][0]["merchant_categories"] = serde_json::json!(["Dining"]);
+    let file = t.path("rs3.jws");
+    std::fs::write(&file, t.issuer.sign_ruleset(&payload)).unwrap();
+    let r = t.run(&["ruleset", "import", &file]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("warning: no campaign of this rule set admits this terminal"), "{}", r.stderr);
+    assert!(r.stderr.contains("\"Dining\""), "{}", r.stderr);
+    // A rule set that admits it says nothing.
+    let fine = t.write_ruleset("rs4.jws", 4, &["DINING"], &[]);
+    let r = t.run(&["ruleset", "import", &fine]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+}
