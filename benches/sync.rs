@@ -53,7 +53,10 @@ fn main() {
             )
             .unwrap();
         let mut outbox = c
-            .prepare("INSERT INTO outbox (seq, event_id, type, redemption_id, body, created_ms) VALUES (?1, ?2, 'redeem', ?3, ?4, ?5)")
+            .prepare(
+                "INSERT INTO outbox (seq, event_id, type, redemption_id, body, created_ms, in_count, in_value)
+                 VALUES (?1, ?2, 'redeem', ?3, ?4, ?5, ?1, ?1 * 1000)",
+            )
             .unwrap();
         for i in 0..events {
             let at = now.as_millisecond() + i as i64;

@@ -27,6 +27,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0002_daemon", include_str!("../migrations/0002_daemon.sql")),
     ("0003_presentation", include_str!("../migrations/0003_presentation.sql")),
     ("0004_ledger_v4", include_str!("../migrations/0004_ledger_v4.sql")),
+    ("0005_unsynced_in_events", include_str!("../migrations/0005_unsynced_in_events.sql")),
 ];
 
 #[derive(Debug, Error)]
@@ -834,7 +835,7 @@ pub fn present_in(
     ])?;
     let at = rfc3339(now, &rules.timezone);
     let event = RedeemEvent { redemption_id: &redemption_id, coupon, shown, code, view: &view, discount, rules, at };
-    append_event(tx, "redeem", &redemption_id, |event_id, seq| event.to_json(event_id, seq), now)?;
+    append_event(tx, "redeem", &redemption_id, Some(discount), |event_id, seq| event.to_json(event_id, seq), now)?;
     Ok(Recorded { decision, redemption_id: Some(redemption_id), checkout_id: Some(checkout_id) })
 }
 
@@ -868,6 +869,7 @@ pub fn void_in(
         tx,
         "void",
         redemption_id,
+        None,
         |event_id, seq| {
             serde_json::json!({
                 "event_id": event_id, "seq": seq, "type": "void", "redemption_id": redemption_id,
@@ -1320,20 +1322,33 @@ impl RedeemEvent<'_> {
 }
 
 /// Appends one event with the next `seq` inside the caller's transaction.
+/// `enters`: the discount of a redemption whose (pending) redeem event this is; it joins
+/// the unsynced set, so the event's running totals count it (the ledger checks them).
 fn append_event(
     conn: &Connection,
     kind: &str,
     redemption_id: &str,
+    enters: Option<Money>,
     body: impl FnOnce(&str, i64) -> String,
     now: Timestamp,
 ) -> Result<()> {
-    let seq: i64 = conn.prepare_cached("SELECT IFNULL(MAX(seq), 0) + 1 FROM outbox")?.query_row([], |r| r.get(0))?;
+    let (seq, in_count, in_value): (i64, i64, i64) = conn
+        .prepare_cached(
+            "SELECT IFNULL(MAX(seq), 0) + 1, IFNULL(o.in_count, 0), IFNULL(o.in_value, 0)
+             FROM (SELECT 1) LEFT JOIN outbox o ON o.seq = (SELECT MAX(seq) FROM outbox)",
+        )?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    let (in_count, in_value) = match enters {
+        Some(discount) => (in_count + 1, in_value + discount.0),
+        None => (in_count, in_value),
+    };
     let event_id = new_uuid(now);
     let body = body(&event_id, seq);
     conn.prepare_cached(
-        "INSERT INTO outbox (seq, event_id, type, redemption_id, body, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO outbox (seq, event_id, type, redemption_id, body, created_ms, in_count, in_value)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
-    .execute(params![seq, event_id, kind, redemption_id, body, ms(now)])?;
+    .execute(params![seq, event_id, kind, redemption_id, body, ms(now), in_count, in_value])?;
     Ok(())
 }
 
@@ -1352,15 +1367,29 @@ pub fn refusal_facts_in(c: &Connection, coupon_id: Option<&str>) -> Result<(Opti
 }
 
 /// A redemption is unsynced while it is not voided and its redeem event waits for an
-/// answer (a parked one counts as answered). The ledger keeps the totals in one row as
-/// events come and go (triggers of migration 4), so reading them costs one row whatever
-/// the backlog.
-const UNSYNCED_SQL: &str = "SELECT count, value FROM unsynced WHERE id = 1";
+/// answer (a parked one counts as answered). The ledger keeps the totals as events come
+/// and go (triggers of migration 5): the newest event's running totals of what entered
+/// the set, minus what left it since; two rows read, whatever the backlog.
+const UNSYNCED_SQL: &str = "SELECT o.seq, o.in_count - u.count, o.in_value - u.value
+     FROM unsynced_out u LEFT JOIN outbox o ON o.seq = (SELECT MAX(seq) FROM outbox)
+     WHERE u.id = 1";
 
 fn unsynced(conn: &Connection) -> rusqlite::Result<Unsynced> {
-    let (count, value): (u64, i64) =
-        conn.prepare_cached(UNSYNCED_SQL)?.query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(Unsynced { count, value: Money(value) })
+    let (newest, count, value): (Option<i64>, Option<i64>, Option<i64>) =
+        conn.prepare_cached(UNSYNCED_SQL)?.query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    match (newest, count, value) {
+        (None, _, _) => Ok(Unsynced { count: 0, value: Money(0) }),
+        // A negative count or a missing running total: the rows were edited; no decision
+        // under an offline limit is made on them.
+        (Some(_), Some(count), Some(value)) if count >= 0 && value >= 0 => {
+            Ok(Unsynced { count: count as u64, value: Money(value) })
+        }
+        _ => Err(rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Integer,
+            format!("the ledger's unsynced totals are inconsistent ({count:?}, {value:?}): edited rows?").into(),
+        )),
+    }
 }
 
 /// [`LedgerView`] over an open transaction. The trait is infallible (the decision is
@@ -1740,12 +1769,21 @@ mod tests {
         assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
         let totals = store.unsynced().unwrap();
         assert_eq!((totals.count, totals.value.0), (1, 700), "the totals start from the rows");
+        // The first event after the migration carries them on.
+        let mut store = store;
+        let rules = store.ruleset().unwrap().unwrap().rules;
+        let terminal = Terminal { merchant_id: "M-1".into(), merchant_category: "dining".into() };
+        let code = issuer.code(&crate::issuer::CodeSpec::new("NEW-1", "A", now));
+        let single = CheckoutRef::Single { basket_total: Money(5000), eligible_total: None, pos_ref: None };
+        let later = now + jiff::SignedDuration::from_hours(1);
+        assert!(store.present(single, &code, &terminal, Some(&rules), later).unwrap().redemption_id.is_some());
+        let totals = store.unsynced().unwrap();
+        assert_eq!((totals.count, totals.value.0), (2, 1700));
         let kind: String = store.connection().query_row("SELECT typeof(jws) FROM ruleset", [], |r| r.get(0)).unwrap();
         assert_eq!(kind, "text", "kept as it was");
         assert_eq!(store.prove_derived_tables(&anchors).unwrap(), DerivedProof::Proven { version: 4 });
         assert_eq!(store.ruleset().unwrap().unwrap().rules.campaigns.len(), 2);
         // Installed from now on: a BLOB of the same bytes, proven alike.
-        let mut store = store;
         let next = crate::ruleset::verify(&issuer.sign_ruleset(&issuer.ruleset_payload(5, now, &["B"], &[])), &anchors);
         store.install_ruleset(&next.unwrap(), now).unwrap().unwrap();
         let (kind, len): (String, i64) = store
@@ -1773,7 +1811,10 @@ mod tests {
     fn queries_on_every_decision_and_sync_read_indexes_not_tables() {
         let (_dir, store, _) = ledger();
         let cases = [
-            (UNSYNCED_SQL, vec!["SEARCH unsynced USING INTEGER PRIMARY KEY (rowid=?)"]),
+            (
+                UNSYNCED_SQL,
+                vec!["SEARCH u USING INTEGER PRIMARY KEY (rowid=?)", "SEARCH o USING INTEGER PRIMARY KEY (rowid=?)"],
+            ),
             (
                 UNDELIVERED_SQL,
                 vec![
@@ -1864,7 +1905,10 @@ mod tests {
         for edit in [
             "UPDATE redemption SET voided_ms = NULL",
             "UPDATE redemption SET discount = discount + 1",
-            "DELETE FROM unsynced",
+            "DELETE FROM unsynced_out",
+            "UPDATE outbox SET in_count = in_count + 1",
+            "INSERT INTO outbox (seq, event_id, type, redemption_id, body, created_ms, in_count, in_value)
+             SELECT MAX(seq) + 1, 'x', 'void', MAX(redemption_id), '{}', 0, 5, 5000 FROM outbox",
         ] {
             assert!(store.connection().execute(edit, []).is_err(), "{edit}");
         }

@@ -26,7 +26,8 @@ pub fn uuid_at(at_ms: i64, tag: u16, n: usize) -> String {
 /// Bulk rows straight into the tables, in one transaction: paid checkouts, their
 /// redemptions marked forwarded, and answered (accepted) redeem events with a
 /// placeholder body, so the ledger is big but nothing is left to forward and the
-/// unsynced set stays small. Redemptions are 2 s apart, ending about now.
+/// unsynced set stays small (answered events never entered it: running totals 0).
+/// Redemptions are 2 s apart, ending about now.
 pub fn prefill(conn: &rusqlite::Connection, rows: usize, campaigns: usize) {
     conn.execute_batch("BEGIN IMMEDIATE").unwrap();
     {
@@ -45,8 +46,9 @@ pub fn prefill(conn: &rusqlite::Connection, rows: usize, campaigns: usize) {
             .unwrap();
         let mut outbox = conn
             .prepare(
-                "INSERT INTO outbox (seq, event_id, type, redemption_id, body, created_ms, state, answer, answered_ms)
-                 VALUES (?1, ?2, 'redeem', ?3, '{}', ?4, 'accepted', '{\"status\":\"accepted\"}', ?4)",
+                "INSERT INTO outbox (seq, event_id, type, redemption_id, body, created_ms, state, answer, answered_ms,
+                     in_count, in_value)
+                 VALUES (?1, ?2, 'redeem', ?3, '{}', ?4, 'accepted', '{\"status\":\"accepted\"}', ?4, 0, 0)",
             )
             .unwrap();
         let base = jiff::Timestamp::now().as_millisecond() - 30 * 24 * 3600 * 1000;
