@@ -55,7 +55,7 @@ pub enum StoreError {
 pub const LEDGER_APPLICATION_ID: i64 = 0x5244_4D44;
 
 /// About 64 MiB of WAL at 4 KiB pages.
-const AUTOCHECKPOINT_PAGES: i64 = 16_384;
+pub const AUTOCHECKPOINT_PAGES: i64 = 16_384;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
