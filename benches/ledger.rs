@@ -60,7 +60,7 @@ fn main() {
 
     eprintln!("filling the ledger with {rows} forwarded redemptions");
     let t = Instant::now();
-    common::prefill(store.connection(), rows, 10_000);
+    common::prefill(&rusqlite::Connection::open(dir.path().join("ledger.sqlite")).unwrap(), rows, 10_000);
     eprintln!("  done in {:.1?}", t.elapsed());
     let rules = store.ruleset().unwrap().unwrap().rules;
     let terminal = Terminal { merchant_id: "M-1".into(), merchant_category: "dining".into() };

@@ -41,7 +41,7 @@ fn main() {
     let code = issuer.code(&redeemd::issuer::CodeSpec::new("TEMPLATE", "DINING", now));
     let mut bodies: Vec<(String, String)> = Vec::with_capacity(events);
     {
-        let c = store.connection();
+        let c = rusqlite::Connection::open(dir.path().join("ledger.sqlite")).unwrap();
         c.execute_batch("BEGIN").unwrap();
         let mut checkout = c
             .prepare("INSERT INTO checkout (id, basket_total, eligible_total, opened_ms, status) VALUES (?1, 5800, 5800, ?2, 'paid')")

@@ -334,7 +334,7 @@ impl Agent {
         let mut record = self.record(decision, redemption_id);
         if !decision.accepted() {
             let coupon_id = decision.coupon.as_ref().map(|c| c.coupon_id.as_str());
-            let (redeemed_at, unsynced) = crate::store::refusal_facts_in(self.store.connection(), coupon_id)?;
+            let (redeemed_at, unsynced) = self.store.refusal_facts(coupon_id)?;
             let situation = crate::advice::Situation {
                 eligible_total,
                 accepted_discount: crate::money::Money(0),

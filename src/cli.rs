@@ -16,7 +16,7 @@ use crate::record::DecisionRecord;
 use crate::ruleset::parse_anchors;
 use crate::scanner::transport::{self, PortSpec, Scanner, ScannerEvent};
 use crate::scanner::{profile, sheet};
-use crate::store::{CheckoutRef, Install, Store, StoreError, VoidOutcome};
+use crate::store::{CheckoutRef, EventState, Install, Store, StoreError, VoidOutcome};
 use crate::sync::Syncer;
 use crate::upstream::{Endpoint, Upstream, UpstreamError};
 use anyhow::{anyhow, Context as _};
@@ -1792,7 +1792,7 @@ fn outbox_list(config_path: &Path, state: Option<OutboxState>, json: bool) -> Cl
     let config = load_config(config_path)?;
     let agent = open_agent(&config)?;
     let tz = agent.timezone();
-    let rows = agent.store().outbox_rows(state.map(OutboxState::as_str))?;
+    let rows = agent.store().outbox_rows(state.and_then(|s| EventState::parse(s.as_str())))?;
     let message = |answer: &Option<String>| -> Option<String> {
         let answer = answer.as_deref()?;
         let value: serde_json::Value = serde_json::from_str(answer).ok()?;
@@ -1840,12 +1840,12 @@ fn outbox_list(config_path: &Path, state: Option<OutboxState>, json: bool) -> Cl
             pad(&r.seq.to_string(), 6, true),
             pad(&r.event_id, 36, false),
             pad(&word(format!("outbox.type_{}", r.kind), &r.kind), 6, false),
-            pad(&word(format!("outbox.state_{}", r.state), &r.state), 10, false),
+            pad(&word(format!("outbox.state_{}", r.state), r.state.as_str()), 10, false),
             pad(&rfc3339(r.created, &tz), 25, false),
             message(&r.answer).unwrap_or_default()
         );
     }
-    let parked = rows.iter().filter(|r| r.state == "parked").count();
+    let parked = rows.iter().filter(|r| r.state == EventState::Parked).count();
     if parked > 0 {
         say!("{}", tr("outbox.parked", &[("count", &parked.to_string())]));
     }

@@ -625,7 +625,7 @@ fn ledger(
         .and_then(|d| d.body["unsynced"].as_u64())
         .or_else(|| store.unsynced().ok().map(|u| u.count))
         .unwrap_or(0);
-    let last_contact = crate::store::last_contact_in(store.connection()).ok().flatten();
+    let last_contact = store.last_contact().ok().flatten();
     let last_skew = store.meta(crate::sync::META_CLOCK_SKEW).ok().flatten().and_then(|s| s.parse().ok());
     Some(LedgerFacts { ruleset_version: installed.map(|(v, _, _)| v), unsynced, last_contact, last_skew })
 }

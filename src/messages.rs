@@ -132,4 +132,18 @@ mod tests {
         assert_eq!(accepted(Language::En, Money(1000), 2), "Accepted: 10.00 off");
         assert_eq!(accepted(Language::ZhCn, Money(1000), 2), "核销成功，优惠 10.00 元");
     }
+
+    #[test]
+    fn every_stored_state_has_its_words_in_each_language() {
+        use crate::store::{EventState, ForwardState};
+        let keys = ForwardState::ALL
+            .iter()
+            .flat_map(|s| [format!("manager.state_{s}"), format!("report.state_{s}")])
+            .chain(EventState::ALL.iter().map(|s| format!("outbox.state_{s}")));
+        for key in keys {
+            for language in Language::ALL {
+                assert!(table(language).contains_key(&key), "{key} missing in {}", language.tag());
+            }
+        }
+    }
 }

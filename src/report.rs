@@ -7,7 +7,7 @@
 use crate::clock::rfc3339;
 use crate::messages::{self, Language};
 use crate::money::Money;
-use crate::store::{RedemptionRow, Store, StoreError};
+use crate::store::{ForwardState, RedemptionRow, Store, StoreError};
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use serde::Serialize;
@@ -64,7 +64,7 @@ pub struct RedemptionLine {
     pub eligible_total: i64,
     pub at: String,
     pub voided: bool,
-    pub state: String,
+    pub state: ForwardState,
     /// `static` (a CP1 code) or `dynamic` (a CP2 presentation).
     pub presentation: String,
 }
@@ -119,7 +119,7 @@ pub fn daily(store: &Store, date: Date, ctx: &ReportContext<'_>) -> Result<Daily
             eligible_total: row.eligible_total.0,
             at: rfc3339(row.at, ctx.timezone),
             voided: row.voided_at.is_some(),
-            state: row.state.clone(),
+            state: row.state,
             presentation: row.presentation.clone(),
         });
     }
@@ -286,7 +286,7 @@ impl DailyReport {
             let state_text = messages::text(language, &format!("report.state_{}", r.state));
             let state_text = if state_text.is_empty() { r.state.as_str() } else { state_text };
             let state = if r.voided { format!("{state_text} ({})", m("voided")) } else { state_text.to_owned() };
-            let flag = if matches!(r.state.as_str(), "conflict" | "rejected") {
+            let flag = if matches!(r.state, ForwardState::Conflict | ForwardState::Rejected) {
                 format!("  <- {}", m("check_this"))
             } else {
                 String::new()

@@ -177,10 +177,82 @@ pub struct RedemptionRow {
     pub eligible_total: Money,
     pub at: Timestamp,
     pub voided_at: Option<Timestamp>,
-    /// `pending` until every event is answered, then the answer to the redeem event.
-    pub state: String,
+    pub state: ForwardState,
     /// `static` (a CP1 code) or `dynamic` (a CP2 presentation).
     pub presentation: String,
+}
+
+/// A state stored as a word in a `CHECK (… IN (…))` column: read back as the enum (a word
+/// the schema does not allow reads as a corrupt ledger), written and shown as the word.
+macro_rules! stored_state {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $word:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum $name {
+            $($variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $word),+
+                }
+            }
+
+            pub fn parse(word: &str) -> Option<$name> {
+                $name::ALL.iter().copied().find(|s| s.as_str() == word)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl rusqlite::types::FromSql for $name {
+            fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+                let word = value.as_str()?;
+                $name::parse(word).ok_or_else(|| {
+                    rusqlite::types::FromSqlError::Other(format!("{} {word:?} is not one the ledger knows", stringify!($name)).into())
+                })
+            }
+        }
+
+        impl rusqlite::types::ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(self.as_str().into())
+            }
+        }
+    };
+}
+
+stored_state! {
+    /// Where an outbox event stands with upstream (`outbox.state`).
+    EventState {
+        Pending => "pending",
+        Parked => "parked",
+        Accepted => "accepted",
+        Duplicate => "duplicate",
+        Conflict => "conflict",
+        Rejected => "rejected",
+    }
+}
+
+stored_state! {
+    /// Where a redemption stands with upstream, as reports show it: `pending` until every
+    /// event of it is answered (`parked` while one is parked), then the answer to its
+    /// redeem event.
+    ForwardState {
+        Pending => "pending",
+        Parked => "parked",
+        Forwarded => "forwarded",
+        Conflict => "conflict",
+        Rejected => "rejected",
+    }
 }
 
 impl Store {
@@ -672,7 +744,7 @@ impl Store {
 
     /// Outbox rows for `outbox list`: every event not yet answered (pending or parked), or
     /// those in `state`; oldest first.
-    pub fn outbox_rows(&self, state: Option<&str>) -> Result<Vec<OutboxRow>> {
+    pub fn outbox_rows(&self, state: Option<EventState>) -> Result<Vec<OutboxRow>> {
         let mut stmt = self.conn.prepare(
             "SELECT seq, event_id, type, redemption_id, state, answer, created_ms FROM outbox
              WHERE (?1 IS NULL AND state IN ('pending', 'parked')) OR state = ?1 ORDER BY seq",
@@ -737,9 +809,35 @@ impl Store {
         Ok(unsynced(&self.conn)?)
     }
 
-    /// Direct access for benchmarks and tests that compare against raw SQLite.
-    pub fn connection(&self) -> &Connection {
-        &self.conn
+    /// The checkout the terminal is on: the newest open one.
+    pub fn current_checkout(&self) -> Result<Option<String>> {
+        current_checkout_in(&self.conn)
+    }
+
+    /// Open checkouts opened before `cutoff`: id, opened, basket total.
+    pub fn open_checkouts_before(&self, cutoff: Timestamp) -> Result<Vec<(String, Timestamp, Money)>> {
+        open_checkouts_before_in(&self.conn, cutoff)
+    }
+
+    /// The stored answer to an idempotency key, if any.
+    pub fn idempotent_answer(&self, key: &str) -> Result<Option<StoredAnswer>> {
+        idempotent_answer_in(&self.conn, key)
+    }
+
+    /// The kind and start of the unexpired session of a token's hash at `now`.
+    pub fn session(&self, token_sha256: &[u8], now: Timestamp) -> Result<Option<(String, Timestamp)>> {
+        session_in(&self.conn, token_sha256, now)
+    }
+
+    /// The last successful contact with upstream.
+    pub fn last_contact(&self) -> Result<Option<Timestamp>> {
+        last_contact_in(&self.conn)
+    }
+
+    /// What a refusal's advice needs: when the coupon was redeemed here (if live) and the
+    /// unsynced totals.
+    pub fn refusal_facts(&self, coupon_id: Option<&str>) -> Result<(Option<Timestamp>, Unsynced)> {
+        refusal_facts_in(&self.conn, coupon_id)
     }
 }
 
@@ -1209,7 +1307,7 @@ pub struct OutboxRow {
     pub event_id: String,
     pub kind: String,
     pub redemption_id: String,
-    pub state: String,
+    pub state: EventState,
     /// Upstream's answer (for a parked event: its 400 message).
     pub answer: Option<String>,
     pub created: Timestamp,
@@ -1518,9 +1616,7 @@ impl Store {
     /// `PRAGMA quick_check`: `["ok"]` for a sound file, else what SQLite found (at most
     /// 20 lines).
     pub fn quick_check(&self) -> Result<Vec<String>> {
-        let mut stmt = self.conn.prepare(&format!("PRAGMA quick_check({QUICK_CHECK_LINES})"))?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        quick_check_in(&self.conn)
     }
 
     /// Every outbox event id, the ledger's record of what happened.
@@ -1593,9 +1689,7 @@ impl BackupFile {
     }
 
     pub fn quick_check(&self) -> Result<Vec<String>> {
-        let mut stmt = self.conn.prepare(&format!("PRAGMA quick_check({QUICK_CHECK_LINES})"))?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        quick_check_in(&self.conn)
     }
 
     pub fn info(&self, key: &str) -> Result<Option<String>> {
@@ -1647,6 +1741,14 @@ impl BackupFile {
     }
 }
 
+/// `PRAGMA quick_check` of `conn`: `["ok"]` for a sound file, else what SQLite found (at
+/// most 20 lines).
+fn quick_check_in(conn: &Connection) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare(&format!("PRAGMA quick_check({QUICK_CHECK_LINES})"))?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1672,7 +1774,7 @@ mod tests {
         let (_dir, store, anchors) = ledger();
         assert_eq!(store.prove_derived_tables(&anchors).unwrap(), DerivedProof::Proven { version: 1 });
         let revoked: Vec<String> = store
-            .connection()
+            .conn
             .prepare("SELECT coupon_id FROM revoked ORDER BY coupon_id")
             .unwrap()
             .query_map([], |r| r.get(0))
@@ -1688,7 +1790,7 @@ mod tests {
             "UPDATE ruleset SET header_json = replace(header_json, 'CNY', 'USD')",
         ] {
             let (_dir, store, anchors) = ledger();
-            assert_eq!(store.connection().execute(edit, []).unwrap(), 1, "{edit}");
+            assert_eq!(store.conn.execute(edit, []).unwrap(), 1, "{edit}");
             assert_eq!(store.prove_derived_tables(&anchors).unwrap(), DerivedProof::Differs { version: 1 }, "{edit}");
         }
     }
@@ -1703,7 +1805,7 @@ mod tests {
         ));
         // One payload character changed: the signature no longer matches.
         store
-            .connection()
+            .conn
             .execute(
                 "UPDATE ruleset SET jws = substr(jws, 1, instr(jws, '.') + 10)
                      || CASE substr(jws, instr(jws, '.') + 11, 1) WHEN 'A' THEN 'B' ELSE 'A' END
@@ -1779,7 +1881,7 @@ mod tests {
         assert!(store.present(single, &code, &terminal, Some(&rules), later).unwrap().redemption_id.is_some());
         let totals = store.unsynced().unwrap();
         assert_eq!((totals.count, totals.value.0), (2, 1700));
-        let kind: String = store.connection().query_row("SELECT typeof(jws) FROM ruleset", [], |r| r.get(0)).unwrap();
+        let kind: String = store.conn.query_row("SELECT typeof(jws) FROM ruleset", [], |r| r.get(0)).unwrap();
         assert_eq!(kind, "text", "kept as it was");
         assert_eq!(store.prove_derived_tables(&anchors).unwrap(), DerivedProof::Proven { version: 4 });
         assert_eq!(store.ruleset().unwrap().unwrap().rules.campaigns.len(), 2);
@@ -1787,7 +1889,7 @@ mod tests {
         let next = crate::ruleset::verify(&issuer.sign_ruleset(&issuer.ruleset_payload(5, now, &["B"], &[])), &anchors);
         store.install_ruleset(&next.unwrap(), now).unwrap().unwrap();
         let (kind, len): (String, i64) = store
-            .connection()
+            .conn
             .query_row("SELECT typeof(jws), length(jws) FROM ruleset WHERE version = 5", [], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
@@ -1799,7 +1901,7 @@ mod tests {
 
     /// The query plan's lines, e.g. `SEARCH r USING PRIMARY KEY (id=?)`.
     fn plan(store: &Store, sql: &str) -> Vec<String> {
-        let mut stmt = store.connection().prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let mut stmt = store.conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
         let nulls = std::iter::repeat_n(rusqlite::types::Null, stmt.parameter_count());
         stmt.query_map(rusqlite::params_from_iter(nulls), |r| r.get::<_, String>(3))
             .unwrap()
@@ -1865,8 +1967,7 @@ mod tests {
         }
         let events = store.pending_events(100).unwrap();
         let same = |store: &Store, step: &str| {
-            let want: (u64, i64) =
-                store.connection().query_row(BY_REDEMPTION, [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+            let want: (u64, i64) = store.conn.query_row(BY_REDEMPTION, [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
             let got = store.unsynced().unwrap();
             assert_eq!((got.count, got.value.0), want, "{step}");
         };
@@ -1910,7 +2011,7 @@ mod tests {
             "INSERT INTO outbox (seq, event_id, type, redemption_id, body, created_ms, in_count, in_value)
              SELECT MAX(seq) + 1, 'x', 'void', MAX(redemption_id), '{}', 0, 5, 5000 FROM outbox",
         ] {
-            assert!(store.connection().execute(edit, []).is_err(), "{edit}");
+            assert!(store.conn.execute(edit, []).is_err(), "{edit}");
         }
     }
 
@@ -1939,7 +2040,7 @@ mod tests {
         assert_eq!(day(1000, 86_400_001), [3_600_000, 86_399_999, 86_400_000]);
         assert_eq!(day(-5, 0), Vec::<i64>::new());
         // A row whose id is not the UUIDv7 of its time is refused.
-        let bad = store.connection().execute(
+        let bad = store.conn.execute(
             "INSERT INTO redemption (id, checkout_id, coupon_id, campaign_id, holder, code, discount, basket_total,
                  eligible_total, currency, ruleset_version, at_ms)
              SELECT '00000000-0000-7000-8000-000000000000', checkout_id, 'X', campaign_id, holder, code, 1,

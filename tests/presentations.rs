@@ -55,7 +55,7 @@ const NOW: &str = "2026-11-28T04:00:00Z";
 /// A terminal on a fresh ledger with the demo issuer's rule set (campaigns `C`, `DYN`
 /// with `"presentation": "dynamic"`), installed at `NOW`.
 struct Fixture {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     clock: ManualClock,
     agent: Agent,
     issuer: Issuer,
@@ -77,7 +77,7 @@ fn fixture(max_age: Option<u64>) -> Fixture {
         payload["presentation_max_age_seconds"] = age.into();
     }
     agent.import_ruleset(issuer.sign_ruleset(&payload)).unwrap();
-    Fixture { _dir: dir, clock, agent, issuer }
+    Fixture { dir, clock, agent, issuer }
 }
 
 fn single() -> CheckoutRef<'static> {
@@ -145,10 +145,8 @@ fn a_dynamic_redemption_is_recorded_forwarded_and_reported_as_such() {
     assert_eq!(static_event["presentation"], "static");
     assert!(static_event.get("presented_at").is_none(), "a static event omits presented_at");
 
-    let row: (String, Option<i64>) = f
-        .agent
-        .store()
-        .connection()
+    let ledger = rusqlite::Connection::open(f.dir.path().join("ledger.sqlite")).unwrap();
+    let row: (String, Option<i64>) = ledger
         .query_row("SELECT presentation, presented_at FROM redemption WHERE coupon_id = 'D-1'", [], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
@@ -274,15 +272,15 @@ fn a_ledger_of_the_previous_version_migrates_its_redemptions_as_static() {
     }
     let store = Store::open(&path).unwrap();
     assert!(store.schema_version().unwrap() >= 3, "migrated past the presentation columns");
-    let row: (String, Option<i64>) = store
-        .connection()
+    let ledger = rusqlite::Connection::open(&path).unwrap();
+    let row: (String, Option<i64>) = ledger
         .query_row("SELECT presentation, presented_at FROM redemption WHERE id = 'r1'", [], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
         .unwrap();
     assert_eq!(row, ("static".to_owned(), None));
     // The schema holds the pair together: a dynamic row needs its signed time.
-    let bad = store.connection().execute("UPDATE redemption SET presentation = 'dynamic' WHERE id = 'r1'", []);
+    let bad = ledger.execute("UPDATE redemption SET presentation = 'dynamic' WHERE id = 'r1'", []);
     assert!(bad.is_err());
 }
 

@@ -184,7 +184,7 @@ async fn authorize(s: &AppState, headers: &HeaderMap) -> Result<Role, Response> 
     if let Some(token) = cookie(headers, SESSION_COOKIE) {
         let hash = secret::sha256(token.as_bytes());
         let now = s.clock.now();
-        let session = s.ledger.call(move |l| store::session_in(l.agent.store().connection(), &hash, now)).await;
+        let session = s.ledger.call(move |l| l.agent.store().session(&hash, now)).await;
         match session {
             // A new PIN ends the manager sessions opened with the old one.
             Ok(Ok(Some((kind, created)))) if kind == "manager" => {
@@ -239,7 +239,7 @@ async fn post_prelude(
     let idem = idempotency(headers, method, uri, &bytes)?;
     if let Some(idem) = &idem {
         let key = idem.key.clone();
-        let stored = s.ledger.call(move |l| store::idempotent_answer_in(l.agent.store().connection(), &key)).await;
+        let stored = s.ledger.call(move |l| l.agent.store().idempotent_answer(&key)).await;
         match stored {
             Ok(Ok(Some(stored))) if stored.fingerprint == idem.fingerprint => {
                 let content_type = if stored.body.starts_with('{') { super::ledger::JSON } else { super::ledger::CSV };

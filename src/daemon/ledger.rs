@@ -514,7 +514,10 @@ impl Ledger {
         let report = self.agent.daily_report(date).map_err(|e| e.to_string())?;
         let status = self.status().map_err(|e| e.to_string())?;
         let cutoff = now - jiff::SignedDuration::from_hours(1);
-        let open_old = store::open_checkouts_before_in(self.agent.store().connection(), cutoff)
+        let open_old = self
+            .agent
+            .store()
+            .open_checkouts_before(cutoff)
             .map_err(|e| e.to_string())?
             .into_iter()
             .map(|(id, at, basket)| (id, crate::clock::rfc3339(at, &tz), basket))
@@ -535,9 +538,9 @@ impl Ledger {
         let tz = self.agent.timezone();
         let store = self.agent.store();
         let unsynced = store.unsynced()?;
-        let last_contact = store::last_contact_in(store.connection())?;
+        let last_contact = store.last_contact()?;
         let skew = store.meta(crate::sync::META_CLOCK_SKEW)?.and_then(|s| s.parse::<i64>().ok());
-        let current_checkout = store::current_checkout_in(store.connection())?;
+        let current_checkout = store.current_checkout()?;
         let rules = self.agent.installed().map(|i| &i.rules);
         let mut clock_warning = skew.map(|s| {
             format!(

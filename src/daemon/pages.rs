@@ -13,6 +13,7 @@ use super::api::{page_role, status_json, AppState, Role};
 use super::ledger::ManagerView;
 use crate::messages::{self, Language};
 use crate::money::Money;
+use crate::store::ForwardState;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -260,15 +261,8 @@ impl ManagerPage {
         at.get(11..19).unwrap_or(at).to_owned()
     }
 
-    fn state_words(&self, state: &str) -> &'static str {
-        match state {
-            "pending" => self.t("manager.state_pending"),
-            "forwarded" => self.t("manager.state_forwarded"),
-            "conflict" => self.t("manager.state_conflict"),
-            "rejected" => self.t("manager.state_rejected"),
-            "parked" => self.t("manager.state_parked"),
-            _ => "?",
-        }
+    fn state_words(&self, state: &ForwardState) -> &'static str {
+        self.t(&format!("manager.state_{state}"))
     }
 }
 
