@@ -1154,6 +1154,13 @@ pub fn put_session_in(
     Ok(())
 }
 
+/// Ends the session of a token's hash at `now` (a logout): its row stays, expired.
+pub fn end_session_in(c: &Connection, token_sha256: &[u8], now: Timestamp) -> Result<()> {
+    c.prepare_cached("UPDATE session SET expires_ms = ?2 WHERE token_sha256 = ?1 AND expires_ms > ?2")?
+        .execute(params![token_sha256, ms(now)])?;
+    Ok(())
+}
+
 /// The kind and start of an unexpired session.
 pub fn session_in(c: &Connection, token_sha256: &[u8], now: Timestamp) -> Result<Option<(String, Timestamp)>> {
     Ok(c.prepare_cached("SELECT kind, created_ms FROM session WHERE token_sha256 = ?1 AND expires_ms > ?2")?

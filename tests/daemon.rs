@@ -439,6 +439,14 @@ fn manager_pin_login_lockout_and_the_cashier_link() {
     assert_eq!(report.status, 401, "a new PIN ends the sessions of the old one");
     let again = t.run_with_stdin(&["manager-pin", "set"], Some(b"246810\n"));
     assert_eq!(again.code, 0, "{}", again.stderr);
+    // A logout ends the session on the terminal: the same cookie, kept elsewhere, no
+    // longer opens anything.
+    let session = form("246810").headers["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    assert_eq!(d.request("GET", "/v1/reports/daily", None, &[("cookie", &session)]).status, 200);
+    let out = d.request("POST", "/manager/logout", Some(""), &[("cookie", &session)]);
+    assert_eq!(out.status, 303);
+    assert!(out.headers["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+    assert_eq!(d.request("GET", "/v1/reports/daily", None, &[("cookie", &session)]).status, 401, "logged out");
     // Parallel guesses cannot slip past the lock: at most five are ever checked.
     let base = d.base.clone();
     let guesses: Vec<_> = (0..12)

@@ -359,7 +359,18 @@ fn manager_page(language: Language, terminal: Language, view: ManagerView, statu
     }
 }
 
-async fn logout() -> Response {
+/// Ends the session on the terminal, not only in this browser: a copied cookie stops
+/// working too.
+async fn logout(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Some(token) = super::api::cookie(&headers, super::api::SESSION_COOKIE) {
+        let hash = crate::secret::sha256(token.as_bytes());
+        let now = s.clock.now();
+        let ended =
+            s.ledger.call(move |l| l.agent.store_mut().write(|c| crate::store::end_session_in(c, &hash, now))).await;
+        if !matches!(ended, Ok(Ok(()))) {
+            return super::api::error(503, "unavailable", "the session could not be ended; try again");
+        }
+    }
     let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, "/manager")]).into_response();
     let cookie = format!("{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0", super::api::SESSION_COOKIE);
     if let Ok(value) = HeaderValue::from_str(&cookie) {
