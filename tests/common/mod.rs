@@ -99,10 +99,22 @@ impl TestTerminal {
 
     /// `init` done, no rule set yet.
     pub fn new() -> TestTerminal {
+        TestTerminal::new_in("en")
+    }
+
+    /// `init` done in `language` (`zh-CN` or `en`), no rule set yet.
+    pub fn new_in(language: &str) -> TestTerminal {
         let t = TestTerminal::bare(9);
-        let anchors = t.path("anchors.json");
-        let data = t.path("data");
-        let r = t.run(&[
+        let r = t.init_in(language);
+        assert_eq!(r.code, 0, "init: {}", r.stderr);
+        t
+    }
+
+    /// `init` of this terminal (merchant M-000123, dining) in `language`.
+    pub fn init_in(&self, language: &str) -> Run {
+        let anchors = self.path("anchors.json");
+        let data = self.path("data");
+        self.run(&[
             "init",
             "--data-dir",
             &data,
@@ -113,10 +125,8 @@ impl TestTerminal {
             "--trust-key",
             &anchors,
             "--language",
-            "en",
-        ]);
-        assert_eq!(r.code, 0, "init: {}", r.stderr);
-        t
+            language,
+        ])
     }
 
     /// `init` plus an installed rule set (version 5) with campaigns DINING and GROCERY.
@@ -130,6 +140,11 @@ impl TestTerminal {
 
     /// `provision` against an upstream at `url` whose CA is `ca_pem` (written to ca.pem).
     pub fn provision(&self, url: &str, ca_pem: &str, code: &str) -> Run {
+        self.provision_in(url, ca_pem, code, "en")
+    }
+
+    /// `provision` as above, the terminal's language `language`.
+    pub fn provision_in(&self, url: &str, ca_pem: &str, code: &str, language: &str) -> Run {
         std::fs::write(self.path("ca.pem"), ca_pem).unwrap();
         let (ca, data) = (self.path("ca.pem"), self.path("data"));
         self.run(&[
@@ -143,7 +158,7 @@ impl TestTerminal {
             "--data-dir",
             &data,
             "--language",
-            "en",
+            language,
         ])
     }
 
