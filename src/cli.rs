@@ -484,16 +484,92 @@ struct DemoArgs {
     language: LanguageArg,
 }
 
-/// An error with the exit status it maps to.
-#[derive(Debug)]
-pub struct Failure {
-    code: u8,
-    error: anyhow::Error,
+/// The exit statuses of `spec/terminal-interfaces.md`: 0 accepted (or done), 1 rejected,
+/// 2 usage or configuration error, 3 any other failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Done = 0,
+    Rejected = 1,
+    Usage = 2,
+    Failure = 3,
 }
 
-impl<E: Into<anyhow::Error>> From<E> for Failure {
-    fn from(error: E) -> Failure {
-        Failure { code: 3, error: error.into() }
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> ExitCode {
+        ExitCode::from(exit as u8)
+    }
+}
+
+/// Marks an error the person fixes in what they typed or configured (exit 2); made by
+/// [`usage`] where the command line knows it, read by [`exit_code`].
+#[derive(Debug)]
+struct Usage(anyhow::Error);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Usage {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// The one place a failure becomes an exit status: usage errors marked by [`usage`], a
+/// ledger this user cannot write (its owner is the configuration to fix) and the
+/// library's configuration errors are 2; everything else, a locked ledger included, 3.
+fn exit_code(error: &anyhow::Error) -> Exit {
+    use crate::config::ConfigError;
+    if error.chain().any(|cause| cause.is::<Usage>()) {
+        return Exit::Usage;
+    }
+    for cause in causes(error) {
+        if cause.is::<ConfigError>() {
+            return Exit::Usage;
+        }
+        if let Some(e) = cause.downcast_ref::<crate::backup::BackupError>() {
+            return if e.is_refusal() { Exit::Usage } else { Exit::Failure };
+        }
+        match cause.downcast_ref::<rusqlite::Error>() {
+            Some(rusqlite::Error::SqliteFailure(f, _))
+                if matches!(f.code, rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen) =>
+            {
+                return Exit::Usage;
+            }
+            _ => {}
+        }
+    }
+    Exit::Failure
+}
+
+#[cfg(test)]
+mod exit_tests {
+    use super::*;
+
+    #[test]
+    fn exit_statuses_are_decided_by_the_kind_of_failure() {
+        assert_eq!(exit_code(&usage(anyhow!("--amount 5x"))), Exit::Usage);
+        let missing = crate::config::ConfigError::Missing(PathBuf::from("/etc/redeemd/redeemd.toml"));
+        assert_eq!(exit_code(&anyhow!(missing).context("loading")), Exit::Usage);
+        let refused = crate::backup::BackupError::Refused(crate::messages::Text::new("backup.exists", vec![]));
+        assert_eq!(exit_code(&anyhow!(refused)), Exit::Usage);
+        let read_only = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error { code: rusqlite::ErrorCode::ReadOnly, extended_code: 8 },
+            None,
+        );
+        assert_eq!(exit_code(&anyhow!(read_only)), Exit::Usage);
+        let busy = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error { code: rusqlite::ErrorCode::DatabaseBusy, extended_code: 5 },
+            None,
+        );
+        assert_eq!(exit_code(&anyhow!(busy)), Exit::Failure);
+        assert_eq!(exit_code(&anyhow!("upstream did not answer")), Exit::Failure);
+        // The mark survives context added on the way up, and names the marked error's kind.
+        let marked = usage(crate::config::ConfigError::Missing(PathBuf::from("x.toml"))).context("init");
+        assert_eq!(exit_code(&marked), Exit::Usage);
+        assert!(causes(&marked).iter().any(|c| c.is::<crate::config::ConfigError>()));
     }
 }
 
@@ -512,10 +588,26 @@ fn tr(key: &str, values: &[(&str, &str)]) -> String {
 /// The ledger this run opened, so an SQLite error deep in a chain can name its file.
 static LEDGER: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
+/// The error and its causes, with a [`Usage`] mark replaced by the error it marks (whose
+/// own type the explanation looks for).
+fn causes(error: &anyhow::Error) -> Vec<&(dyn std::error::Error + 'static)> {
+    let mut out = Vec::new();
+    for cause in error.chain() {
+        if let Some(Usage(inner)) = cause.downcast_ref::<Usage>() {
+            // The mark's sources are the inner error's: the rest of the chain is in here.
+            out.extend(inner.chain());
+            break;
+        }
+        out.push(cause);
+    }
+    out
+}
+
 /// The one line a failure prints, and its exit status: a locked or read-only ledger is
 /// said once with its file and what to do, instead of SQLite's text three times.
-fn explain(failure: Failure) -> (u8, String) {
-    let sqlite = failure.error.chain().find_map(|e| match e.downcast_ref::<rusqlite::Error>() {
+fn explain(error: anyhow::Error) -> (Exit, String) {
+    let code = exit_code(&error);
+    let sqlite = causes(&error).into_iter().find_map(|e| match e.downcast_ref::<rusqlite::Error>() {
         Some(rusqlite::Error::SqliteFailure(f, _)) => Some(f.code),
         _ => None,
     });
@@ -526,12 +618,12 @@ fn explain(failure: Failure) -> (u8, String) {
             let who = if holders.is_empty() { tr("error.another_process", &[]) } else { holders.join(", ") };
             let daemon = holders.iter().any(|h| h.contains("redeemd run") || h.contains("redeemd demo"));
             let key = if daemon { "error.ledger_locked_daemon" } else { "error.ledger_locked" };
-            (3, tr(key, &[("path", &ledger), ("who", &who)]))
+            (code, tr(key, &[("path", &ledger), ("who", &who)]))
         }
         Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen) => {
-            (2, tr("error.ledger_read_only", &[("path", &ledger)]))
+            (code, tr("error.ledger_read_only", &[("path", &ledger)]))
         }
-        _ => (failure.code, localized(&failure.error).unwrap_or_else(|| one_line(&failure.error))),
+        _ => (code, localized(&error).unwrap_or_else(|| one_line(&error))),
     }
 }
 
@@ -540,7 +632,7 @@ fn explain(failure: Failure) -> (u8, String) {
 fn localized(error: &anyhow::Error) -> Option<String> {
     use crate::config::ConfigError;
     use crate::scanner::profile::ProfileError;
-    error.chain().find_map(|cause| {
+    causes(error).into_iter().find_map(|cause| {
         if let Some(e) = cause.downcast_ref::<TransportError>() {
             return Some(e.text().render(lang()));
         }
@@ -674,11 +766,11 @@ fn user_name(uid: u32) -> String {
 }
 
 /// Usage or configuration error: exit status 2.
-fn usage(error: impl Into<anyhow::Error>) -> Failure {
-    Failure { code: 2, error: error.into() }
+fn usage(error: impl Into<anyhow::Error>) -> anyhow::Error {
+    anyhow::Error::new(Usage(error.into()))
 }
 
-type CliResult<T = ExitCode> = Result<T, Failure>;
+type CliResult<T = ExitCode> = anyhow::Result<T>;
 
 pub fn main() -> ExitCode {
     let level = std::env::var("REDEEMD_LOG").ok().and_then(|l| l.parse().ok()).unwrap_or(tracing::Level::WARN);
@@ -704,10 +796,10 @@ pub fn main() -> ExitCode {
     };
     match run(cli) {
         Ok(code) => code,
-        Err(failure) => {
-            let (code, text) = explain(failure);
+        Err(error) => {
+            let (code, text) = explain(error);
             eprintln!("redeemd: {text}");
-            ExitCode::from(code)
+            code.into()
         }
     }
 }
@@ -774,17 +866,9 @@ pub fn run(cli: Cli) -> CliResult {
     }
 }
 
-fn backup_failure(e: crate::backup::BackupError) -> Failure {
-    if e.is_refusal() {
-        usage(e)
-    } else {
-        e.into()
-    }
-}
-
 fn backup(config_path: &Path, file: &Path) -> CliResult {
     let config = load_config(config_path)?;
-    let s = crate::backup::backup(config_path, &config, file, &SystemClock).map_err(backup_failure)?;
+    let s = crate::backup::backup(config_path, &config, file, &SystemClock)?;
     say!(
         "{}",
         tr(
@@ -805,7 +889,7 @@ fn restore(config_path: &Path, file: &Path, data_dir: Option<&Path>) -> CliResul
     // This terminal's language when it has a config (restore keeps it), else the
     // restored config's (the backup's terminal's) once it is written.
     language_from(config_path);
-    let r = crate::backup::restore(config_path, file, data_dir).map_err(backup_failure)?;
+    let r = crate::backup::restore(config_path, file, data_dir)?;
     language_from(config_path);
     let s = &r.summary;
     let by_hand = tr("cli.restore_by_hand", &[]);
@@ -882,7 +966,7 @@ fn open_agent_as(config: &Config, clock: Box<dyn crate::clock::Clock>, lazy: boo
     }
     let store = Store::open_existing(&config.database_path()).map_err(|e| match e {
         StoreError::Missing(_) => usage(e),
-        other => Failure::from(other),
+        other => other.into(),
     })?;
     let terminal =
         Terminal { merchant_id: config.merchant_id.clone(), merchant_category: config.merchant_category.clone() };
@@ -1003,8 +1087,7 @@ fn ruleset_import(config_path: &Path, file: &Path) -> CliResult {
             Err(anyhow!(tr(
                 "error.ruleset_refused",
                 &[("file", &path), ("refusal", &refusal.to_string()), ("kept", &kept)]
-            ))
-            .into())
+            )))
         }
         Err(ImportError::Store(e)) => Err(e.into()),
     }
@@ -1050,7 +1133,7 @@ fn ruleset_show(config_path: &Path, json: bool) -> CliResult {
     let derived = agent.check_derived_tables();
     let now = agent.now();
     if let (Err(problem), true) = (&derived, loaded) {
-        return Err(anyhow!(tr("error.derived_tables", &[("problem", &problem.to_string())])).into());
+        return Err(anyhow!(tr("error.derived_tables", &[("problem", &problem.to_string())])));
     }
     let Some(installed) = agent.installed() else {
         if json {
@@ -1196,7 +1279,7 @@ fn present(config_path: &Path, args: CodeArgs, check_at: Option<Option<String>>)
     let record = agent.record_with_advice(&decision, redemption_id, eligible_total.unwrap_or(basket_total))?;
     let check_only = check_at.is_some();
     print_record(&record, args.json, digits, agent.currency().unwrap_or("CNY"), check_only);
-    Ok(if decision.accepted() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if decision.accepted() { Exit::Done } else { Exit::Rejected }.into())
 }
 
 /// The decision for people (in the configured language) or, with `--json`, the
@@ -1256,7 +1339,7 @@ fn void(config_path: &Path, args: &VoidArgs) -> CliResult {
             say!("{}", tr("cli.already_voided", &[("id", &args.redemption_id), ("at", &at.to_string())]));
             Ok(ExitCode::SUCCESS)
         }
-        VoidOutcome::NotFound => Err(anyhow!(tr("error.void_not_found", &[("id", &args.redemption_id)])).into()),
+        VoidOutcome::NotFound => Err(anyhow!(tr("error.void_not_found", &[("id", &args.redemption_id)]))),
     }
 }
 
@@ -1461,7 +1544,7 @@ fn demo_live(args: DemoArgs) -> CliResult {
 }
 
 fn runtime() -> CliResult<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?)
+    tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")
 }
 
 fn host_name() -> String {
@@ -1472,10 +1555,10 @@ fn host_name() -> String {
         .unwrap_or_else(|| "redeemd-terminal".into())
 }
 
-fn upstream_failure(e: UpstreamError) -> Failure {
+fn upstream_failure(e: UpstreamError) -> anyhow::Error {
     match e {
         UpstreamError::InsecureUrl(_) => usage(e),
-        other => Failure::from(anyhow!(other)),
+        other => anyhow!(other),
     }
 }
 
@@ -1621,7 +1704,7 @@ fn provision(config_path: &Path, mut args: ProvisionArgs) -> CliResult {
             print_next_steps(config_path);
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => Err(anyhow!(tr("provision.ruleset_failed", &[("error", &e.to_string())])).into()),
+        Err(e) => Err(anyhow!(tr("provision.ruleset_failed", &[("error", &e.to_string())]))),
     }
 }
 
@@ -1775,7 +1858,7 @@ fn sync(config_path: &Path, once: bool) -> CliResult {
             say!("{}", tr("sync.done", &[]));
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => Err(anyhow!(e).into()),
+        Err(e) => Err(anyhow!(e)),
     }
 }
 
@@ -1848,7 +1931,7 @@ fn scanner_test(port: &str, profile_id: &str, count: Option<u64>, timeout: f64, 
                 continue;
             }
             ScannerEvent::Unavailable { error } if error.needs_action() => {
-                return Err(anyhow!(error.text().render(lang())).into())
+                return Err(anyhow!(error.text().render(lang())))
             }
             ScannerEvent::Unavailable { error } => {
                 eprintln!("{}", tr("scanner.waiting", &[("error", &error.text().render(lang()))]));
