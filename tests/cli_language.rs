@@ -102,6 +102,9 @@ fn every_command_in(language: &str) {
     let said = |r: &Run, exit: &[i32], what: &str| {
         assert!(exit.contains(&r.code), "{what}: exit {}\n{}{}", r.code, r.stdout, r.stderr);
         assert!(!r.stdout.is_empty() || !r.stderr.is_empty(), "{what} says something");
+        // Progress bars and colour only on a terminal: none in a pipe.
+        let drawn = |text: &str| text.contains('\r') || text.contains('\u{1b}');
+        assert!(!drawn(&r.stdout) && !drawn(&r.stderr), "{what} drew on a pipe: {:?}", r.stderr);
         let unlabelled = |text: &str| if host.is_empty() { text.to_owned() } else { text.replace(&host, "LABEL") };
         let run = Run { code: r.code, stdout: unlabelled(&r.stdout), stderr: unlabelled(&r.stderr) };
         assert_words(&run, language);

@@ -20,7 +20,10 @@ pub(super) fn doctor(config_path: &Path, json: bool) -> CliResult {
 
 pub(super) fn backup(config_path: &Path, file: &Path) -> CliResult {
     let config = load_config(config_path)?;
-    let s = crate::backup::backup(config_path, &config, file, &SystemClock)?;
+    let bar = spinner(tr("progress.backup", &[("path", &file.display().to_string())]));
+    let s = crate::backup::backup(config_path, &config, file, &SystemClock);
+    bar.finish_and_clear();
+    let s = s?;
     say!(
         "{}",
         tr(

@@ -29,6 +29,7 @@ use crate::sync::Syncer;
 use crate::upstream::{Endpoint, Upstream, UpstreamError};
 use anyhow::{anyhow, Context as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
 use jiff::Timestamp;
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};

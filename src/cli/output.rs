@@ -1,7 +1,8 @@
 //! How the command line talks to people: `say!` (stdout that ends quietly on a closed
 //! pipe), the run's language (`LANG`, set once from the config or `--language`) and its
-//! texts from the message tables (`tr`), and colour only on a terminal without
-//! `NO_COLOR`. It must not decide outcomes or exit statuses, nor hold English texts.
+//! texts from the message tables (`tr`), colour only on a terminal without `NO_COLOR`,
+//! and progress (`indicatif`) on stderr only when it is a terminal. It must not decide
+//! outcomes or exit statuses, nor hold English texts.
 
 use super::*;
 
@@ -53,4 +54,40 @@ pub(super) fn language_from(config_path: &Path) {
     if let Ok(config) = Config::load(config_path) {
         let _ = LANG.set(config.language);
     }
+}
+
+/// Work on data over this size (a rule set, a download) gets a progress indicator.
+pub(super) const BIG: u64 = 1 << 20;
+
+/// A spinner with the elapsed time on stderr for work that may take seconds (import,
+/// sync, backup: their library calls report no steps). Drawn only when stderr is a
+/// terminal, so never in pipes, logs or tests; its templates carry no colour, so
+/// `NO_COLOR` holds too. `finish_and_clear` removes it before the result is printed.
+pub(super) fn spinner(message: String) -> ProgressBar {
+    use std::io::IsTerminal as _;
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new_spinner();
+    spinner_again(&bar, message);
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
+/// `bar` back to a spinner (after a byte bar) with `message`.
+pub(super) fn spinner_again(bar: &ProgressBar, message: impl Into<std::borrow::Cow<'static, str>>) {
+    let style =
+        ProgressStyle::with_template("{spinner} {msg} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_spinner());
+    bar.set_style(style);
+    bar.set_message(message);
+}
+
+/// `bar` as a byte bar of `total` bytes with `message`.
+pub(super) fn bytes_bar(bar: &ProgressBar, total: u64, message: String) {
+    let style = ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {eta}")
+        .map(|s| s.progress_chars("=> "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_length(total);
+    bar.set_message(message);
 }

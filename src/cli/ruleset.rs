@@ -13,7 +13,11 @@ pub(super) fn ruleset_import(config_path: &Path, file: &Path) -> CliResult {
     })?;
     let mut agent = open_agent(&config)?;
     let before = agent.installed().map(|i| i.rules.version);
-    match agent.import_ruleset(text) {
+    // Verifying and indexing a big rule set (a long revoked list) takes seconds.
+    let bar = if text.len() as u64 > BIG { spinner(tr("progress.import", &[])) } else { ProgressBar::hidden() };
+    let imported = agent.import_ruleset(text);
+    bar.finish_and_clear();
+    match imported {
         Ok(Install::Installed { previous }) => {
             let rules = &agent.installed().ok_or_else(|| anyhow!("installed rule set vanished"))?.rules;
             let was = previous.map_or_else(|| tr("cli.none", &[]), |v| v.to_string());

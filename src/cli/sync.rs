@@ -145,8 +145,10 @@ pub(super) fn provision(config_path: &Path, mut args: ProvisionArgs) -> CliResul
     say!("  {}", tr("provision.config", &[("path", &config_path.display().to_string())]));
     say!("  {}", tr("provision.token", &[("path", &config.token_path().unwrap_or_default().display().to_string())]));
     say!("  {}", tr("provision.ledger", &[("path", &config.database_path().display().to_string())]));
-    let mut syncer = syncer(&config, &mut agent)?;
+    let bar = spinner(tr("progress.ruleset", &[]));
+    let mut syncer = syncer(&config, &mut agent, &bar)?;
     let fetched = rt.block_on(async { syncer.step_refresh().await });
+    bar.finish_and_clear();
     match fetched {
         Ok(()) => {
             let summary = syncer.summary.ruleset.as_deref().map_or_else(|| "-".to_owned(), ruleset_summary);
@@ -227,28 +229,30 @@ pub(super) fn check_writable_dir(dir: &Path) -> CliResult<()> {
     Ok(())
 }
 
-pub(super) fn syncer<'a>(config: &Config, agent: &'a mut Agent) -> CliResult<Syncer<'a>> {
+/// The syncer for this terminal; a rule-set download over 1 MiB shows as a byte bar on
+/// `bar` (a spinner the caller made, hidden off a terminal), which then spins on.
+pub(super) fn syncer<'a>(config: &Config, agent: &'a mut Agent, bar: &ProgressBar) -> CliResult<Syncer<'a>> {
     let Some(up) = &config.upstream else {
-        return Err(usage(anyhow!(
-            "this terminal was set up by hand (no [upstream] in the config); provision it with `redeemd provision`"
-        )));
+        return Err(usage(anyhow!(tr("error.not_provisioned", &[]))));
     };
     let upstream = crate::upstream::client_for(config, up).map_err(|e| match e {
         UpstreamError::Local(_) => usage(e),
         other => upstream_failure(other),
     })?;
     let mut syncer = Syncer::new(agent, upstream, up.terminal_id.clone(), config.data_dir.clone())?;
-    use std::io::IsTerminal as _;
-    if std::io::stderr().is_terminal() {
-        syncer.progress = Box::new(|done, total| {
-            if let Some(total) = total.filter(|t| *t > 1 << 20) {
-                eprint!("\rdownloading rule set: {:.1} / {:.1} MB", done as f64 / 1e6, total as f64 / 1e6);
-                if done >= total {
-                    eprintln!();
-                }
+    let bar = bar.clone();
+    let message = bar.message();
+    syncer.progress = Box::new(move |done, total| {
+        if let Some(total) = total.filter(|t| *t > BIG) {
+            if done == 0 || bar.length() != Some(total) {
+                bytes_bar(&bar, total, tr("progress.download", &[]));
             }
-        });
-    }
+            bar.set_position(done);
+            if done >= total {
+                spinner_again(&bar, message.clone());
+            }
+        }
+    });
     Ok(syncer)
 }
 
@@ -262,7 +266,9 @@ pub(super) fn sync(config_path: &Path, once: bool) -> CliResult {
             refresh: std::time::Duration::from_secs(up.map_or(5, |u| u.refresh_minutes).saturating_mul(60)),
         }
     };
-    let mut syncer = syncer(&config, &mut agent)?;
+    // The spinner is for a round that ends; the endless loop logs instead.
+    let bar = if once { spinner(tr("progress.sync", &[])) } else { ProgressBar::hidden() };
+    let mut syncer = syncer(&config, &mut agent, &bar)?;
     let rt = runtime()?;
     if !once {
         let shutdown = async {
@@ -276,6 +282,7 @@ pub(super) fn sync(config_path: &Path, once: bool) -> CliResult {
         return Ok(ExitCode::SUCCESS);
     }
     let result = rt.block_on(syncer.run_once());
+    bar.finish_and_clear();
     let s = &syncer.summary;
     if let Some(skew) = s.heartbeat_skew_s {
         let warn =
