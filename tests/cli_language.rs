@@ -6,6 +6,7 @@
 mod common;
 
 use common::upstream::TestUpstream;
+use common::words::{assert_words, is_cjk};
 use common::{Run, TestTerminal};
 use redeemd::report::width;
 
@@ -31,62 +32,6 @@ fn named_ruleset(t: &TestTerminal, version: u64) -> String {
     let file = t.path(&format!("rs{version}.jws"));
     std::fs::write(&file, t.issuer.sign_ruleset(&payload)).unwrap();
     file
-}
-
-/// Words a zh-CN user may see in Latin letters: reason codes, config values, the issuer
-/// id, the program, and data that is a name (the test upstream's merchant).
-const ALLOWED: &[&str] = &[
-    "redeemd",
-    "redeemd-demo",
-    "dining",
-    "malformed",
-    "already_redeemed",
-    "below_min_spend",
-    "Lianhua",
-    "Qingchun",
-    // a unit, like the digits before it
-    "MiB",
-];
-
-/// The English words of `text` a zh-CN user would read: Latin-letter words that are not
-/// ids (digits, capitals, `-_./:`), options (`--x`), commands in backticks or allowed.
-fn english_words(text: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    for (i, part) in text.split('`').enumerate() {
-        if i % 2 == 1 {
-            continue; // a command to type
-        }
-        for token in part.split(|c: char| !(c.is_ascii_alphanumeric() || "-_./:[]".contains(c))) {
-            let token = token.trim_matches(|c| c == '[' || c == ']');
-            if token.is_empty()
-                || !token.chars().any(|c| c.is_ascii_lowercase())
-                || token.starts_with('-')
-                || token.chars().any(|c| c.is_ascii_digit() || "_./:".contains(c))
-                || token.contains('-') && token.chars().any(|c| c.is_ascii_uppercase())
-                || ALLOWED.contains(&token)
-            {
-                continue;
-            }
-            words.push(token.to_owned());
-        }
-    }
-    words
-}
-
-/// One language for the reader: no English word on a zh-CN terminal, no Chinese on an en one.
-fn assert_words(run: &Run, language: &str) {
-    let text = format!("{}\n{}", run.stdout, run.stderr);
-    if language != "zh-CN" {
-        let chinese: String = text.chars().filter(|c| is_cjk(*c)).collect();
-        assert!(chinese.is_empty(), "Chinese {chinese:?} reached an en user:\n{text}");
-        return;
-    }
-    let english = english_words(&text);
-    assert!(english.is_empty(), "English {english:?} reached a zh-CN user:\n{text}");
-}
-
-fn is_cjk(c: char) -> bool {
-    matches!(c, '\u{2E80}'..='\u{9FFF}' | '\u{FF00}'..='\u{FFEF}')
 }
 
 /// Issue 11's "done when": every command a person runs, in `language`, says everything

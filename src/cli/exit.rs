@@ -69,6 +69,23 @@ pub(super) fn exit_code(error: &anyhow::Error) -> Exit {
 /// The ledger this run opened, so an SQLite error deep in a chain can name its file.
 pub(super) static LEDGER: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
+/// Upstream's answers a person acts on, in their language; the rest (a server's own
+/// words, a retry reason) are said as they are.
+fn upstream_text(error: &UpstreamError) -> Option<String> {
+    Some(match error {
+        UpstreamError::Unauthorized => tr("error.upstream_unauthorized", &[]),
+        UpstreamError::InvalidCode { code } => tr("error.upstream_invalid_code", &[("code", code)]),
+        UpstreamError::CodeUsed { code } => tr("error.upstream_code_used", &[("code", code)]),
+        UpstreamError::BadRequest(message) => tr("error.upstream_bad_request", &[("message", message)]),
+        UpstreamError::Tls(message) => tr("error.upstream_tls", &[("message", message)]),
+        UpstreamError::Unreachable { url, message } => {
+            tr("error.upstream_unreachable", &[("url", url), ("message", message)])
+        }
+        UpstreamError::InsecureUrl(url) => tr("error.upstream_insecure", &[("url", &format!("{url:?}"))]),
+        UpstreamError::Retryable { .. } | UpstreamError::Local(_) => return None,
+    })
+}
+
 /// The error and its causes, with a [`Usage`] mark replaced by the error it marks (whose
 /// own type the explanation looks for).
 pub(super) fn causes(error: &anyhow::Error) -> Vec<&(dyn std::error::Error + 'static)> {
@@ -134,7 +151,13 @@ pub(super) fn localized(error: &anyhow::Error) -> Option<String> {
                 Some(StoreError::Missing(path)) => {
                     Some(tr("error.ledger_missing", &[("path", &path.display().to_string())]))
                 }
-                _ => None,
+                Some(StoreError::Foreign { path, why }) => {
+                    Some(tr("error.ledger_foreign", &[("path", &path.display().to_string()), ("why", why)]))
+                }
+                Some(StoreError::TooNew { found, known }) => {
+                    Some(tr("error.ledger_too_new", &[("found", &found.to_string()), ("known", &known.to_string())]))
+                }
+                _ => cause.downcast_ref::<UpstreamError>().and_then(upstream_text),
             },
         }
     })

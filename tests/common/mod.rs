@@ -6,6 +6,7 @@ pub mod browser;
 pub mod daemon;
 pub mod scanner;
 pub mod upstream;
+pub mod words;
 
 use std::path::{Path, PathBuf};
 
