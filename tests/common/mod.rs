@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod daemon;
+pub mod init;
 pub mod scanner;
 pub mod upstream;
 pub mod words;
@@ -113,21 +114,8 @@ impl TestTerminal {
 
     /// `init` of this terminal (merchant M-000123, dining) in `language`.
     pub fn init_in(&self, language: &str) -> Run {
-        let anchors = self.path("anchors.json");
-        let data = self.path("data");
-        self.run(&[
-            "init",
-            "--data-dir",
-            &data,
-            "--merchant-id",
-            "M-000123",
-            "--merchant-category",
-            "dining",
-            "--trust-key",
-            &anchors,
-            "--language",
-            language,
-        ])
+        let args = init::init_args(&self.path("data"), &self.path("anchors.json"), language);
+        self.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
     /// `init` plus an installed rule set (version 5) with campaigns DINING and GROCERY.
