@@ -20,7 +20,8 @@ pub(super) fn demo(args: DemoArgs) -> CliResult {
     };
     let issuer = Issuer::from_seed(DEMO_SEED);
     let now = SystemClock.now();
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::create_dir_all(&dir)
+        .with_context(|| tr("error.cannot_create", &[("path", &dir.display().to_string())]))?;
     let keys = dir.join("demo-trust-keys.json");
     std::fs::write(&keys, issuer.trust_anchors_json())?;
     let jws_path = dir.join("demo-ruleset.jws");
@@ -80,7 +81,8 @@ pub(super) fn demo_live(args: DemoArgs) -> CliResult {
             (Some(tmp), dir)
         }
     };
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::create_dir_all(&dir)
+        .with_context(|| tr("error.cannot_create", &[("path", &dir.display().to_string())]))?;
     let issuer = Issuer::from_seed(DEMO_SEED);
     let now = SystemClock.now();
     let upstream = DemoUpstream::start(&issuer, now).context("starting the demo upstream on 127.0.0.1")?;
@@ -140,7 +142,7 @@ pub(super) fn demo_live(args: DemoArgs) -> CliResult {
         .map_err(|_| usage(anyhow!(tr("error.listen", &[("value", &format!("{:?}", args.listen))]))))?;
     let expires = now + jiff::SignedDuration::from_mins(10);
     let token = crate::secret::new_cashier_link(&data_dir, expires)
-        .with_context(|| format!("cannot write the cashier link in {}", data_dir.display()))?;
+        .with_context(|| tr("error.cannot_write", &[("path", &data_dir.display().to_string())]))?;
     let clock: std::sync::Arc<dyn crate::clock::Clock> = std::sync::Arc::new(SystemClock);
     let demo_state = std::sync::Arc::new(DemoState {
         issuer,
@@ -202,11 +204,15 @@ pub(super) fn pos_token(config_path: &Path, rotate: bool) -> CliResult {
     let config = load_config(config_path)?;
     let path = crate::secret::pos_token_path(&config.data_dir);
     let token = if rotate {
-        crate::secret::rotate_pos_token(&config.data_dir).with_context(|| format!("cannot write {}", path.display()))?
+        crate::secret::rotate_pos_token(&config.data_dir)
+            .with_context(|| tr("error.cannot_write", &[("path", &path.display().to_string())]))?
     } else {
         crate::secret::ensure_pos_token(&config.data_dir)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?.trim().to_owned()
+            .with_context(|| tr("error.cannot_write", &[("path", &path.display().to_string())]))?;
+        std::fs::read_to_string(&path)
+            .with_context(|| tr("error.cannot_read", &[("path", &path.display().to_string())]))?
+            .trim()
+            .to_owned()
     };
     say!("{token}");
     Ok(ExitCode::SUCCESS)
@@ -215,13 +221,13 @@ pub(super) fn pos_token(config_path: &Path, rotate: bool) -> CliResult {
 pub(super) fn manager_pin_set(config_path: &Path) -> CliResult {
     let config = load_config(config_path)?;
     let mut line = String::new();
-    std::io::stdin().read_line(&mut line).context("reading the PIN from standard input")?;
+    std::io::stdin().read_line(&mut line).with_context(|| tr("error.stdin", &[]))?;
     let pin = line.trim_end_matches(['\r', '\n']);
-    crate::secret::check_pin(pin).map_err(|m| usage(anyhow!("{m}; nothing was changed")))?;
+    crate::secret::check_pin(pin).map_err(|m| usage(anyhow!(tr("error.pin", &[("problem", m)]))))?;
     let path = config.data_dir.join(crate::secret::MANAGER_PIN_FILE);
     crate::secret::write_secret(&path, crate::secret::hash_pin(pin).as_bytes())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    eprintln!("manager PIN set (only its hash is kept, in {}); a running daemon uses it at once", path.display());
+        .with_context(|| tr("error.cannot_write", &[("path", &path.display().to_string())]))?;
+    eprintln!("{}", tr("cli.pin_set", &[("path", &path.display().to_string())]));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -237,7 +243,10 @@ pub(super) fn cashier_url(config_path: &Path) -> CliResult {
     };
     let expires = SystemClock.now() + jiff::SignedDuration::from_mins(10);
     let token = crate::secret::new_cashier_link(&config.data_dir, expires).with_context(|| {
-        format!("cannot write {}", config.data_dir.join(crate::secret::CASHIER_LINK_FILE).display())
+        tr(
+            "error.cannot_write",
+            &[("path", &config.data_dir.join(crate::secret::CASHIER_LINK_FILE).display().to_string())],
+        )
     })?;
     let host =
         if addr.ip().is_unspecified() { std::net::SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr };
@@ -258,6 +267,7 @@ fn tempdir() -> CliResult<TempDir> {
     let mut nonce = [0u8; 8];
     getrandom::fill(&mut nonce).map_err(|e| anyhow!("no randomness for a temporary directory: {e}"))?;
     let dir = std::env::temp_dir().join(format!("redeemd-demo-{}", u64::from_le_bytes(nonce)));
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::create_dir_all(&dir)
+        .with_context(|| tr("error.cannot_create", &[("path", &dir.display().to_string())]))?;
     Ok(TempDir(dir))
 }

@@ -12,9 +12,9 @@ pub(super) fn read_code(arg: &str) -> CliResult<String> {
     }
     const MAX_STDIN: u64 = 4 << 20;
     let mut buf = Vec::new();
-    std::io::stdin().take(MAX_STDIN + 1).read_to_end(&mut buf).context("cannot read the code from stdin")?;
+    std::io::stdin().take(MAX_STDIN + 1).read_to_end(&mut buf).with_context(|| tr("error.stdin", &[]))?;
     if buf.len() as u64 > MAX_STDIN {
-        return Err(usage(anyhow!("the code on stdin is longer than 4 MiB; a CP1 code is at most 1,504 characters")));
+        return Err(usage(anyhow!(tr("error.stdin_too_long", &[]))));
     }
     let mut text = String::from_utf8_lossy(&buf).into_owned();
     if text.ends_with('\n') {
@@ -59,7 +59,7 @@ pub(super) fn present(config_path: &Path, args: CodeArgs, check_at: Option<Optio
             let at = at
                 .map(|t| {
                     t.parse::<Timestamp>()
-                        .map_err(|e| usage(anyhow!("--at {t:?} is not an RFC 3339 instant with offset: {e}")))
+                        .map_err(|_| usage(anyhow!(tr("error.at_format", &[("value", &format!("{t:?}"))]))))
                 })
                 .transpose()?;
             (agent.check(single, &code, at)?, None)

@@ -90,10 +90,10 @@ pub(super) fn init(config_path: &Path, args: InitArgs) -> CliResult {
         )));
     }
     let keys = std::fs::read_to_string(&args.trust_key)
-        .with_context(|| format!("cannot read trust key file {}", args.trust_key.display()))
+        .with_context(|| tr("error.cannot_read", &[("path", &args.trust_key.display().to_string())]))
         .map_err(usage)?;
     let anchors = parse_anchors(&keys)
-        .with_context(|| format!("trust key file {} is not a list of rule-set keys", args.trust_key.display()))
+        .with_context(|| tr("error.trust_keys_invalid", &[("path", &args.trust_key.display().to_string())]))
         .map_err(usage)?;
     let config = Config {
         data_dir: absolute(&args.data_dir),
@@ -108,15 +108,17 @@ pub(super) fn init(config_path: &Path, args: InitArgs) -> CliResult {
     };
     config.check().map_err(|m| usage(anyhow!(m)))?;
     std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+        .with_context(|| tr("error.cannot_create", &[("path", &config.data_dir.display().to_string())]))?;
     write_file(&config.trust_keys_path(), keys.as_bytes(), 0o644)?;
     let store = Store::open(&config.database_path())?;
     drop(store);
     crate::backup::give_to_directory_owner(&config.data_dir, &config.database_path());
-    crate::secret::ensure_pos_token(&config.data_dir)
-        .with_context(|| format!("cannot write {}", crate::secret::pos_token_path(&config.data_dir).display()))?;
+    crate::secret::ensure_pos_token(&config.data_dir).with_context(|| {
+        tr("error.cannot_write", &[("path", &crate::secret::pos_token_path(&config.data_dir).display().to_string())])
+    })?;
     if let Some(parent) = config_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| tr("error.cannot_create", &[("path", &parent.display().to_string())]))?;
     }
     write_file(config_path, config.to_toml().as_bytes(), 0o644)?;
     say!("{}", tr("cli.init_wrote", &[("path", &config_path.display().to_string())]));
@@ -255,7 +257,8 @@ pub(super) fn scanner_sheet(profile_id: &str, out: &Path) -> CliResult {
     let profile = profile::find(profile_id).map_err(usage)?;
     let sample = Issuer::from_seed(DEMO_SEED).code(&CodeSpec::new("SAMPLE-0001", "DEMO-DINING", SystemClock.now()));
     let img = sheet::render(&profile, &sample)?;
-    img.save_with_format(out, image::ImageFormat::Png).with_context(|| format!("cannot write {}", out.display()))?;
+    img.save_with_format(out, image::ImageFormat::Png)
+        .with_context(|| tr("error.cannot_write", &[("path", &out.display().to_string())]))?;
     say!(
         "{}",
         tr(

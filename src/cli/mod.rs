@@ -549,7 +549,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Assets { out } => {
             let cmd = <Cli as clap::CommandFactory>::command();
             for path in crate::assets::write_all(cmd, &profile::builtin()?, &out)
-                .with_context(|| format!("cannot write into {}", out.display()))?
+                .with_context(|| tr("error.cannot_write", &[("path", &out.display().to_string())]))?
             {
                 say!("{}", path.display());
             }
@@ -580,11 +580,11 @@ fn open_agent_for_codes(config: &Config) -> CliResult<Agent> {
 fn open_agent_as(config: &Config, clock: Box<dyn crate::clock::Clock>, lazy: bool) -> CliResult<Agent> {
     let keys_path = config.trust_keys_path();
     let keys = std::fs::read_to_string(&keys_path)
-        .with_context(|| {
-            format!("cannot read trust keys {}; run `redeemd init` again or fix trust-keys", keys_path.display())
-        })
+        .with_context(|| tr("error.trust_keys_unreadable", &[("path", &keys_path.display().to_string())]))
         .map_err(usage)?;
-    let anchors = parse_anchors(&keys).with_context(|| format!("trust keys {}", keys_path.display())).map_err(usage)?;
+    let anchors = parse_anchors(&keys)
+        .with_context(|| tr("error.trust_keys_invalid", &[("path", &keys_path.display().to_string())]))
+        .map_err(usage)?;
     let _ = LEDGER.set(config.database_path());
     if config.database_path().exists() {
         check_ledger_access(&config.database_path())?;
@@ -605,7 +605,8 @@ fn absolute(path: &Path) -> PathBuf {
 
 /// Writes a file atomically (exclusive temporary file, fsync, rename) with `mode`.
 fn write_file(path: &Path, bytes: &[u8], mode: u32) -> CliResult<()> {
-    crate::secret::write_atomic(path, bytes, mode).with_context(|| format!("cannot write {}", path.display()))?;
+    crate::secret::write_atomic(path, bytes, mode)
+        .with_context(|| tr("error.cannot_write", &[("path", &path.display().to_string())]))?;
     Ok(())
 }
 

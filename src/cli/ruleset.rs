@@ -6,11 +6,11 @@ use super::*;
 
 pub(super) fn ruleset_import(config_path: &Path, file: &Path) -> CliResult {
     let config = load_config(config_path)?;
-    let bytes =
-        std::fs::read(file).with_context(|| format!("cannot read rule set file {}", file.display())).map_err(usage)?;
-    let text = String::from_utf8(bytes).map_err(|_| {
-        usage(anyhow!("rule set file {} is not text (a JWS compact rule set is ASCII)", file.display()))
-    })?;
+    let bytes = std::fs::read(file)
+        .with_context(|| tr("error.cannot_read", &[("path", &file.display().to_string())]))
+        .map_err(usage)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| usage(anyhow!(tr("error.ruleset_not_text", &[("path", &file.display().to_string())]))))?;
     let mut agent = open_agent(&config)?;
     let before = agent.installed().map(|i| i.rules.version);
     // Verifying and indexing a big rule set (a long revoked list) takes seconds.

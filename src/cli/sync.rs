@@ -17,8 +17,9 @@ pub(super) fn read_ca(path: Option<&Path>) -> CliResult<Option<Vec<u8>>> {
     let Some(path) = path else {
         return Ok(None);
     };
-    let pem =
-        std::fs::read(path).with_context(|| format!("cannot read the CA file {}", path.display())).map_err(usage)?;
+    let pem = std::fs::read(path)
+        .with_context(|| tr("error.cannot_read", &[("path", &path.display().to_string())]))
+        .map_err(usage)?;
     if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
         return Err(usage(anyhow!(tr("error.ca_without_certificate", &[("path", &path.display().to_string())]))));
     }
@@ -104,15 +105,17 @@ pub(super) fn provision(config_path: &Path, mut args: ProvisionArgs) -> CliResul
     config.check().map_err(|m| anyhow!("the enrollment answer gives an unusable configuration: {m}"))?;
     let token_path = config.token_path().unwrap_or_else(|| data_dir.join(config::TOKEN_FILE));
     crate::secret::write_secret(&token_path, enrollment.token.as_bytes())
-        .with_context(|| format!("cannot write {}", token_path.display()))?;
+        .with_context(|| tr("error.cannot_write", &[("path", &token_path.display().to_string())]))?;
     let keys = serde_json::to_string_pretty(&enrollment.ruleset_keys)?;
     write_file(&config.trust_keys_path(), keys.as_bytes(), 0o644)?;
     drop(Store::open(&config.database_path())?);
     crate::backup::give_to_directory_owner(&config.data_dir, &config.database_path());
-    crate::secret::ensure_pos_token(&config.data_dir)
-        .with_context(|| format!("cannot write {}", crate::secret::pos_token_path(&config.data_dir).display()))?;
+    crate::secret::ensure_pos_token(&config.data_dir).with_context(|| {
+        tr("error.cannot_write", &[("path", &crate::secret::pos_token_path(&config.data_dir).display().to_string())])
+    })?;
     if let Some(parent) = config_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| tr("error.cannot_create", &[("path", &parent.display().to_string())]))?;
     }
     write_file(config_path, config.to_toml().as_bytes(), 0o644)?;
     let mut agent = open_agent(&config)?;
@@ -221,10 +224,10 @@ struct SavedEnrollment {
 
 /// Creates `dir` if needed and proves a file can be written in it.
 pub(super) fn check_writable_dir(dir: &Path) -> CliResult<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create directory {}", dir.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| tr("error.cannot_create", &[("path", &dir.display().to_string())]))?;
     let probe = dir.join(".redeemd-write-test");
     crate::secret::write_atomic(&probe, b"", 0o600)
-        .with_context(|| format!("cannot write in {} (permissions? run as the service user or root)", dir.display()))?;
+        .with_context(|| tr("error.dir_not_writable", &[("path", &dir.display().to_string())]))?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
 }
