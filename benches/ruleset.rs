@@ -14,6 +14,8 @@
 //! keeps the directory (and prints it).
 
 mod common;
+#[path = "../tests/common/init.rs"]
+mod init;
 
 use redeemd::issuer::{CodeSpec, Issuer};
 use std::path::{Path, PathBuf};
@@ -40,20 +42,8 @@ impl Term {
         std::fs::create_dir_all(&dir).unwrap();
         let t = Term { bin, dir };
         std::fs::write(t.path("anchors.json"), issuer.trust_anchors_json()).unwrap();
-        let (anchors, data) = (t.path("anchors.json"), t.path("data"));
-        t.run(&[
-            "init",
-            "--data-dir",
-            &data,
-            "--merchant-id",
-            "M-000123",
-            "--merchant-category",
-            "dining",
-            "--trust-key",
-            &anchors,
-            "--language",
-            "en",
-        ]);
+        let args = init::init_args(&t.path("data"), &t.path("anchors.json"), "en");
+        t.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
         t
     }
 

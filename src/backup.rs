@@ -15,6 +15,7 @@
 
 use crate::clock::Clock;
 use crate::config::{self, Config};
+use crate::messages::Text;
 use crate::store::{BackupFile, Store, StoreError};
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
@@ -27,9 +28,9 @@ const CONFIG_FILE: &str = "redeemd.toml";
 #[derive(Debug, Error)]
 pub enum BackupError {
     /// Refused before anything changed (exit 2): a file in the way, a running daemon,
-    /// events that would be lost.
+    /// events that would be lost. The text is rendered in the reader's language.
     #[error("{0}")]
-    Refused(String),
+    Refused(Text),
     #[error("{0}")]
     Store(#[from] StoreError),
     #[error("{what} {path}: {source}")]
@@ -47,6 +48,10 @@ impl BackupError {
                 | BackupError::Store(StoreError::Missing(_) | StoreError::Foreign { .. } | StoreError::TooNew { .. })
         )
     }
+}
+
+fn refused<const N: usize>(key: &'static str, values: [(&'static str, String); N]) -> BackupError {
+    BackupError::Refused(Text::new(key, values.into()))
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BackupError {
@@ -76,10 +81,7 @@ pub fn running_daemon(data_dir: &Path) -> Option<std::net::SocketAddr> {
 /// Writes a backup of the terminal configured at `config_path` to `dest`.
 pub fn backup(config_path: &Path, config: &Config, dest: &Path, clock: &dyn Clock) -> Result<Summary, BackupError> {
     if dest.exists() {
-        return Err(BackupError::Refused(format!(
-            "{} already exists; give a new file name (a backup never overwrites one)",
-            dest.display()
-        )));
+        return Err(refused("backup.exists", [("path", dest.display().to_string())]));
     }
     let mut files: Vec<(&str, Vec<u8>)> = vec![
         (CONFIG_FILE, std::fs::read(config_path).map_err(io("cannot read the config", config_path))?),
@@ -152,22 +154,24 @@ pub fn restore(config_path: &Path, file: &Path, data_dir: Option<&Path>) -> Resu
     let backup = BackupFile::open(file)?;
     let check = backup.quick_check()?;
     if check != ["ok"] {
-        return Err(BackupError::Refused(format!("{} is damaged: {}", file.display(), check.join("; "))));
+        return Err(refused("backup.damaged", [("path", file.display().to_string()), ("lines", check.join("; "))]));
     }
     if backup.info("format")?.as_deref() != Some(FORMAT) {
-        return Err(BackupError::Refused(format!("{} has a backup format this redeemd does not know", file.display())));
+        return Err(refused("backup.format", [("path", file.display().to_string())]));
     }
     // The config: this terminal's own if it has one (a fresh provision), else the backup's.
     let existing = config_path.exists();
     let config = if existing {
-        let config = Config::load(config_path).map_err(|e| BackupError::Refused(e.to_string()))?;
+        let config = Config::load(config_path).map_err(|e| refused("backup.config", [("error", e.to_string())]))?;
         if let Some(dir) = data_dir.filter(|d| absolute(d) != config.data_dir) {
-            return Err(BackupError::Refused(format!(
-                "{} says data-dir {}, not {}; drop --data-dir or use another --config",
-                config_path.display(),
-                config.data_dir.display(),
-                dir.display()
-            )));
+            return Err(refused(
+                "backup.data_dir",
+                [
+                    ("config", config_path.display().to_string()),
+                    ("configured", config.data_dir.display().to_string()),
+                    ("given", dir.display().to_string()),
+                ],
+            ));
         }
         config
     } else {
@@ -183,10 +187,10 @@ pub fn restore(config_path: &Path, file: &Path, data_dir: Option<&Path>) -> Resu
         config
     };
     if let Some(addr) = running_daemon(&config.data_dir) {
-        return Err(BackupError::Refused(format!(
-            "a daemon runs on {} (it answers at {addr}): stop it first (`systemctl stop redeemd`)",
-            config.data_dir.display()
-        )));
+        return Err(refused(
+            "backup.daemon_runs",
+            [("dir", config.data_dir.display().to_string()), ("addr", addr.to_string())],
+        ));
     }
     let ledger = config.database_path();
     if ledger.exists() {
@@ -194,11 +198,10 @@ pub fn restore(config_path: &Path, file: &Path, data_dir: Option<&Path>) -> Resu
         let ours = backup.event_ids()?;
         let lost = target.event_ids()?.into_iter().filter(|id| !ours.contains(id)).count();
         if lost > 0 {
-            return Err(BackupError::Refused(format!(
-                "the ledger {} holds {lost} event(s) the backup lacks (it is newer, or another terminal's): \
-                 restoring would lose them; nothing was changed. Back it up first, or restore onto a new data dir",
-                ledger.display()
-            )));
+            return Err(refused(
+                "backup.would_lose",
+                [("path", ledger.display().to_string()), ("count", lost.to_string())],
+            ));
         }
     }
     std::fs::create_dir_all(&config.data_dir).map_err(io("cannot create", &config.data_dir))?;

@@ -93,10 +93,6 @@ impl Reason {
             Reason::OfflineLimit => "offline_limit",
         }
     }
-
-    pub fn parse(code: &str) -> Option<Reason> {
-        Reason::ALL.into_iter().find(|r| r.as_str() == code)
-    }
 }
 
 /// The terminal's identity as the campaign rules see it.

@@ -12,6 +12,7 @@
 
 use crate::clock::{rfc3339, Clock};
 use crate::config::{self, Config, ConfigError};
+use crate::messages::{Language, Text};
 use crate::store::{Store, StoreError};
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
@@ -40,28 +41,35 @@ pub enum Level {
     Problem,
 }
 
+/// `t!("key", name = value, …)`: the text `doctor.key` with its values.
+macro_rules! t {
+    ($key:literal $(, $name:ident = $value:expr)* $(,)?) => {
+        Text::new(concat!("doctor.", $key), vec![$((stringify!($name), $value.to_string())),*])
+    };
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
     /// Which check: `config`, `files`, `ledger`, `ruleset`, `clock`, `upstream.dns`, … .
     pub check: &'static str,
     #[serde(rename = "status")]
     pub level: Level,
-    pub message: String,
+    pub message: Text,
     /// One line of what to do; `None` when nothing needs doing.
-    pub fix: Option<String>,
+    pub fix: Option<Text>,
 }
 
 impl Finding {
-    pub fn ok(check: &'static str, message: impl Into<String>) -> Finding {
-        Finding { check, level: Level::Ok, message: message.into(), fix: None }
+    pub fn ok(check: &'static str, message: Text) -> Finding {
+        Finding { check, level: Level::Ok, message, fix: None }
     }
 
-    pub fn warning(check: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Finding {
-        Finding { check, level: Level::Warning, message: message.into(), fix: Some(fix.into()) }
+    pub fn warning(check: &'static str, message: Text, fix: Text) -> Finding {
+        Finding { check, level: Level::Warning, message, fix: Some(fix) }
     }
 
-    pub fn problem(check: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Finding {
-        Finding { check, level: Level::Problem, message: message.into(), fix: Some(fix.into()) }
+    pub fn problem(check: &'static str, message: Text, fix: Text) -> Finding {
+        Finding { check, level: Level::Problem, message, fix: Some(fix) }
     }
 }
 
@@ -97,27 +105,38 @@ impl Report {
         })
     }
 
-    pub fn to_text(&self) -> String {
+    /// The findings for people, in `language`, columns padded by display width.
+    pub fn to_text(&self, language: Language) -> String {
+        use crate::report::pad;
+        let say = |key: &str, values: &[(&str, &str)]| crate::messages::fill(language, key, values);
         let mut out = String::new();
         for f in &self.findings {
             let tag = match f.level {
-                Level::Ok => "ok     ",
-                Level::Warning => "WARNING",
-                Level::Problem => "PROBLEM",
+                Level::Ok => say("doctor.level_ok", &[]),
+                Level::Warning => say("doctor.level_warning", &[]),
+                Level::Problem => say("doctor.level_problem", &[]),
             };
-            out.push_str(&format!("{tag}  {:<14} {}\n", f.check, f.message));
+            let check = say(&format!("doctor.check_{}", f.check.replace('.', "_")), &[]);
+            let check = if check.is_empty() { f.check.to_owned() } else { check };
+            out.push_str(&format!(
+                "{}  {} {}\n",
+                pad(&tag, 7, false),
+                pad(&check, 14, false),
+                f.message.render(language)
+            ));
             if let Some(fix) = &f.fix {
-                out.push_str(&format!("{:<24}-> {fix}\n", ""));
+                out.push_str(&format!("{:<24}-> {}\n", "", fix.render(language)));
             }
         }
         let (problems, warnings) = (self.count(Level::Problem), self.count(Level::Warning));
+        let (p, w) = (problems.to_string(), warnings.to_string());
+        out.push('\n');
         out.push_str(&match (problems, warnings) {
-            (0, 0) => "\nall checks passed\n".to_owned(),
-            (0, w) => format!("\nno problem, {w} warning(s)\n"),
-            (p, w) => {
-                format!("\n{p} problem(s), {w} warning(s): fix the problems above, then run `redeemd doctor` again\n")
-            }
+            (0, 0) => say("doctor.all_passed", &[]),
+            (0, _) => say("doctor.only_warnings", &[("warnings", &w)]),
+            _ => say("doctor.problems", &[("problems", &p), ("warnings", &w)]),
         });
+        out.push('\n');
         out
     }
 }
@@ -131,33 +150,30 @@ pub fn judge_secret(name: &str, path: &Path, mode: u32, owner: u32, runner: &Run
     if mode & 0o077 != 0 {
         return Finding::problem(
             "files",
-            format!("{name} {shown} is mode {:04o}: other accounts can read it", mode & 0o7777),
-            format!("chmod 600 {shown}"),
+            t!("secret_loose", name = name, path = shown, mode = format!("{:04o}", mode & 0o7777)),
+            t!("fix_chmod_600", path = shown),
         );
     }
     if owner != runner.uid && runner.uid != 0 {
         return Finding::problem(
             "files",
-            format!("{name} {shown} belongs to uid {owner}, but the daemon runs as {}", runner.name),
-            format!("chown {} {shown}", runner.name),
+            t!("secret_foreign", name = name, path = shown, owner = owner, runner = runner.name),
+            t!("fix_chown", user = runner.name, path = shown),
         );
     }
-    Finding::ok("files", format!("{name} {shown} is mode 0600"))
+    Finding::ok("files", t!("secret_ok", name = name, path = shown))
 }
 
 /// The terminal's clock against a trusted time (upstream's answer).
-pub fn judge_skew(source: &str, skew_s: i64) -> Finding {
+pub fn judge_skew(skew_s: i64) -> Finding {
     if skew_s.abs() > crate::sync::CLOCK_SKEW_LIMIT {
         Finding::problem(
             "clock",
-            format!(
-                "this terminal's clock is {skew_s:+} s off {source} (more than {} s): coupons may be refused or accepted wrongly",
-                crate::sync::CLOCK_SKEW_LIMIT
-            ),
-            "set the time: `timedatectl set-ntp true` (or `date -s …`), then run doctor again",
+            t!("skew_problem", skew = format!("{skew_s:+}"), limit = crate::sync::CLOCK_SKEW_LIMIT),
+            t!("fix_set_time_again"),
         )
     } else {
-        Finding::ok("clock", format!("within {} s of {source}", skew_s.abs()))
+        Finding::ok("clock", t!("skew_ok", skew = skew_s.abs()))
     }
 }
 
@@ -173,41 +189,39 @@ pub fn judge_ruleset(
     if now < issued_at - SignedDuration::from_secs(300) {
         out.push(Finding::problem(
             "clock",
-            format!(
-                "this terminal's clock ({}) is before rule set {version} was issued ({}): decisions say clock_invalid",
-                rfc3339(now, tz),
-                rfc3339(issued_at, tz)
-            ),
-            "set the time: `timedatectl set-ntp true` (or `date -s …`)",
+            t!("clock_before_ruleset", now = rfc3339(now, tz), version = version, issued = rfc3339(issued_at, tz)),
+            t!("fix_set_time"),
         ));
     }
     let left = expires_at - now;
-    let text = format!("version {version}, issued {}, expires {}", rfc3339(issued_at, tz), rfc3339(expires_at, tz));
+    let (issued, expires) = (rfc3339(issued_at, tz), rfc3339(expires_at, tz));
     out.push(if left <= SignedDuration::ZERO {
         Finding::problem(
             "ruleset",
-            format!("{text}: EXPIRED, every code is refused (ruleset_stale)"),
-            "get a fresh rule set: `redeemd sync --once` (or `redeemd ruleset import FILE`)",
+            t!("ruleset_expired", version = version, issued = issued, expires = expires),
+            t!("fix_fresh_ruleset"),
         )
     } else if left < EXPIRY_WARNING {
         Finding::warning(
             "ruleset",
-            format!("{text}: expires in {} h", left.as_hours()),
-            "check that refresh works (`redeemd sync --once`) before it expires",
+            t!("ruleset_expires_soon", version = version, issued = issued, expires = expires, hours = left.as_hours()),
+            t!("fix_check_refresh"),
         )
     } else {
-        Finding::ok("ruleset", format!("{text} ({} days left)", left.as_hours() / 24))
+        Finding::ok(
+            "ruleset",
+            t!("ruleset_ok", version = version, issued = issued, expires = expires, days = left.as_hours() / 24),
+        )
     });
     out
 }
 
 pub fn judge_disk(path: &Path, available: u64, total: u64) -> Finding {
-    let mib = available >> 20;
-    let text = format!("{} MiB free of {} MiB on {}", mib, total >> 20, path.display());
+    let text = t!("disk", free = available >> 20, total = total >> 20, path = path.display());
     if available < DISK_PROBLEM {
-        Finding::problem("disk", text, "free disk space: the ledger must be able to grow (journalctl --vacuum-size=…)")
+        Finding::problem("disk", text, t!("fix_disk_now"))
     } else if available < DISK_WARNING || (total > 0 && available < total / 20) {
-        Finding::warning("disk", text, "free some disk space soon")
+        Finding::warning("disk", text, t!("fix_disk_soon"))
     } else {
         Finding::ok("disk", text)
     }
@@ -215,12 +229,12 @@ pub fn judge_disk(path: &Path, available: u64, total: u64) -> Finding {
 
 pub fn judge_quick_check(path: &Path, lines: &[String]) -> Finding {
     if lines.len() == 1 && lines[0] == "ok" {
-        Finding::ok("ledger", format!("{} passes quick_check", path.display()))
+        Finding::ok("ledger", t!("quick_check_ok", path = path.display()))
     } else {
         Finding::problem(
             "ledger",
-            format!("{} is damaged: {}", path.display(), lines.join("; ")),
-            "stop the daemon, move the file aside and `redeemd restore` the latest backup",
+            t!("ledger_damaged", path = path.display(), lines = lines.join("; ")),
+            t!("fix_restore"),
         )
     }
 }
@@ -301,34 +315,45 @@ pub fn examine(config_path: &Path, clock: &dyn Clock) -> Report {
         Ok(config) => config,
         Err(e) => {
             let fix = match e {
-                ConfigError::Missing(_) => {
-                    "provision the terminal: `redeemd provision --upstream URL --enrollment-code CODE` \
-                     (or `redeemd init …` for one run by hand)"
-                }
-                _ => "fix the file (`packaging/redeemd.toml` explains every key), or write it again with provision",
+                ConfigError::Missing(_) => t!("fix_provision"),
+                _ => t!("fix_config_file"),
             };
-            report.push(Finding::problem("config", e.to_string(), fix));
+            report.push(Finding::problem("config", t!("config_error", error = e), fix));
             service(&mut report, None);
             return report;
         }
     };
-    let who = if runner.service { "the redeemd service user" } else { "this account, which runs the daemon by hand" };
+    let path = config_path.display();
+    let (merchant, runner_name) = (&config.merchant_id, &runner.name);
     report.push(Finding::ok(
         "config",
-        format!(
-            "{} parses: merchant {}, {}; checked as {} ({who})",
-            config_path.display(),
-            config.merchant_id,
-            config.upstream.as_ref().map_or("provisioned by hand".into(), |u| format!("terminal {}", u.terminal_id)),
-            runner.name
-        ),
+        match (&config.upstream, runner.service) {
+            (Some(u), true) => t!(
+                "config_ok_service",
+                path = path,
+                merchant = merchant,
+                terminal = u.terminal_id,
+                runner = runner_name
+            ),
+            (Some(u), false) => t!(
+                "config_ok_by_hand",
+                path = path,
+                merchant = merchant,
+                terminal = u.terminal_id,
+                runner = runner_name
+            ),
+            (None, true) => {
+                t!("config_ok_unprovisioned_service", path = path, merchant = merchant, runner = runner_name)
+            }
+            (None, false) => t!("config_ok_unprovisioned", path = path, merchant = merchant, runner = runner_name),
+        },
     ));
     if let Ok(meta) = std::fs::metadata(config_path) {
         if meta.permissions().mode() & 0o022 != 0 {
             report.push(Finding::problem(
                 "config",
-                format!("{} is writable by other accounts (mode {:04o})", config_path.display(), meta.mode() & 0o7777),
-                format!("chmod 644 {}", config_path.display()),
+                t!("config_writable", path = path, mode = format!("{:04o}", meta.mode() & 0o7777)),
+                t!("fix_chmod_644", path = path),
             ));
         }
     }
@@ -336,7 +361,7 @@ pub fn examine(config_path: &Path, clock: &dyn Clock) -> Report {
     let rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
-            report.push(Finding::problem("doctor", format!("cannot start the async runtime: {e}"), "report this"));
+            report.push(Finding::problem("doctor", t!("no_runtime", error = e), t!("fix_report_this")));
             return report;
         }
     };
@@ -356,7 +381,7 @@ async fn daemon_status(config: &Config, report: &mut Report) -> Option<DaemonSta
     let listen = config.data_dir.join(crate::daemon::LISTEN_FILE);
     let addr = std::fs::read_to_string(&listen).ok().and_then(|t| t.trim().parse::<std::net::SocketAddr>().ok());
     let Some(mut addr) = addr else {
-        report.push(Finding::ok("daemon", "no daemon has run here yet (no listen file)"));
+        report.push(Finding::ok("daemon", t!("daemon_never_ran")));
         return None;
     };
     if addr.ip().is_unspecified() {
@@ -371,41 +396,32 @@ async fn daemon_status(config: &Config, report: &mut Report) -> Option<DaemonSta
     let reply = client.get(format!("http://{addr}/v1/status")).bearer_auth(token.trim()).send().await;
     match reply {
         Err(e) if e.is_connect() => {
-            report.push(Finding::ok("daemon", format!("no daemon answers at {addr}: checked the files directly")));
+            report.push(Finding::ok("daemon", t!("daemon_not_running", addr = addr)));
             None
         }
         Err(e) => {
             report.push(Finding::warning(
                 "daemon",
-                format!("something at {addr} did not answer /v1/status: {e}"),
-                "is the daemon stuck? `systemctl status redeemd` / `journalctl -u redeemd -e`",
+                t!("daemon_no_answer", addr = addr, error = e),
+                t!("fix_daemon_stuck"),
             ));
             None
         }
         Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED => {
-            report.push(Finding::warning(
-                "daemon",
-                format!("a daemon at {addr} refused this terminal's pos-token (another terminal's daemon?)"),
-                "check which data directory the running daemon uses (`systemctl cat redeemd`)",
-            ));
+            report.push(Finding::warning("daemon", t!("daemon_refused_token", addr = addr), t!("fix_daemon_data_dir")));
             None
         }
         Ok(r) => match r.json::<Value>().await {
             Ok(body) => {
-                report.push(Finding::ok(
-                    "daemon",
-                    format!(
-                        "redeemd run answers at {addr} (version {}): its /v1/status is used, the ledger is only read",
-                        body["version"].as_str().unwrap_or("?")
-                    ),
-                ));
+                let version = body["version"].as_str().unwrap_or("?");
+                report.push(Finding::ok("daemon", t!("daemon_answers", addr = addr, version = version)));
                 Some(DaemonStatus { body })
             }
             Err(e) => {
                 report.push(Finding::warning(
                     "daemon",
-                    format!("{addr} answered /v1/status with something else: {e}"),
-                    "is another program on the daemon's port? check [api] listen",
+                    t!("daemon_other", addr = addr, error = e),
+                    t!("fix_daemon_port"),
                 ));
                 None
             }
@@ -418,37 +434,28 @@ fn files(config: &Config, runner: &Runner, report: &mut Report) {
     let meta = match std::fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => meta,
         Ok(_) => {
-            report.push(Finding::problem(
-                "files",
-                format!("data-dir {} is not a directory", dir.display()),
-                "fix data-dir in the config",
-            ));
+            report.push(Finding::problem("files", t!("data_dir_not_dir", path = dir.display()), t!("fix_data_dir")));
             return;
         }
         Err(e) => {
             report.push(Finding::problem(
                 "files",
-                format!("data-dir {} is missing ({e})", dir.display()),
-                "provision the terminal (`redeemd provision …`) or fix data-dir in the config",
+                t!("data_dir_missing", path = dir.display(), error = e),
+                t!("fix_provision_or_data_dir"),
             ));
             return;
         }
     };
     if meta.uid() != runner.uid {
-        let text = format!(
-            "data-dir {} belongs to {}, but the daemon runs as {}",
-            dir.display(),
-            user_name(meta.uid()),
-            runner.name
-        );
-        let fix = format!("chown -R {0}:{0} {1}", runner.name, dir.display());
+        let text = t!("data_dir_owner", path = dir.display(), owner = user_name(meta.uid()), runner = runner.name);
+        let fix = t!("fix_chown_dir", user = runner.name, path = dir.display());
         report.push(if runner.service || !runner.can_read_write(meta.uid(), meta.gid(), meta.mode()) {
             Finding::problem("files", text, fix)
         } else {
             Finding::warning("files", text, fix)
         });
     } else {
-        report.push(Finding::ok("files", format!("data-dir {} belongs to {}", dir.display(), runner.name)));
+        report.push(Finding::ok("files", t!("data_dir_ok", path = dir.display(), runner = runner.name)));
     }
     // The ledger and its WAL files: the daemon must be able to write all three.
     for suffix in ["", "-wal", "-shm"] {
@@ -457,21 +464,22 @@ fn files(config: &Config, runner: &Runner, report: &mut Report) {
             if !runner.can_read_write(m.uid(), m.gid(), m.mode()) {
                 report.push(Finding::problem(
                     "files",
-                    format!(
-                        "{} belongs to {} (mode {:04o}): the daemon ({}) cannot write it",
-                        path.display(),
-                        user_name(m.uid()),
-                        m.mode() & 0o7777,
-                        runner.name
+                    t!(
+                        "ledger_file_owner",
+                        path = path.display(),
+                        owner = user_name(m.uid()),
+                        mode = format!("{:04o}", m.mode() & 0o7777),
+                        runner = runner.name
                     ),
-                    format!("chown {0}:{0} {1}", runner.name, path.display()),
+                    t!("fix_chown_file", user = runner.name, path = path.display()),
                 ));
             }
         }
     }
+    // The names are file names (`token`, `pos-token`) a reader finds in the data directory.
     let mut secrets: Vec<(&str, PathBuf, bool)> = vec![
         ("pos-token", crate::secret::pos_token_path(dir), false),
-        ("manager PIN hash", dir.join(crate::secret::MANAGER_PIN_FILE), false),
+        (crate::secret::MANAGER_PIN_FILE, dir.join(crate::secret::MANAGER_PIN_FILE), false),
     ];
     if let Some(token) = config.token_path() {
         secrets.insert(0, ("token", token, true));
@@ -481,27 +489,21 @@ fn files(config: &Config, runner: &Runner, report: &mut Report) {
             Ok(m) => report.push(judge_secret(name, &path, m.mode(), m.uid(), runner)),
             Err(_) if required => report.push(Finding::problem(
                 "files",
-                format!("the upstream {name} {} is missing: the terminal cannot sync", path.display()),
-                "provision again (`redeemd provision …` with a new enrollment code)",
+                t!("token_missing", path = path.display()),
+                t!("fix_provision_again"),
             )),
-            Err(_) if name == "pos-token" => report.push(Finding::warning(
-                "files",
-                format!("no pos-token yet ({})", path.display()),
-                "`redeemd pos-token` makes one (the daemon's first start does too)",
-            )),
-            Err(_) => report.push(Finding::warning(
-                "files",
-                "no manager PIN set: the manager pages cannot be opened",
-                "`redeemd manager-pin set` (reads the PIN from standard input)",
-            )),
+            Err(_) if name == "pos-token" => {
+                report.push(Finding::warning("files", t!("no_pos_token", path = path.display()), t!("fix_pos_token")))
+            }
+            Err(_) => report.push(Finding::warning("files", t!("no_manager_pin"), t!("fix_manager_pin"))),
         }
     }
     let leftover = dir.join("enrollment.json");
     if leftover.exists() {
         report.push(Finding::warning(
             "files",
-            format!("{} is left from an unfinished provision", leftover.display()),
-            "run the same `redeemd provision …` again: it completes from that answer",
+            t!("enrollment_leftover", path = leftover.display()),
+            t!("fix_provision_complete"),
         ));
     }
     let keys = config.trust_keys_path();
@@ -509,12 +511,13 @@ fn files(config: &Config, runner: &Runner, report: &mut Report) {
         .map_err(|e| e.to_string())
         .and_then(|t| crate::ruleset::parse_anchors(&t).map_err(|e| e.to_string()))
     {
-        Ok(anchors) => report
-            .push(Finding::ok("files", format!("{} holds {} rule-set trust key(s)", keys.display(), anchors.len()))),
+        Ok(anchors) => {
+            report.push(Finding::ok("files", t!("trust_keys_ok", path = keys.display(), count = anchors.len())))
+        }
         Err(e) => report.push(Finding::problem(
             "files",
-            format!("rule-set trust keys {}: {e}", keys.display()),
-            "provision again, or `redeemd init --force …` with the issuer's trust-key file",
+            t!("trust_keys_bad", path = keys.display(), error = e),
+            t!("fix_trust_keys"),
         )),
     }
 }
@@ -537,26 +540,18 @@ fn ledger(
     let store = match Store::open_read_only(&path) {
         Ok(store) => store,
         Err(StoreError::Missing(_)) => {
-            report.push(Finding::problem(
-                "ledger",
-                format!("no ledger at {}", path.display()),
-                "provision the terminal (or `redeemd restore BACKUP` onto a replacement)",
-            ));
+            report.push(Finding::problem("ledger", t!("no_ledger", path = path.display()), t!("fix_no_ledger")));
             return None;
         }
         Err(e @ (StoreError::Foreign { .. } | StoreError::TooNew { .. })) => {
-            report.push(Finding::problem(
-                "ledger",
-                e.to_string(),
-                "restore the ledger from a backup (`redeemd restore FILE`)",
-            ));
+            report.push(Finding::problem("ledger", t!("ledger_foreign", error = e), t!("fix_restore_backup")));
             return None;
         }
         Err(e) => {
             report.push(Finding::problem(
                 "ledger",
-                format!("cannot open {}: {e}", path.display()),
-                "if the file is damaged, stop the daemon and `redeemd restore` the latest backup",
+                t!("ledger_cannot_open", path = path.display(), error = e),
+                t!("fix_restore_if_damaged"),
             ));
             return None;
         }
@@ -565,8 +560,8 @@ fn ledger(
         Ok(lines) => report.push(judge_quick_check(&path, &lines)),
         Err(e) => report.push(Finding::problem(
             "ledger",
-            format!("{} cannot be checked: {e}", path.display()),
-            "stop the daemon, move the file aside and `redeemd restore` the latest backup",
+            t!("ledger_cannot_check", path = path.display(), error = e),
+            t!("fix_restore"),
         )),
     }
     let now = clock.now();
@@ -577,26 +572,20 @@ fn ledger(
                 let ts = |k: &str| r.get(k).and_then(Value::as_str).and_then(|t| t.parse::<Timestamp>().ok());
                 (r.get("version").and_then(Value::as_u64).unwrap_or(0), ts("issued_at"), ts("expires_at"))
             }),
-            d.body["ruleset_problem"].as_str().map(str::to_owned),
+            d.body["ruleset_problem"].as_str().map(|p| t!("daemon_ruleset_problem", problem = p)),
         ),
         None => {
             let installed = store.ruleset();
             let problem = derived_tables_problem(config, &store);
             match installed {
                 Ok(i) => (i.map(|i| (i.rules.version, Some(i.rules.issued_at), Some(i.rules.expires_at))), problem),
-                Err(e) => (None, Some(format!("the stored rule set cannot be read: {e}"))),
+                Err(e) => (None, Some(t!("ruleset_unreadable", error = e))),
             }
         }
     };
     match &problem {
-        Some(p) => report.push(Finding::problem(
-            "ledger",
-            p.clone(),
-            "install the rule set again (`redeemd sync --once` or `redeemd ruleset import FILE`)",
-        )),
-        None if installed.is_some() => {
-            report.push(Finding::ok("ledger", "the campaign and revoked tables match the signed rule set"))
-        }
+        Some(p) => report.push(Finding::problem("ledger", p.clone(), t!("fix_install_again"))),
+        None if installed.is_some() => report.push(Finding::ok("ledger", t!("derived_match"))),
         None => {}
     }
     match installed {
@@ -605,19 +594,13 @@ fn ledger(
                 report.push(f);
             }
         }
-        Some((version, _, _)) => report.push(Finding::warning(
-            "ruleset",
-            format!("version {version}: the daemon did not say when it was issued or expires"),
-            "`redeemd ruleset show`",
-        )),
+        Some((version, _, _)) => {
+            report.push(Finding::warning("ruleset", t!("ruleset_undated", version = version), t!("fix_ruleset_show")))
+        }
         None if problem.is_none() => report.push(Finding::problem(
             "ruleset",
-            "no rule set installed: every code is refused (no_ruleset)",
-            if config.upstream.is_some() {
-                "`redeemd sync --once` fetches it from upstream"
-            } else {
-                "`redeemd ruleset import FILE` with the issuer's signed rule set"
-            },
+            t!("no_ruleset"),
+            if config.upstream.is_some() { t!("fix_sync_ruleset") } else { t!("fix_import_ruleset") },
         )),
         None => {}
     }
@@ -631,18 +614,15 @@ fn ledger(
 }
 
 /// The derived tables against the verified JWS (what the daemon proves at start).
-fn derived_tables_problem(config: &Config, store: &Store) -> Option<String> {
+fn derived_tables_problem(config: &Config, store: &Store) -> Option<Text> {
     let anchors =
         std::fs::read_to_string(config.trust_keys_path()).ok().and_then(|t| crate::ruleset::parse_anchors(&t).ok())?;
     match store.prove_derived_tables(&anchors).ok()? {
         crate::store::DerivedProof::Nothing | crate::store::DerivedProof::Proven { .. } => None,
         crate::store::DerivedProof::Unverified { version, refusal } => {
-            Some(format!("the stored rule set {version} no longer verifies against the trust keys: {refusal}"))
+            Some(t!("ruleset_unverified", version = version, refusal = refusal))
         }
-        crate::store::DerivedProof::Differs { version } => Some(format!(
-            "the ledger's campaign/revoked tables differ from the signed rule set {version} (edited?): \
-             decisions refuse with no_ruleset"
-        )),
+        crate::store::DerivedProof::Differs { version } => Some(t!("derived_differ", version = version)),
     }
 }
 
@@ -655,23 +635,19 @@ fn upstream(
     report: &mut Report,
 ) {
     let Some(up) = &config.upstream else {
-        report.push(Finding::ok("upstream", "provisioned by hand: no upstream to reach, nothing is forwarded"));
+        report.push(Finding::ok("upstream", t!("by_hand")));
         return;
     };
     if let Some(contact) = facts.and_then(|f| f.last_contact) {
         let age = clock.now() - contact;
         if age > CONTACT_WARNING {
-            report.push(Finding::warning(
-                "upstream",
-                format!("last contact with upstream {} h ago", age.as_hours()),
-                "see below why it cannot be reached; `redeemd sync --once` says what fails",
-            ));
+            report.push(Finding::warning("upstream", t!("last_contact", hours = age.as_hours()), t!("fix_see_below")));
         }
     }
     let url = match crate::upstream::check_url(&up.url) {
         Ok(url) => url,
         Err(e) => {
-            report.push(Finding::problem("upstream", e.to_string(), "fix upstream.url in the config"));
+            report.push(Finding::problem("upstream", t!("bad_url", error = e), t!("fix_upstream_url")));
             return;
         }
     };
@@ -681,47 +657,36 @@ fn upstream(
     let addrs: Vec<std::net::SocketAddr> = match (host.as_str(), port).to_socket_addrs() {
         Ok(a) => a.collect(),
         Err(e) => {
-            report.push(Finding::problem(
-                "upstream.dns",
-                format!("cannot resolve {host}: {e}"),
-                "check the network and DNS (`resolvectl query HOST`, /etc/resolv.conf)",
-            ));
+            report.push(Finding::problem("upstream.dns", t!("dns_failed", host = host, error = e), t!("fix_dns")));
             return;
         }
     };
-    report.push(Finding::ok(
-        "upstream.dns",
-        format!("{host} resolves to {}", addrs.iter().map(|a| a.ip().to_string()).collect::<Vec<_>>().join(", ")),
-    ));
+    let ips = addrs.iter().map(|a| a.ip().to_string()).collect::<Vec<_>>().join(", ");
+    report.push(Finding::ok("upstream.dns", t!("dns_ok", host = host, addresses = ips)));
     let connected = addrs.iter().find_map(|a| std::net::TcpStream::connect_timeout(a, NET_TIMEOUT).ok().map(|_| *a));
     match connected {
-        Some(a) => report.push(Finding::ok("upstream.tcp", format!("TCP connection to {a} works"))),
+        Some(a) => report.push(Finding::ok("upstream.tcp", t!("tcp_ok", addr = a))),
         None => {
             report.push(Finding::problem(
                 "upstream.tcp",
-                format!("no TCP connection to {host} port {port} within {} s", NET_TIMEOUT.as_secs()),
-                "check the network, firewall and proxy between this terminal and upstream",
+                t!("tcp_failed", host = host, port = port, seconds = NET_TIMEOUT.as_secs()),
+                t!("fix_tcp"),
             ));
             return;
         }
     }
     let tls = url.scheme() == "https";
     let trust = match (&up.ca_file, up.system_roots) {
-        (Some(ca), true) => format!("the CA {} and the system roots", ca.display()),
-        (Some(ca), false) => format!("the CA {} only", ca.display()),
-        (None, _) => "the system roots".to_owned(),
+        (Some(ca), true) => t!("trust_ca_and_roots", ca = ca.display()),
+        (Some(ca), false) => t!("trust_ca_only", ca = ca.display()),
+        (None, _) => t!("trust_roots"),
     };
+
     let ca_pem = match up.ca_file.as_deref().map(std::fs::read).transpose() {
         Ok(pem) => pem,
         Err(e) => {
-            report.push(Finding::problem(
-                "upstream.tls",
-                format!(
-                    "cannot read the upstream CA {}: {e}",
-                    up.ca_file.as_deref().unwrap_or(Path::new("")).display()
-                ),
-                "provision again with `--ca FILE` (upstream's CA certificate)",
-            ));
+            let ca = up.ca_file.as_deref().unwrap_or(Path::new("")).display();
+            report.push(Finding::problem("upstream.tls", t!("ca_unreadable", path = ca, error = e), t!("fix_ca")));
             return;
         }
     };
@@ -735,20 +700,13 @@ fn upstream(
     let client = match crate::upstream::Upstream::new(&endpoint, token.clone()) {
         Ok(c) => c,
         Err(e) => {
-            report.push(Finding::problem(
-                "upstream.tls",
-                format!("{e} ({})", up.ca_file.as_deref().unwrap_or(Path::new("")).display()),
-                "provision again with `--ca FILE` holding upstream's CA certificate (PEM)",
-            ));
+            let ca = up.ca_file.as_deref().unwrap_or(Path::new("")).display();
+            report.push(Finding::problem("upstream.tls", t!("ca_unusable", path = ca, error = e), t!("fix_ca_pem")));
             return;
         }
     };
     if token.is_none() {
-        report.push(Finding::problem(
-            "upstream.token",
-            "no token: upstream cannot be asked",
-            "provision again (`redeemd provision …` with a new enrollment code)",
-        ));
+        report.push(Finding::problem("upstream.token", t!("no_token"), t!("fix_provision_again")));
         return;
     }
     let scanner = daemon.and_then(|d| d.body["scanner"]["state"].as_str()).unwrap_or("not_running").to_owned();
@@ -762,51 +720,44 @@ fn upstream(
     use crate::upstream::UpstreamError as E;
     let tls_ok = || {
         if tls {
-            Finding::ok("upstream.tls", format!("TLS to {host} verified against {trust}"))
+            Finding::ok("upstream.tls", t!("tls_ok", host = host).with("trust", trust.clone()))
         } else {
-            Finding::ok("upstream.tls", "plain http:// to a loopback host: no TLS")
+            Finding::ok("upstream.tls", t!("tls_none"))
         }
     };
     match answer {
         Ok(server_time) => {
             report.push(tls_ok());
-            report.push(Finding::ok(
-                "upstream.token",
-                format!("upstream accepts terminal {}'s token (heartbeat answered)", up.terminal_id),
-            ));
+            report.push(Finding::ok("upstream.token", t!("token_ok", terminal = up.terminal_id)));
             // Measured against the middle of the exchange would be finer; 300 s is coarse.
             let skew = (clock.now() - server_time).as_secs();
-            report.push(judge_skew("upstream's time", skew));
+            report.push(judge_skew(skew));
             return;
         }
         Err(E::Tls(m)) => report.push(Finding::problem(
             "upstream.tls",
-            format!("{m} (trusting {trust})"),
-            "provision again with `--ca FILE` holding upstream's CA, or fix the clock if the certificate seems expired",
+            t!("tls_failed", error = m).with("trust", trust.clone()),
+            t!("fix_tls"),
         )),
         Err(E::Unauthorized) => {
             report.push(tls_ok());
             report.push(Finding::problem(
                 "upstream.token",
-                format!("upstream refused terminal {}'s token (401)", up.terminal_id),
-                "re-provision: `redeemd provision …` with a new enrollment code",
+                t!("token_refused", terminal = up.terminal_id),
+                t!("fix_reprovision"),
             ));
         }
         Err(e) => {
             report.push(tls_ok());
-            report.push(Finding::problem(
-                "upstream.token",
-                format!("upstream did not answer the heartbeat: {e}"),
-                "upstream may be down; `redeemd sync --once` tries again and says what fails",
-            ));
+            report.push(Finding::problem("upstream.token", t!("heartbeat_failed", error = e), t!("fix_upstream_down")));
         }
     }
     // No fresh server time: fall back to what the last heartbeat saw.
-    let recorded = daemon.and_then(|d| d.body["clock_warning"].as_str().map(str::to_owned)).or_else(|| {
-        facts.and_then(|f| f.last_skew).map(|s| format!("at the last heartbeat this clock was {s:+} s off upstream's"))
-    });
+    let recorded = daemon
+        .and_then(|d| d.body["clock_warning"].as_str().map(|w| t!("daemon_clock_warning", warning = w)))
+        .or_else(|| facts.and_then(|f| f.last_skew).map(|s| t!("last_skew", skew = format!("{s:+}"))));
     if let Some(text) = recorded {
-        report.push(Finding::warning("clock", text, "set the time: `timedatectl set-ntp true`"));
+        report.push(Finding::warning("clock", text, t!("fix_ntp")));
     }
 }
 
@@ -816,12 +767,12 @@ fn scanner(config: &Config, runner: &Runner, daemon: Option<&DaemonStatus>, repo
         let port = s["port"].as_str().unwrap_or("?");
         let profile = s["profile"].as_str().unwrap_or("?");
         report.push(match s["state"].as_str() {
-            Some("connected") => Finding::ok("scanner", format!("the daemon reads the scanner on {port} (profile {profile})")),
-            Some("none") => Finding::ok("scanner", "no scanner configured (port = none): the till sends the codes"),
+            Some("connected") => Finding::ok("scanner", t!("scanner_daemon_reads", port = port, profile = profile)),
+            Some("none") => Finding::ok("scanner", t!("scanner_none")),
             _ => Finding::problem(
                 "scanner",
-                format!("the daemon has no scanner on {port} (profile {profile})"),
-                "plug the scanner in (USB serial / CDC mode: see `redeemd scanner sheet`); `redeemd scanner list` shows ports",
+                t!("scanner_daemon_lacks", port = port, profile = profile),
+                t!("fix_plug_scanner"),
             ),
         });
         return;
@@ -830,7 +781,7 @@ fn scanner(config: &Config, runner: &Runner, daemon: Option<&DaemonStatus>, repo
     let port = section.port.unwrap_or_else(|| "auto".to_owned());
     let profile_id = section.profile.unwrap_or_else(|| crate::daemon::DEFAULT_PROFILE.to_owned());
     if port == "none" {
-        report.push(Finding::ok("scanner", "no scanner configured (port = none): the till sends the codes"));
+        report.push(Finding::ok("scanner", t!("scanner_none")));
         return;
     }
     let profile = match crate::scanner::profile::load(&profile_id) {
@@ -838,8 +789,8 @@ fn scanner(config: &Config, runner: &Runner, daemon: Option<&DaemonStatus>, repo
         Err(e) => {
             report.push(Finding::problem(
                 "scanner",
-                format!("firmware profile {profile_id}: {e}"),
-                "set [scanner] profile to an id from `redeemd scanner list`",
+                t!("scanner_profile", profile = profile_id, error = e),
+                t!("fix_scanner_profile"),
             ));
             return;
         }
@@ -852,8 +803,8 @@ fn scanner(config: &Config, runner: &Runner, daemon: Option<&DaemonStatus>, repo
             Err(e) => {
                 report.push(Finding::problem(
                     "scanner",
-                    format!("port auto: {e}"),
-                    "give the port's path in [scanner] port",
+                    t!("scanner_auto").with("error", e.text()),
+                    t!("fix_scanner_port"),
                 ));
                 return;
             }
@@ -863,8 +814,8 @@ fn scanner(config: &Config, runner: &Runner, daemon: Option<&DaemonStatus>, repo
             Err(e) => {
                 report.push(Finding::problem(
                     "scanner",
-                    format!("port auto: {e}"),
-                    "plug the scanner in (in USB serial / CDC mode: `redeemd scanner sheet`), or set [scanner] port = \"none\" if the till reads codes itself",
+                    t!("scanner_auto").with("error", e.text()),
+                    t!("fix_scanner_auto"),
                 ));
                 return;
             }
@@ -877,8 +828,8 @@ fn scanner(config: &Config, runner: &Runner, daemon: Option<&DaemonStatus>, repo
         Err(_) => {
             report.push(Finding::problem(
                 "scanner",
-                format!("the configured scanner port {} is missing", path.display()),
-                "plug the scanner in (USB serial / CDC mode), or fix [scanner] port (`redeemd scanner list` shows ports)",
+                t!("scanner_port_missing", path = path.display()),
+                t!("fix_scanner_missing"),
             ));
             return;
         }
@@ -895,53 +846,42 @@ fn scanner(config: &Config, runner: &Runner, daemon: Option<&DaemonStatus>, repo
             if profile.usb.is_empty() || matches {
                 report.push(Finding::ok(
                     "scanner",
-                    format!("{} is USB {}:{} (profile {profile_id})", path.display(), u.vid, u.pid),
+                    t!("scanner_usb_ok", path = path.display(), vid = u.vid, pid = u.pid, profile = profile_id),
                 ));
             } else {
+                let named =
+                    profile.usb.iter().map(|u| format!("{:04x}:{:04x}", u.vid, u.pid)).collect::<Vec<_>>().join(", ");
                 report.push(Finding::warning(
                     "scanner",
-                    format!(
-                        "{} is USB {}:{}, which profile {profile_id} does not name ({})",
-                        path.display(),
-                        u.vid,
-                        u.pid,
-                        profile
-                            .usb
-                            .iter()
-                            .map(|u| format!("{:04x}:{:04x}", u.vid, u.pid))
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                    t!(
+                        "scanner_usb_other",
+                        path = path.display(),
+                        vid = u.vid,
+                        pid = u.pid,
+                        profile = profile_id,
+                        named = named
                     ),
-                    "choose the profile for this scanner (`redeemd scanner list` shows which match)",
+                    t!("fix_choose_profile"),
                 ));
             }
         }
-        None => report.push(Finding::ok(
-            "scanner",
-            format!("{} is present (not a USB device: its id is not checked)", path.display()),
-        )),
+        None => report.push(Finding::ok("scanner", t!("scanner_not_usb", path = path.display()))),
     }
     if !runner.can_read_write(meta.uid(), meta.gid(), meta.mode()) {
         report.push(Finding::problem(
             "scanner",
-            format!(
-                "{} cannot open {} ({}:{} mode {:04o})",
-                runner.name,
-                path.display(),
-                user_name(meta.uid()),
-                group_name(meta.gid()),
-                meta.mode() & 0o777
+            t!(
+                "scanner_no_access",
+                runner = runner.name,
+                path = path.display(),
+                owner = user_name(meta.uid()),
+                group = group_name(meta.gid()),
+                mode = format!("{:04o}", meta.mode() & 0o777)
             ),
-            format!(
-                "add {} to group {} (`usermod -aG {} {}`), or install the package's udev rules",
-                runner.name,
-                group_name(meta.gid()),
-                group_name(meta.gid()),
-                runner.name
-            ),
+            t!("fix_scanner_group", runner = runner.name, group = group_name(meta.gid())),
         ));
     } else {
-        report.push(Finding::ok("scanner", format!("{} may open {}", runner.name, path.display())));
+        report.push(Finding::ok("scanner", t!("scanner_access_ok", runner = runner.name, path = path.display())));
     }
 }
 
@@ -959,15 +899,15 @@ fn disk(dir: &Path, report: &mut Report) {
         }
         Err(e) => report.push(Finding::warning(
             "disk",
-            format!("cannot measure free space on {}: {e}", dir.display()),
-            "check the data directory",
+            t!("disk_unknown", path = dir.display(), error = e),
+            t!("fix_check_data_dir"),
         )),
     }
 }
 
 fn service(report: &mut Report, daemon: Option<&DaemonStatus>) {
     if !Path::new("/run/systemd/system").is_dir() {
-        report.push(Finding::ok("service", "systemd is not running here: the service is not checked"));
+        report.push(Finding::ok("service", t!("no_systemd")));
         return;
     }
     let state = std::process::Command::new("systemctl")
@@ -976,21 +916,15 @@ fn service(report: &mut Report, daemon: Option<&DaemonStatus>) {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
     report.push(match state.as_deref() {
-        Ok("active") | Ok("activating") | Ok("reloading") => Finding::ok("service", "redeemd.service is active"),
-        Ok("failed") => Finding::problem(
-            "service",
-            "redeemd.service has failed",
-            "`journalctl -u redeemd -e` says why; then `systemctl restart redeemd`",
-        ),
-        Ok(other) if daemon.is_some() => {
-            Finding::ok("service", format!("redeemd.service is {other}, but a daemon runs outside it (by hand)"))
-        }
+        Ok("active") | Ok("activating") | Ok("reloading") => Finding::ok("service", t!("service_active")),
+        Ok("failed") => Finding::problem("service", t!("service_failed"), t!("fix_service_failed")),
+        Ok(other) if daemon.is_some() => Finding::ok("service", t!("service_by_hand", state = other)),
         Ok(other) => Finding::warning(
             "service",
-            format!("redeemd.service is {}", if other.is_empty() { "unknown" } else { other }),
-            "`systemctl enable --now redeemd` once the terminal is provisioned",
+            t!("service_state", state = if other.is_empty() { "unknown" } else { other }),
+            t!("fix_enable_service"),
         ),
-        Err(e) => Finding::warning("service", format!("cannot run systemctl: {e}"), "check systemd"),
+        Err(e) => Finding::warning("service", t!("no_systemctl", error = e), t!("fix_systemd")),
     });
 }
 
@@ -1005,15 +939,18 @@ mod tests {
     #[test]
     fn exit_code_follows_problems_only() {
         let mut r = Report::default();
-        r.push(Finding::ok("a", "fine"));
-        r.push(Finding::warning("b", "hm", "look"));
+        r.push(Finding::ok("disk", t!("service_active")));
+        r.push(Finding::warning("clock", t!("no_manager_pin"), t!("fix_manager_pin")));
         assert_eq!(r.exit_code(), 0);
-        r.push(Finding::problem("c", "bad", "fix"));
+        r.push(Finding::problem("service", t!("service_failed"), t!("fix_service_failed")));
         assert_eq!(r.exit_code(), 3);
         let json = r.to_json();
         assert_eq!(json["problems"], 1);
         assert_eq!(json["findings"][1]["status"], "warning");
-        assert!(r.to_text().contains("PROBLEM  c"));
+        assert!(r.to_text(Language::En).contains("PROBLEM  service"), "{}", r.to_text(Language::En));
+        assert_eq!(json["findings"][2]["message"], "redeemd.service has failed");
+        let zh = r.to_text(Language::ZhCn);
+        assert!(!zh.contains("failed") && zh.contains("redeemd.service"), "{zh}");
     }
 
     #[test]
@@ -1022,15 +959,15 @@ mod tests {
         assert_eq!(judge_secret("token", p, 0o100600, 1000, &runner(1000)).level, Level::Ok);
         let loose = judge_secret("token", p, 0o100644, 1000, &runner(1000));
         assert_eq!(loose.level, Level::Problem);
-        assert!(loose.fix.unwrap().contains("chmod 600"));
+        assert!(loose.fix.unwrap().to_string().contains("chmod 600"));
         let foreign = judge_secret("token", p, 0o100600, 0, &runner(1000));
-        assert!(foreign.level == Level::Problem && foreign.fix.unwrap().starts_with("chown redeemd"));
+        assert!(foreign.level == Level::Problem && foreign.fix.unwrap().to_string().contains("chown redeemd"));
     }
 
     #[test]
     fn clock_and_ruleset_judgements() {
-        assert_eq!(judge_skew("upstream", 300).level, Level::Ok);
-        assert_eq!(judge_skew("upstream", -301).level, Level::Problem);
+        assert_eq!(judge_skew(300).level, Level::Ok);
+        assert_eq!(judge_skew(-301).level, Level::Problem);
         let tz = jiff::tz::TimeZone::UTC;
         let issued: Timestamp = "2026-11-28T00:00:00Z".parse().unwrap();
         let expires = issued + SignedDuration::from_hours(24 * 7);

@@ -82,6 +82,53 @@ pub fn fill(language: Language, key: &str, values: &[(&str, &str)]) -> String {
     out
 }
 
+/// A text for people not yet rendered: a key of these tables and its values. Who shows
+/// it picks the language (the command line the configured one); `Display` and JSON give
+/// English, so logs and scripts see stable text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Text {
+    key: &'static str,
+    values: Vec<(&'static str, String)>,
+    /// Texts inside this one (a phrase like "the system roots"), rendered in the same language.
+    nested: Vec<(&'static str, Text)>,
+}
+
+impl Text {
+    pub fn new(key: &'static str, values: Vec<(&'static str, String)>) -> Text {
+        Text { key, values, nested: Vec::new() }
+    }
+
+    /// This text with `{name}` filled by another text.
+    pub fn with(mut self, name: &'static str, text: Text) -> Text {
+        self.nested.push((name, text));
+        self
+    }
+
+    pub fn render(&self, language: Language) -> String {
+        let nested: Vec<(&str, String)> = self.nested.iter().map(|(k, t)| (*k, t.render(language))).collect();
+        let values: Vec<(&str, &str)> = self
+            .values
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .chain(nested.iter().map(|(k, v)| (*k, v.as_str())))
+            .collect();
+        crate::messages::fill(language, self.key, &values)
+    }
+}
+
+impl std::fmt::Display for Text {
+    /// English, as the JSON says it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.render(Language::En))
+    }
+}
+
+impl Serialize for Text {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.render(Language::En))
+    }
+}
+
 /// The table of `language` as JSON, for the pages.
 pub fn table_json(language: Language) -> String {
     serde_json::to_string(table(language)).unwrap_or_else(|_| "{}".into())

@@ -634,7 +634,7 @@ impl Store {
         Ok(self.conn.pragma_query_value(None, "data_version", |r| r.get(0))?)
     }
 
-    /// Records a successful contact with upstream (the sync issue calls this).
+    /// Records a successful contact with upstream: `sync::Syncer` after each answered request.
     pub fn mark_contact(&mut self, now: Timestamp) -> Result<()> {
         self.conn.execute(
             "INSERT INTO meta (key, value) VALUES ('last_contact_ms', ?1)

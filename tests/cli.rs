@@ -352,7 +352,7 @@ fn refusals_say_what_to_do_and_demo_once_runs_its_round_trip() {
 
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(common::binary())
-        .args(["demo", "--once", "--dir"])
+        .args(["demo", "--once", "--language", "en", "--dir"])
         .arg(dir.path().join("demo"))
         .env("REDEEMD_LOG", "error")
         .output()

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::upstream::TestUpstream;
+use common::words::assert_words;
 use common::{Run, TestTerminal};
 
 fn assert_error(run: &Run, code: i32, needles: &[&str]) {
@@ -134,4 +136,55 @@ fn a_rule_set_that_refuses_this_terminal_installs_with_a_warning() {
     let r = t.run(&["ruleset", "import", &fine]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+}
+
+/// The errors above on a zh-CN terminal: the same exit statuses, said in Chinese (the
+/// file or value named, commands in backticks), and in English on an en terminal.
+#[test]
+fn errors_speak_the_terminals_language() {
+    for language in ["zh-CN", "en"] {
+        let up = TestUpstream::start();
+        up.add_code("USED-CODE");
+        up.state.lock().unwrap().codes.insert("USED-CODE".into(), true);
+        let t = TestTerminal::bare(9);
+        let provision = |url: &str, ca: &str, code: &str| {
+            let ca = if ca.is_empty() { up.ca_pem.as_str() } else { ca };
+            t.provision_in(url, ca, code, language)
+        };
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let unreachable = format!("https://127.0.0.1:{closed}/");
+        for (r, code, needle) in [
+            (provision("coupons.example.cn", "", "K7PX-93QD"), 2, "https://coupons.example.cn/"),
+            (provision(&up.url, "", "  "), 2, "--enrollment-code"),
+            (provision(&up.url, "not a certificate\n", "K7PX-93QD"), 2, "ca.pem"),
+            (provision("http://upstream.example/", "", "K7PX-93QD"), 2, "https://"),
+            (provision(&up.url, "", "WRONG"), 3, "401"),
+            (provision(&up.url, "", "USED-CODE"), 3, "409"),
+        ] {
+            assert_error(&r, code, &[needle]);
+            assert_words(&r, language);
+        }
+        // The network's own words (the OS, the HTTP client) are quoted as they are.
+        let r = provision(&unreachable, "", "K7PX-93QD");
+        assert_error(&r, 3, &[&unreachable]);
+        assert_words(&r, language);
+        // A ledger that is not one, a date out of range, a missing config.
+        let t = TestTerminal::bare(9);
+        assert_eq!(t.init_in(language).code, 0);
+        std::fs::remove_file(t.db()).unwrap();
+        for suffix in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", t.db().display()));
+        }
+        std::fs::write(t.db(), vec![b'x'; 8192]).unwrap();
+        let r = t.run(&["report", "daily"]);
+        assert_error(&r, 3, &[&t.db().display().to_string(), "`init --force`"]);
+        assert_words(&r, language);
+        std::fs::remove_file(t.db()).unwrap();
+        let r = t.run(&["report", "daily"]);
+        assert_error(&r, 2, &[&t.db().display().to_string(), "`redeemd init`"]);
+        assert_words(&r, language);
+        std::fs::remove_file(t.config()).unwrap();
+        let r = t.run(&["ruleset", "show"]);
+        assert_error(&r, 2, &[&t.config()]);
+    }
 }

@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::upstream::TestUpstream;
+use common::words::{assert_words, is_cjk};
 use common::{Run, TestTerminal};
 use redeemd::report::width;
 
@@ -12,66 +14,106 @@ use redeemd::report::width;
 /// campaign GROCERY has a long Chinese name.
 fn terminal(language: &str) -> TestTerminal {
     let t = TestTerminal::bare(9);
-    let (anchors, data) = (t.path("anchors.json"), t.path("data"));
-    let r = t.run(&[
-        "init",
-        "--data-dir",
-        &data,
-        "--merchant-id",
-        "M-000123",
-        "--merchant-category",
-        "dining",
-        "--trust-key",
-        &anchors,
-        "--language",
-        language,
-    ]);
+    let r = t.init_in(language);
     assert_eq!(r.code, 0, "init: {}", r.stderr);
     assert_words(&r, language);
-    let mut payload = t.issuer.ruleset_payload(5, jiff::Timestamp::now(), &["DINING", "GROCERY"], &["REVOKED-1"]);
-    payload["campaigns"][1]["name"]["zh-CN"] = serde_json::json!("社区生鲜超市周末满减活动（限本市门店使用）");
-    let file = t.path("rs5.jws");
-    std::fs::write(&file, t.issuer.sign_ruleset(&payload)).unwrap();
+    let file = named_ruleset(&t, 5);
     let r = t.run(&["ruleset", "import", &file]);
     assert_eq!(r.code, 0, "import: {}", r.stderr);
     assert_words(&r, language);
     t
 }
 
-/// Words a zh-CN user may see in Latin letters: reason codes, config values, the issuer id, the program.
-const ALLOWED: &[&str] = &["redeemd", "redeemd-demo", "dining", "malformed", "already_redeemed", "below_min_spend"];
-
-/// The English words of `text` a zh-CN user would read: Latin-letter words that are not
-/// ids (digits, capitals, `-_./:`), options (`--x`), commands in backticks or allowed.
-fn english_words(text: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    for (i, part) in text.split('`').enumerate() {
-        if i % 2 == 1 {
-            continue; // a command to type
-        }
-        for token in part.split(|c: char| !(c.is_ascii_alphanumeric() || "-_./:[]".contains(c))) {
-            let token = token.trim_matches(|c| c == '[' || c == ']');
-            if token.is_empty()
-                || !token.chars().any(|c| c.is_ascii_lowercase())
-                || token.starts_with('-')
-                || token.chars().any(|c| c.is_ascii_digit() || "_./:".contains(c))
-                || token.contains('-') && token.chars().any(|c| c.is_ascii_uppercase())
-                || ALLOWED.contains(&token)
-            {
-                continue;
-            }
-            words.push(token.to_owned());
-        }
-    }
-    words
+/// Rule set `version` (campaigns DINING and GROCERY, the latter with a long Chinese
+/// name) written to `rsVERSION.jws`; returns its path.
+fn named_ruleset(t: &TestTerminal, version: u64) -> String {
+    let mut payload = t.issuer.ruleset_payload(version, jiff::Timestamp::now(), &["DINING", "GROCERY"], &["REVOKED-1"]);
+    payload["campaigns"][1]["name"]["zh-CN"] = serde_json::json!("社区生鲜超市周末满减活动（限本市门店使用）");
+    let file = t.path(&format!("rs{version}.jws"));
+    std::fs::write(&file, t.issuer.sign_ruleset(&payload)).unwrap();
+    file
 }
 
-fn assert_words(run: &Run, language: &str) {
-    if language != "zh-CN" {
-        return;
+/// Issue 11's "done when": every command a person runs, in `language`, says everything
+/// in that language outside machine output, with its exit status.
+fn every_command_in(language: &str) {
+    let up = TestUpstream::start();
+    let t = TestTerminal::bare(21);
+    up.set_ruleset_keys(&t.issuer.trust_anchors_json());
+    up.set_ruleset(&std::fs::read_to_string(named_ruleset(&t, 3)).unwrap());
+    up.add_code("GOOD-CODE");
+    // The terminal label defaults to the host name: data, not a text.
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default().trim().to_owned();
+    let said = |r: &Run, exit: &[i32], what: &str| {
+        assert!(exit.contains(&r.code), "{what}: exit {}\n{}{}", r.code, r.stdout, r.stderr);
+        assert!(!r.stdout.is_empty() || !r.stderr.is_empty(), "{what} says something");
+        // Progress bars and colour only on a terminal: none in a pipe.
+        let drawn = |text: &str| text.contains('\r') || text.contains('\u{1b}');
+        assert!(!drawn(&r.stdout) && !drawn(&r.stderr), "{what} drew on a pipe: {:?}", r.stderr);
+        let unlabelled = |text: &str| if host.is_empty() { text.to_owned() } else { text.replace(&host, "LABEL") };
+        let run = Run { code: r.code, stdout: unlabelled(&r.stdout), stderr: unlabelled(&r.stderr) };
+        assert_words(&run, language);
+    };
+    said(&t.provision_in(&up.url, &up.ca_pem, "GOOD-CODE", language), &[0], "provision");
+    let rs5 = named_ruleset(&t, 5);
+    let code = t.code("CP-EVERY-1", "DINING");
+    let backup = t.path("lane.redeemd-backup");
+    let sheet = t.path("sheet.png");
+    for (args, exit) in [
+        (vec!["ruleset", "import", &rs5], &[0][..]),
+        (vec!["ruleset", "import", &rs5], &[0]),
+        (vec!["ruleset", "show"], &[0]),
+        (vec!["check", &code, "--amount", "58"], &[0]),
+        (vec!["redeem", &code, "--amount", "58"], &[0]),
+        (vec!["redeem", &code, "--amount", "58"], &[1]),
+        (vec!["check", &code, "--amount", "58", "--at", "2020-01-01T00:00:00Z"], &[1]),
+        (vec!["report", "daily"], &[0]),
+        (vec!["outbox", "list"], &[0]),
+        (vec!["sync", "--once"], &[0]),
+        (vec!["outbox", "list"], &[0]),
+        (vec!["outbox", "retry", "--all"], &[0]),
+        (vec!["doctor"], &[0, 3]),
+        (vec!["scanner", "list"], &[0]),
+        (vec!["scanner", "sheet", "--profile", "generic-serial", "--out", &sheet], &[0]),
+        (vec!["scanner", "sheet", "--profile", "no-such-profile", "--out", &sheet], &[2]),
+        (vec!["backup", &backup], &[0]),
+        (vec!["backup", &backup], &[2]),
+    ] {
+        said(&t.run(&args), exit, &format!("{args:?}"));
     }
-    let english = english_words(&format!("{}\n{}", run.stdout, run.stderr));
-    assert!(english.is_empty(), "English {english:?} reached a zh-CN user:\n{}{}", run.stdout, run.stderr);
+    let id = t.run(&["report", "daily", "--format", "json"]).json()["redemptions"][0]["redemption_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    said(&t.run(&["void", &id, "--reason", "test"]), &[0], "void");
+    said(&t.run(&["void", &id]), &[0], "void again");
+    said(&t.run(&["report", "daily"]), &[0], "report after void");
+    // The replacement terminal: restore, then its doctor.
+    let spare = TestTerminal::bare(21);
+    let data = spare.path("data");
+    said(&spare.run(&["restore", &backup, "--data-dir", &data]), &[0], "restore");
+    said(&spare.run(&["doctor"]), &[0, 3], "doctor after restore");
+    let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("demo");
+    let r = spare.run(&["demo", "--once", "--language", language, "--dir", demo.to_str().unwrap()]);
+    said(&r, &[0], "demo --once");
+    // Machine output stays English and whole.
+    assert!(t.run(&["report", "daily", "--format", "csv"]).stdout.starts_with("redemption_id,"));
+    assert_eq!(t.run(&["ruleset", "show", "--json"]).json()["version"], 5);
+    let doctor = t.run(&["doctor", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&doctor.stdout).unwrap();
+    assert!(json["findings"].as_array().unwrap().iter().all(|f| !f["message"].as_str().unwrap().chars().any(is_cjk)));
+    assert_eq!(json["findings"][0]["check"], "config");
+}
+
+#[test]
+fn every_command_speaks_chinese_on_a_zh_cn_terminal() {
+    every_command_in("zh-CN");
+}
+
+#[test]
+fn every_command_speaks_english_on_an_en_terminal() {
+    every_command_in("en");
 }
 
 #[test]

@@ -60,7 +60,7 @@ fn provisioned() -> (TestTerminal, TestUpstream) {
     let r = t.provision(&up.url, &up.ca_pem, "DOC-CODE");
     assert_eq!(r.code, 0, "provision: {}", r.stderr);
     // provision ends with the installer's next steps
-    for step in ["next steps", "doctor", "scanner sheet", " run ", "cashier-url"] {
+    for step in ["next steps", "doctor", "scanner sheet", " run`", "cashier-url"] {
         assert!(r.stdout.contains(step), "{step}: {}", r.stdout);
     }
     append_config(&t, "[scanner]\nport = \"none\"");

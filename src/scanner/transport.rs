@@ -13,6 +13,7 @@
 use super::decoder::{Decoder, DiscardReason, Event};
 use super::profile::{FlowControl, Parity, Profile, Protocol};
 use super::{ssi, Feedback};
+use crate::messages::Text;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags};
 use serde::Serialize;
@@ -23,7 +24,6 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use thiserror::Error;
 
 /// The port's own read and write timeout. The scanner thread reads only once poll(2) says
 /// the port is readable, so its reads return at once; this bounds a write held up by flow
@@ -32,26 +32,53 @@ const IO_TIMEOUT: Duration = Duration::from_millis(20);
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
+/// What stops the scanner port. Its texts are in the message tables (`[error]
+/// scanner_*`): `Display` is the English one (logs), [`TransportError::text`] the one
+/// for a person in their language.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TransportError {
-    #[error("{0} does not exist (unplugged? `redeemd scanner list` shows the ports)")]
     NotFound(String),
-    #[error(
-        "permission denied opening {0}: add this user to the `dialout` group \
-         (sudo usermod -aG dialout $USER, then log in again) or install packaging/60-redeemd-scanner.rules"
-    )]
     Permission(String),
-    #[error("{0} is busy: another program holds it (ModemManager, another redeemd?); `fuser {0}` tells which")]
     Busy(String),
-    #[error("cannot open {port}: {message}")]
     Open { port: String, message: String },
-    #[error("no serial port matches profile {profile} ({wanted}); plug the scanner in, or give --port PATH")]
     NoMatch { profile: String, wanted: String },
-    #[error("several ports match profile {profile}: {ports}; give --port PATH")]
     Ambiguous { profile: String, ports: String },
-    #[error("cannot list serial ports: {0}")]
     List(String),
 }
+
+impl TransportError {
+    pub fn text(&self) -> Text {
+        let text = |key, values: &[(&'static str, &String)]| {
+            Text::new(key, values.iter().map(|(k, v)| (*k, (*v).clone())).collect())
+        };
+        match self {
+            TransportError::NotFound(port) => text("error.scanner_not_found", &[("port", port)]),
+            TransportError::Permission(port) => text("error.scanner_permission", &[("port", port)]),
+            TransportError::Busy(port) => text("error.scanner_busy", &[("port", port)]),
+            TransportError::Open { port, message } => {
+                text("error.scanner_open", &[("port", port), ("message", message)])
+            }
+            TransportError::NoMatch { profile, wanted } if wanted.is_empty() => {
+                text("error.scanner_no_usb_port", &[("profile", profile)])
+            }
+            TransportError::NoMatch { profile, wanted } => {
+                text("error.scanner_no_match", &[("profile", profile), ("wanted", wanted)])
+            }
+            TransportError::Ambiguous { profile, ports } => {
+                text("error.scanner_ambiguous", &[("profile", profile), ("ports", ports)])
+            }
+            TransportError::List(message) => text("error.scanner_list", &[("message", message)]),
+        }
+    }
+}
+
+impl std::fmt::Display for TransportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.text().fmt(f)
+    }
+}
+
+impl std::error::Error for TransportError {}
 
 /// Where to find the scanner.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,11 +181,8 @@ pub fn resolve_auto(profile: &Profile, ports: &[PortInfo]) -> Result<PathBuf, Tr
         [one] => Ok(PathBuf::from(one.by_id.first().unwrap_or(&one.port))),
         [] => Err(TransportError::NoMatch {
             profile: profile.id.clone(),
-            wanted: if profile.usb.is_empty() {
-                "any USB serial port".into()
-            } else {
-                profile.usb.iter().map(|u| format!("{:04x}:{:04x}", u.vid, u.pid)).collect::<Vec<_>>().join(", ")
-            },
+            // Empty: the profile takes any USB serial port.
+            wanted: profile.usb.iter().map(|u| format!("{:04x}:{:04x}", u.vid, u.pid)).collect::<Vec<_>>().join(", "),
         }),
         many => Err(TransportError::Ambiguous {
             profile: profile.id.clone(),

@@ -4,9 +4,11 @@
 
 pub mod browser;
 pub mod daemon;
+pub mod init;
 pub mod scanner;
 pub mod upstream;
 pub mod vectors;
+pub mod words;
 
 use std::path::{Path, PathBuf};
 
@@ -100,24 +102,21 @@ impl TestTerminal {
 
     /// `init` done, no rule set yet.
     pub fn new() -> TestTerminal {
+        TestTerminal::new_in("en")
+    }
+
+    /// `init` done in `language` (`zh-CN` or `en`), no rule set yet.
+    pub fn new_in(language: &str) -> TestTerminal {
         let t = TestTerminal::bare(9);
-        let anchors = t.path("anchors.json");
-        let data = t.path("data");
-        let r = t.run(&[
-            "init",
-            "--data-dir",
-            &data,
-            "--merchant-id",
-            "M-000123",
-            "--merchant-category",
-            "dining",
-            "--trust-key",
-            &anchors,
-            "--language",
-            "en",
-        ]);
+        let r = t.init_in(language);
         assert_eq!(r.code, 0, "init: {}", r.stderr);
         t
+    }
+
+    /// `init` of this terminal (merchant M-000123, dining) in `language`.
+    pub fn init_in(&self, language: &str) -> Run {
+        let args = init::init_args(&self.path("data"), &self.path("anchors.json"), language);
+        self.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
     /// `init` plus an installed rule set (version 5) with campaigns DINING and GROCERY.
@@ -131,6 +130,11 @@ impl TestTerminal {
 
     /// `provision` against an upstream at `url` whose CA is `ca_pem` (written to ca.pem).
     pub fn provision(&self, url: &str, ca_pem: &str, code: &str) -> Run {
+        self.provision_in(url, ca_pem, code, "en")
+    }
+
+    /// `provision` as above, the terminal's language `language`.
+    pub fn provision_in(&self, url: &str, ca_pem: &str, code: &str, language: &str) -> Run {
         std::fs::write(self.path("ca.pem"), ca_pem).unwrap();
         let (ca, data) = (self.path("ca.pem"), self.path("data"));
         self.run(&[
@@ -144,7 +148,7 @@ impl TestTerminal {
             "--data-dir",
             &data,
             "--language",
-            "en",
+            language,
         ])
     }
 

@@ -1,0 +1,93 @@
+//! How the command line talks to people: `say!` (stdout that ends quietly on a closed
+//! pipe), the run's language (`LANG`, set once from the config or `--language`) and its
+//! texts from the message tables (`tr`), colour only on a terminal without `NO_COLOR`,
+//! and progress (`indicatif`) on stderr only when it is a terminal. It must not decide
+//! outcomes or exit statuses, nor hold English texts.
+
+use super::*;
+
+/// Prints a line to stdout; a closed stdout (`redeemd ruleset show | head -1`) ends the
+/// command quietly with exit 0 instead of panicking like `println!`.
+macro_rules! say {
+    () => { $crate::cli::output::emit(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::cli::output::emit(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// `say!` without the line ending.
+macro_rules! say_raw {
+    ($($arg:tt)*) => { $crate::cli::output::emit(format_args!($($arg)*)) };
+}
+
+/// Writes to stdout; on a broken pipe the reader is gone and nothing else is worth
+/// saying, so the process ends with exit 0 (only output-only commands print this way
+/// after their work is done; a decision's own line uses `print_record`). Other write
+/// errors (a full disk behind a redirection) are ignored like `println!` would not.
+#[doc(hidden)]
+pub fn emit(args: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+    }
+}
+
+/// The configured language of this run (zh-CN until a config or `--language` says).
+pub(super) static LANG: std::sync::OnceLock<Language> = std::sync::OnceLock::new();
+
+pub(super) fn lang() -> Language {
+    LANG.get().copied().unwrap_or_default()
+}
+
+/// The text `section.key` in this run's language with `{name}`s filled in.
+pub(super) fn tr(key: &str, values: &[(&str, &str)]) -> String {
+    crate::messages::fill(lang(), key, values)
+}
+
+/// Colour (ANSI escapes) only on a terminal and never when `NO_COLOR` is set (non-empty).
+pub(super) fn colour(terminal: bool) -> bool {
+    terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// For commands that work without a config (scanner, doctor): its language when there is one.
+pub(super) fn language_from(config_path: &Path) {
+    if let Ok(config) = Config::load(config_path) {
+        let _ = LANG.set(config.language);
+    }
+}
+
+/// Work on data over this size (a rule set, a download) gets a progress indicator.
+pub(super) const BIG: u64 = 1 << 20;
+
+/// A spinner with the elapsed time on stderr for work that may take seconds (import,
+/// sync, backup: their library calls report no steps). Drawn only when stderr is a
+/// terminal, so never in pipes, logs or tests; its templates carry no colour, so
+/// `NO_COLOR` holds too. `finish_and_clear` removes it before the result is printed.
+pub(super) fn spinner(message: String) -> ProgressBar {
+    use std::io::IsTerminal as _;
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new_spinner();
+    spinner_again(&bar, message);
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
+/// `bar` back to a spinner (after a byte bar) with `message`.
+pub(super) fn spinner_again(bar: &ProgressBar, message: impl Into<std::borrow::Cow<'static, str>>) {
+    let style =
+        ProgressStyle::with_template("{spinner} {msg} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_spinner());
+    bar.set_style(style);
+    bar.set_message(message);
+}
+
+/// `bar` as a byte bar of `total` bytes with `message`.
+pub(super) fn bytes_bar(bar: &ProgressBar, total: u64, message: String) {
+    let style = ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {eta}")
+        .map(|s| s.progress_chars("=> "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_length(total);
+    bar.set_message(message);
+}
