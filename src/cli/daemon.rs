@@ -223,7 +223,7 @@ pub(super) fn manager_pin_set(config_path: &Path) -> CliResult {
     let mut line = String::new();
     std::io::stdin().read_line(&mut line).with_context(|| tr("error.stdin", &[]))?;
     let pin = line.trim_end_matches(['\r', '\n']);
-    crate::secret::check_pin(pin).map_err(|m| usage(anyhow!(tr("error.pin", &[("problem", m)]))))?;
+    crate::secret::check_pin(pin).map_err(|m| usage(anyhow!(tr("error.pin", &[("problem", &m.render(lang()))]))))?;
     let path = config.data_dir.join(crate::secret::MANAGER_PIN_FILE);
     crate::secret::write_secret(&path, crate::secret::hash_pin(pin).as_bytes())
         .with_context(|| tr("error.cannot_write", &[("path", &path.display().to_string())]))?;

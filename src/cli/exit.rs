@@ -144,7 +144,12 @@ pub(super) fn localized(error: &anyhow::Error) -> Option<String> {
             Some(ConfigError::Missing(path)) => {
                 Some(tr("error.config_missing", &[("path", &path.display().to_string())]))
             }
-            Some(ConfigError::Invalid { path, message }) | Some(ConfigError::Parse { path, message }) => {
+            Some(ConfigError::Invalid { path, message, .. }) => Some(tr(
+                "error.config_invalid",
+                &[("path", &path.display().to_string()), ("message", &message.render(lang()))],
+            )),
+            // The TOML parser's own words (line, column, what it expected) are quoted as they are.
+            Some(ConfigError::Parse { path, message }) => {
                 Some(tr("error.config_invalid", &[("path", &path.display().to_string()), ("message", message)]))
             }
             _ => match cause.downcast_ref::<StoreError>() {

@@ -102,7 +102,7 @@ pub(super) fn provision(config_path: &Path, mut args: ProvisionArgs) -> CliResul
         api: None,
         scanner: None,
     };
-    config.check().map_err(|m| anyhow!("the enrollment answer gives an unusable configuration: {m}"))?;
+    config.check().map_err(|m| anyhow!(tr("error.enrollment_unusable", &[("problem", &m.render(lang()))])))?;
     let token_path = config.token_path().unwrap_or_else(|| data_dir.join(config::TOKEN_FILE));
     crate::secret::write_secret(&token_path, enrollment.token.as_bytes())
         .with_context(|| tr("error.cannot_write", &[("path", &token_path.display().to_string())]))?;
