@@ -231,3 +231,33 @@ fn config_timezone_and_pin_problems_speak_the_terminals_language() {
         assert_words(&r, language);
     }
 }
+
+/// The daemon's start-up failures (`run`, the live `demo`) are said in the terminal's
+/// language: an address another process holds (exit 3) and a non-loopback address
+/// without `allow-remote` (exit 2). The daemon's log keeps English.
+#[test]
+fn daemon_start_up_failures_speak_the_terminals_language() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap().to_string();
+    for language in ["zh-CN", "en"] {
+        let zh = language == "zh-CN";
+        let t = TestTerminal::new_in(language);
+        let r = t.run(&["run", "--listen", &addr, "--scanner", "none"]);
+        assert_eq!(r.code, 3, "{}", r.stderr);
+        let last = r.stderr.trim_end().lines().last().unwrap_or_default();
+        assert!(last.contains(&addr) && last.contains("ss -ltnp"), "{}", r.stderr);
+        assert!(last.contains(if zh { "已被占用" } else { "the address is in use" }), "{}", r.stderr);
+        assert_words(&Run { code: r.code, stdout: String::new(), stderr: last.to_owned() }, language);
+        let r = t.run(&["run", "--listen", "0.0.0.0:7999", "--scanner", "none"]);
+        assert_error(&r, 2, &["0.0.0.0:7999", "`allow-remote = true`"]);
+        assert_words(&r, language);
+
+        let dir = tempfile::tempdir().unwrap();
+        let demo = dir.path().join("demo");
+        let r = t.run(&["demo", "--language", language, "--listen", &addr, "--dir", demo.to_str().unwrap()]);
+        assert_eq!(r.code, 3, "{}", r.stderr);
+        let last = r.stderr.trim_end().lines().last().unwrap_or_default();
+        assert!(last.contains(&addr) && last.contains(if zh { "已被占用" } else { "in use" }), "{}", r.stderr);
+        assert_words(&Run { code: r.code, stdout: String::new(), stderr: last.to_owned() }, language);
+    }
+}

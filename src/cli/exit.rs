@@ -137,6 +137,9 @@ pub(super) fn localized(error: &anyhow::Error) -> Option<String> {
         if let Some(crate::backup::BackupError::Refused(text)) = cause.downcast_ref::<crate::backup::BackupError>() {
             return Some(text.render(lang()));
         }
+        if let Some(e) = cause.downcast_ref::<crate::daemon::RunError>() {
+            return Some(e.text().render(lang()));
+        }
         if let Some(ProfileError::Unknown(id)) = cause.downcast_ref::<ProfileError>() {
             return Some(tr("error.profile_unknown", &[("profile", id)]));
         }
