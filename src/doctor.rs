@@ -358,7 +358,18 @@ pub fn examine(config_path: &Path, clock: &dyn Clock) -> Report {
                 ConfigError::Missing(_) => t!("fix_provision"),
                 _ => t!("fix_config_file"),
             };
-            report.push(Finding::problem("config", t!("config_error", error = e), fix));
+            // Said from the tables (the reader's language) where the error has a text there.
+            let message = match &e {
+                ConfigError::Missing(path) => {
+                    Text::new("error.config_missing", vec![("path", path.display().to_string())])
+                }
+                ConfigError::Invalid { path, message, .. } => {
+                    Text::new("error.config_invalid", vec![("path", path.display().to_string())])
+                        .with("message", message.clone())
+                }
+                _ => t!("config_error", error = e),
+            };
+            report.push(Finding::problem("config", message, fix));
             service(&mut report, None);
             return report;
         }

@@ -218,6 +218,14 @@ fn config_timezone_and_pin_problems_speak_the_terminals_language() {
             assert_error(&r, 2, &[&t.config(), needle]);
             assert_words(&r, language);
             assert!(r.stderr.contains(if zh { "为空" } else { "is empty" }) || needle != "merchant-id", "{}", r.stderr);
+            // `doctor` says the same problem in the same language.
+            let r = t.run(&["doctor"]);
+            assert_eq!(r.code, 3, "{}", r.stderr);
+            assert!(
+                r.stdout.contains(needle) && r.stdout.contains(if zh { "无效" } else { "is not valid" }),
+                "{}",
+                r.stdout
+            );
         }
         std::fs::write(t.config(), format!("{good}\n[api]\nlisten = \"host:7878\"\n")).unwrap();
         let r = t.run(&["report", "daily"]);
