@@ -29,14 +29,22 @@ document.getElementById("doctor-run").addEventListener("click", async () => {
   const wait = document.createElement("li");
   wait.textContent = T["manager.doctor_running"];
   list.append(wait);
-  const response = await fetch("/manager/doctor", { credentials: "same-origin" });
+  // In the page's language: each finding's `text` (the English fields are for scripts).
+  const lang = encodeURIComponent(document.documentElement.lang || "");
+  const response = await fetch("/manager/doctor?lang=" + lang, { credentials: "same-origin" });
   const report = await response.json().catch(() => ({}));
   list.replaceChildren();
   for (const f of report.findings || []) {
     const li = document.createElement("li");
-    li.className = "finding-" + f.level;
-    const icon = { ok: "✔", warning: "⚠", problem: "✖" }[f.level] || "?";
-    li.textContent = icon + " " + T["manager.level_" + f.level] + " · " + f.check + ": " + f.message + (f.fix ? " → " + f.fix : "");
+    const t = f.text || {};
+    li.className = "finding-" + f.status;
+    const icon = { ok: "✔", warning: "⚠", problem: "✖" }[f.status] || "?";
+    li.textContent = icon + " " + (T["manager.level_" + f.status] || t.level) + " · " + t.check + ": " + t.message + (t.fix ? " → " + t.fix : "");
+    list.append(li);
+  }
+  if (report.summary) {
+    const li = document.createElement("li");
+    li.textContent = report.summary;
     list.append(li);
   }
   if (!report.findings) list.textContent = (report.error && report.error.message) || String(response.status);

@@ -5,7 +5,7 @@
 //! It owns reading, checking and writing the file; it must not open the database or
 //! interpret rule sets.
 
-use crate::messages::Language;
+use crate::messages::{Language, Text};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -137,8 +137,21 @@ pub enum ConfigError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path} is not valid: {message}")]
     Parse { path: PathBuf, message: String },
+    /// A semantic problem ([`Config::check`]), kept as a text of the message tables so the
+    /// command line says it in the configured language (`Display` stays English for logs).
+    /// `language` is the one the file asks for (it parsed), so the problem is said in it.
     #[error("config file {path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    Invalid { path: PathBuf, message: Text, language: Language },
+}
+
+impl ConfigError {
+    /// The language the config file asks for, when it could be read that far.
+    pub fn language(&self) -> Option<Language> {
+        match self {
+            ConfigError::Invalid { language, .. } => Some(*language),
+            _ => None,
+        }
+    }
 }
 
 impl Config {
@@ -150,7 +163,9 @@ impl Config {
         };
         Config::parse(&text).map_err(|e| match e {
             ConfigError::Parse { message, .. } => ConfigError::Parse { path: path.into(), message },
-            ConfigError::Invalid { message, .. } => ConfigError::Invalid { path: path.into(), message },
+            ConfigError::Invalid { message, language, .. } => {
+                ConfigError::Invalid { path: path.into(), message, language }
+            }
             other => other,
         })
     }
@@ -159,35 +174,49 @@ impl Config {
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let mut config: Config =
             toml::from_str(text).map_err(|e| ConfigError::Parse { path: PathBuf::new(), message: e.to_string() })?;
-        config.check().map_err(|message| ConfigError::Invalid { path: PathBuf::new(), message })?;
+        config.check().map_err(|message| ConfigError::Invalid {
+            path: PathBuf::new(),
+            message,
+            language: config.language,
+        })?;
         // A hand-edited `asia/shanghai` is used (and written back) as `Asia/Shanghai`.
         config.timezone = Config::canonical_timezone(&config.timezone).unwrap_or(config.timezone);
         Ok(config)
     }
 
-    /// Semantic checks the types do not make.
-    pub fn check(&self) -> Result<(), String> {
+    /// Semantic checks the types do not make. The problem is a text of the message tables
+    /// (key and values), so whoever shows it picks the reader's language.
+    pub fn check(&self) -> Result<(), Text> {
+        let empty = |key: &str| Text::new("config.empty", vec![("key", key.to_owned())]);
         if self.merchant_id.trim().is_empty() {
-            return Err("merchant-id is empty".into());
+            return Err(empty("merchant-id"));
         }
         if self.merchant_category.trim().is_empty() {
-            return Err("merchant-category is empty".into());
+            return Err(empty("merchant-category"));
         }
-        if jiff::tz::TimeZone::get(&self.timezone).is_err() {
-            return Err(format!("timezone {:?} is not an IANA time zone name (like \"Asia/Shanghai\")", self.timezone));
-        }
+        Config::canonical_timezone(&self.timezone)?;
         if self.data_dir.as_os_str().is_empty() {
-            return Err("data-dir is empty".into());
+            return Err(empty("data-dir"));
         }
         if let Some(listen) = self.api.as_ref().and_then(|a| a.listen.as_deref()) {
             listen
                 .parse::<std::net::SocketAddr>()
-                .map_err(|_| format!("api.listen {listen:?} is not ADDR:PORT (like \"127.0.0.1:7878\")"))?;
+                .map_err(|_| Text::new("config.listen", vec![("value", format!("{listen:?}"))]))?;
         }
         if let Some(u) = &self.upstream {
-            crate::upstream::check_url(&u.url).map_err(|e| format!("upstream.url: {e}"))?;
+            crate::upstream::check_url(&u.url).map_err(|e| {
+                // The scheme refusal has its own words; a URL that does not parse is
+                // quoted with the parser's reason (the `url` crate's, English only).
+                let problem = match e {
+                    crate::upstream::UpstreamError::InsecureUrl(url) => {
+                        Text::new("error.upstream_insecure", vec![("url", format!("{url:?}"))])
+                    }
+                    other => Text::new("config.url_invalid", vec![("message", other.to_string())]),
+                };
+                Text::new("config.upstream_url", vec![]).with("problem", problem)
+            })?;
             if u.timeout_secs == 0 || u.refresh_minutes == 0 || u.heartbeat_secs == 0 {
-                return Err("upstream timeout-secs, refresh-minutes and heartbeat-secs must be at least 1".into());
+                return Err(Text::new("config.upstream_intervals", vec![]));
             }
         }
         Ok(())
@@ -213,9 +242,9 @@ impl Config {
 
     /// The zone's canonical IANA name (`asia/shanghai` → `Asia/Shanghai`), so the config
     /// stores one spelling; an unknown name is an error that says what a name looks like.
-    pub fn canonical_timezone(name: &str) -> Result<String, String> {
+    pub fn canonical_timezone(name: &str) -> Result<String, Text> {
         let zone = jiff::tz::TimeZone::get(name)
-            .map_err(|_| format!("timezone {name:?} is not an IANA time zone name (like \"Asia/Shanghai\")"))?;
+            .map_err(|_| Text::new("config.timezone", vec![("name", format!("{name:?}"))]))?;
         Ok(zone.iana_name().unwrap_or(name).to_owned())
     }
 

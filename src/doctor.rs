@@ -105,39 +105,79 @@ impl Report {
         })
     }
 
+    /// The JSON of [`Report::to_json`] (stable English, for scripts) with each finding
+    /// also in `language` under `text` (level, check, message, fix) and the summary line:
+    /// what the manager's page shows, in the page's language.
+    pub fn to_page_json(&self, language: Language) -> Value {
+        let mut value = self.to_json();
+        if let Some(findings) = value["findings"].as_array_mut() {
+            for (json, f) in findings.iter_mut().zip(&self.findings) {
+                json["text"] = json!({
+                    "level": level_word(language, f.level),
+                    "check": check_name(language, f.check),
+                    "message": f.message.render(language),
+                    "fix": f.fix.as_ref().map(|fix| fix.render(language)),
+                });
+            }
+        }
+        value["language"] = json!(language.tag());
+        value["summary"] = json!(self.summary(language));
+        value
+    }
+
+    /// The last line: all passed, only warnings, or how many problems.
+    fn summary(&self, language: Language) -> String {
+        let say = |key: &str, values: &[(&str, &str)]| crate::messages::fill(language, key, values);
+        let (problems, warnings) = (self.count(Level::Problem), self.count(Level::Warning));
+        let (p, w) = (problems.to_string(), warnings.to_string());
+        match (problems, warnings) {
+            (0, 0) => say("doctor.all_passed", &[]),
+            (0, _) => say("doctor.only_warnings", &[("warnings", &w)]),
+            _ => say("doctor.problems", &[("problems", &p), ("warnings", &w)]),
+        }
+    }
+
     /// The findings for people, in `language`, columns padded by display width.
     pub fn to_text(&self, language: Language) -> String {
         use crate::report::pad;
-        let say = |key: &str, values: &[(&str, &str)]| crate::messages::fill(language, key, values);
         let mut out = String::new();
         for f in &self.findings {
-            let tag = match f.level {
-                Level::Ok => say("doctor.level_ok", &[]),
-                Level::Warning => say("doctor.level_warning", &[]),
-                Level::Problem => say("doctor.level_problem", &[]),
-            };
-            let check = say(&format!("doctor.check_{}", f.check.replace('.', "_")), &[]);
-            let check = if check.is_empty() { f.check.to_owned() } else { check };
             out.push_str(&format!(
                 "{}  {} {}\n",
-                pad(&tag, 7, false),
-                pad(&check, 14, false),
+                pad(level_word(language, f.level), 7, false),
+                pad(&check_name(language, f.check), 14, false),
                 f.message.render(language)
             ));
             if let Some(fix) = &f.fix {
                 out.push_str(&format!("{:<24}-> {}\n", "", fix.render(language)));
             }
         }
-        let (problems, warnings) = (self.count(Level::Problem), self.count(Level::Warning));
-        let (p, w) = (problems.to_string(), warnings.to_string());
         out.push('\n');
-        out.push_str(&match (problems, warnings) {
-            (0, 0) => say("doctor.all_passed", &[]),
-            (0, _) => say("doctor.only_warnings", &[("warnings", &w)]),
-            _ => say("doctor.problems", &[("problems", &p), ("warnings", &w)]),
-        });
+        out.push_str(&self.summary(language));
         out.push('\n');
         out
+    }
+}
+
+/// The level as a word of `language` (`OK`, `警告`, …).
+fn level_word(language: Language, level: Level) -> &'static str {
+    crate::messages::text(
+        language,
+        match level {
+            Level::Ok => "doctor.level_ok",
+            Level::Warning => "doctor.level_warning",
+            Level::Problem => "doctor.level_problem",
+        },
+    )
+}
+
+/// The check's name in `language`; its id when the tables have no name for it.
+fn check_name(language: Language, check: &str) -> String {
+    let name = crate::messages::text(language, &format!("doctor.check_{}", check.replace('.', "_")));
+    if name.is_empty() {
+        check.to_owned()
+    } else {
+        name.to_owned()
     }
 }
 
@@ -318,7 +358,18 @@ pub fn examine(config_path: &Path, clock: &dyn Clock) -> Report {
                 ConfigError::Missing(_) => t!("fix_provision"),
                 _ => t!("fix_config_file"),
             };
-            report.push(Finding::problem("config", t!("config_error", error = e), fix));
+            // Said from the tables (the reader's language) where the error has a text there.
+            let message = match &e {
+                ConfigError::Missing(path) => {
+                    Text::new("error.config_missing", vec![("path", path.display().to_string())])
+                }
+                ConfigError::Invalid { path, message, .. } => {
+                    Text::new("error.config_invalid", vec![("path", path.display().to_string())])
+                        .with("message", message.clone())
+                }
+                _ => t!("config_error", error = e),
+            };
+            report.push(Finding::problem("config", message, fix));
             service(&mut report, None);
             return report;
         }

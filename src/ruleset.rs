@@ -69,7 +69,7 @@ pub fn anchors_from_wire(wires: &[TrustAnchorWire]) -> Result<Vec<TrustAnchor>, 
 }
 
 /// Why a rule set is refused whole. The installed one stays in force.
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum Refusal {
     #[error("not a JWS compact text (three base64url parts joined by dots): {0}")]
     Envelope(&'static str),

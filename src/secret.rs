@@ -100,9 +100,10 @@ pub fn rotate_pos_token(data_dir: &Path) -> std::io::Result<String> {
 }
 
 /// A PIN for the manager's pages: 4 to 12 ASCII digits.
-pub fn check_pin(pin: &str) -> Result<(), &'static str> {
+pub fn check_pin(pin: &str) -> Result<(), crate::messages::Text> {
     if !(4..=12).contains(&pin.len()) || !pin.bytes().all(|b| b.is_ascii_digit()) {
-        return Err("the manager PIN must be 4 to 12 digits");
+        // The rule as a text of the tables: the command line says it in the configured language.
+        return Err(crate::messages::Text::new("config.pin_rule", vec![]));
     }
     Ok(())
 }

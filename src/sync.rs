@@ -8,6 +8,7 @@
 //! Nothing is deleted: events are only marked.
 
 use crate::agent::{Agent, ImportError};
+use crate::ruleset::Refusal;
 use crate::store::{Install, OutboxEvent, Store, StoreError};
 use crate::upstream::{EventStatus, RulesetFetch, Upstream, UpstreamError, AGENT_VERSION};
 use jiff::{SignedDuration, Timestamp};
@@ -147,11 +148,32 @@ pub fn jitter() -> f64 {
     (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// What a rule-set refresh did. The command line says it in the configured language from
+/// the message tables, so it is kept as what happened, never as (English) text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RulesetOutcome {
+    /// Upstream answered 304: the installed rule set is current.
+    NotModified,
+    Installed {
+        version: u64,
+        bytes: u64,
+    },
+    /// Fetched, and the same version as the one in force.
+    Unchanged {
+        version: u64,
+    },
+    /// Refused whole; `kept` is the version still in force (`None`: none installed).
+    Refused {
+        refusal: Refusal,
+        kept: Option<u64>,
+    },
+}
+
 /// What one round or step achieved, for the command line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
     pub heartbeat_skew_s: Option<i64>,
-    pub ruleset: Option<String>,
+    pub ruleset: Option<RulesetOutcome>,
     pub forwarded: u64,
     pub by_status: [u64; 4],
     pub parked: u64,
@@ -316,14 +338,14 @@ impl<'a> Syncer<'a> {
         let fetched = self.upstream.fetch_ruleset(etag.as_deref(), &tmp, &mut self.progress).await;
         let outcome = match fetched {
             Ok(RulesetFetch::NotModified) => {
-                self.summary.ruleset = Some("not modified".into());
+                self.summary.ruleset = Some(RulesetOutcome::NotModified);
                 Ok(())
             }
             Ok(RulesetFetch::Fetched { etag, bytes }) => {
                 let path = tmp.clone();
                 let summary = self
                     .ledger
-                    .with(move |agent| -> Result<String, UpstreamError> {
+                    .with(move |agent| -> Result<RulesetOutcome, UpstreamError> {
                         let text = std::fs::read(&path).map_err(|e| local_io(&path, e))?;
                         // Not UTF-8 is refused by the verification all the same; valid text is not copied.
                         let text = String::from_utf8(text)
@@ -333,17 +355,15 @@ impl<'a> Syncer<'a> {
                                 agent.store().set_meta(META_ETAG, etag.as_deref()).map_err(local)?;
                                 let version = agent.installed().map_or(0, |i| i.rules.version);
                                 Ok(match install {
-                                    Install::Installed { .. } => format!("installed version {version} ({bytes} bytes)"),
-                                    Install::Unchanged => format!("unchanged (version {version})"),
+                                    Install::Installed { .. } => RulesetOutcome::Installed { version, bytes },
+                                    Install::Unchanged => RulesetOutcome::Unchanged { version },
                                 })
                             }
                             // Logged by the agent; the old rule set stays in force, and the
                             // next refresh fetches again (the ETag is not stored).
                             Err(ImportError::Refused(refusal)) => {
-                                let kept = agent
-                                    .installed()
-                                    .map_or("none installed".into(), |i| format!("version {} kept", i.rules.version));
-                                Ok(format!("REFUSED ({refusal}); {kept}"))
+                                let kept = agent.installed().map(|i| i.rules.version);
+                                Ok(RulesetOutcome::Refused { refusal, kept })
                             }
                             Err(ImportError::Store(e)) => Err(local(e)),
                         }

@@ -188,3 +188,84 @@ fn errors_speak_the_terminals_language() {
         assert_error(&r, 2, &[&t.config()]);
     }
 }
+
+/// The library's own checks (a config's semantic problems, a time zone name, the PIN
+/// rule) are said in the terminal's language too, with the usage exit status.
+#[test]
+fn config_timezone_and_pin_problems_speak_the_terminals_language() {
+    for language in ["zh-CN", "en"] {
+        // `init --timezone` with a name the database does not know.
+        let t = TestTerminal::bare(9);
+        let mut args = common::init::init_args(&t.path("data"), &t.path("anchors.json"), language);
+        args.extend(["--timezone".to_owned(), "Mars/Olympus".to_owned()]);
+        let r = t.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_error(&r, 2, &["--timezone", "\"Mars/Olympus\""]);
+        assert_words(&r, language);
+        let zh = language == "zh-CN";
+        assert!(r.stderr.contains(if zh { "时区" } else { "is not an IANA time zone" }), "{}", r.stderr);
+
+        // A hand-edited config whose time zone, merchant id or listen address is wrong.
+        let t = TestTerminal::new_in(language);
+        let good = std::fs::read_to_string(t.config()).unwrap();
+        let edits = [
+            ("timezone = \"Asia/Shanghai\"", "timezone = \"Mars/Olympus\"", "\"Mars/Olympus\""),
+            ("merchant-id = \"M-000123\"", "merchant-id = \" \"", "merchant-id"),
+        ];
+        for (from, to, needle) in edits {
+            assert!(good.contains(from), "{good}");
+            std::fs::write(t.config(), good.replace(from, to)).unwrap();
+            let r = t.run(&["report", "daily"]);
+            assert_error(&r, 2, &[&t.config(), needle]);
+            assert_words(&r, language);
+            assert!(r.stderr.contains(if zh { "为空" } else { "is empty" }) || needle != "merchant-id", "{}", r.stderr);
+            // `doctor` says the same problem in the same language.
+            let r = t.run(&["doctor"]);
+            assert_eq!(r.code, 3, "{}", r.stderr);
+            assert!(
+                r.stdout.contains(needle) && r.stdout.contains(if zh { "无效" } else { "is not valid" }),
+                "{}",
+                r.stdout
+            );
+        }
+        std::fs::write(t.config(), format!("{good}\n[api]\nlisten = \"host:7878\"\n")).unwrap();
+        let r = t.run(&["report", "daily"]);
+        assert_error(&r, 2, &["\"host:7878\""]);
+        assert_words(&r, language);
+        std::fs::write(t.config(), &good).unwrap();
+
+        // `manager-pin set` with a PIN that breaks the rule.
+        let r = t.run_with_stdin(&["manager-pin", "set"], Some(b"12\n"));
+        assert_error(&r, 2, &[if zh { "4 到 12 位数字" } else { "4 to 12 digits" }]);
+        assert_words(&r, language);
+    }
+}
+
+/// The daemon's start-up failures (`run`, the live `demo`) are said in the terminal's
+/// language: an address another process holds (exit 3) and a non-loopback address
+/// without `allow-remote` (exit 2). The daemon's log keeps English.
+#[test]
+fn daemon_start_up_failures_speak_the_terminals_language() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap().to_string();
+    for language in ["zh-CN", "en"] {
+        let zh = language == "zh-CN";
+        let t = TestTerminal::new_in(language);
+        let r = t.run(&["run", "--listen", &addr, "--scanner", "none"]);
+        assert_eq!(r.code, 3, "{}", r.stderr);
+        let last = r.stderr.trim_end().lines().last().unwrap_or_default();
+        assert!(last.contains(&addr) && last.contains("ss -ltnp"), "{}", r.stderr);
+        assert!(last.contains(if zh { "已被占用" } else { "the address is in use" }), "{}", r.stderr);
+        assert_words(&Run { code: r.code, stdout: String::new(), stderr: last.to_owned() }, language);
+        let r = t.run(&["run", "--listen", "0.0.0.0:7999", "--scanner", "none"]);
+        assert_error(&r, 2, &["0.0.0.0:7999", "`allow-remote = true`"]);
+        assert_words(&r, language);
+
+        let dir = tempfile::tempdir().unwrap();
+        let demo = dir.path().join("demo");
+        let r = t.run(&["demo", "--language", language, "--listen", &addr, "--dir", demo.to_str().unwrap()]);
+        assert_eq!(r.code, 3, "{}", r.stderr);
+        let last = r.stderr.trim_end().lines().last().unwrap_or_default();
+        assert!(last.contains(&addr) && last.contains(if zh { "已被占用" } else { "in use" }), "{}", r.stderr);
+        assert_words(&Run { code: r.code, stdout: String::new(), stderr: last.to_owned() }, language);
+    }
+}

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::daemon::{Daemon, Sse};
+use common::daemon::{Daemon, Reply, Sse};
 use common::scanner::Emulator;
 use common::upstream::{Fault, TestUpstream};
 use common::TestTerminal;
@@ -746,4 +746,58 @@ fn a_rule_set_imported_beside_the_running_daemon_takes_effect_at_once() {
     assert_eq!(events.next_named("ruleset", 5 * SECOND).unwrap()["version"], 6);
     assert_eq!(d.present(&id, &code)["decision"], "accepted");
     assert_eq!(d.get("/v1/status").json()["ruleset"]["version"], 6);
+}
+
+/// The manager page's doctor panel: `/manager/doctor` answers `doctor --json`'s stable
+/// English fields plus each finding in the page's language (`?lang=`, the cookie, else
+/// the configured one) under `text`, which the page shows.
+#[test]
+fn the_doctor_panel_speaks_the_pages_language() {
+    let t = TestTerminal::new_in("zh-CN");
+    let file = t.write_ruleset("rs5.jws", 5, &["DINING"], &[]);
+    assert_eq!(t.run(&["ruleset", "import", &file]).code, 0);
+    let d = Daemon::start(&t, &[]);
+    assert_eq!(t.run_with_stdin(&["manager-pin", "set"], Some(b"246810\n")).code, 0);
+    let login = d.request(
+        "POST",
+        "/manager/login",
+        Some("pin=246810"),
+        &[("content-type", "application/x-www-form-urlencoded"), ("cookie", "x=y")],
+    );
+    assert_eq!(login.status, 303, "{}", login.text);
+    let session = login.headers["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let get = |path: &str, cookie: &str| {
+        let cookie = format!("{session}{cookie}");
+        d.request("GET", path, None, &[("cookie", &cookie)])
+    };
+    let cjk = |s: &str| s.chars().any(common::words::is_cjk);
+    let check = |reply: Reply, chinese: bool| {
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        let report = reply.json();
+        let findings = report["findings"].as_array().expect("findings").clone();
+        assert!(!findings.is_empty(), "{report}");
+        for f in &findings {
+            // The machine fields stay English whatever the page's language.
+            assert!(!cjk(f["message"].as_str().unwrap_or_default()), "{f}");
+            let text = &f["text"];
+            for key in ["level", "check", "message"] {
+                assert!(text[key].as_str().is_some_and(|s| !s.is_empty()), "{key} missing: {f}");
+            }
+            if !chinese {
+                assert_eq!(text["message"], f["message"], "{f}");
+            }
+        }
+        let summary = report["summary"].as_str().unwrap_or_default();
+        assert_eq!(cjk(summary), chinese, "{summary}");
+        let said = findings.iter().any(|f| cjk(f["text"]["message"].as_str().unwrap_or_default()));
+        assert_eq!(said, chinese, "{report}");
+    };
+    check(get("/manager/doctor", ""), true);
+    check(get("/manager/doctor?lang=en", ""), false);
+    check(get("/manager/doctor", "; redeemd_lang=en"), false);
+    check(get("/manager/doctor?lang=zh-CN", "; redeemd_lang=en"), true);
+    // The page asks in its own language and shows `text` (the browser tests in
+    // tests/pages.rs click the button where a browser is available).
+    let script = d.get("/assets/manager.js").text;
+    assert!(script.contains("/manager/doctor?lang=") && script.contains("f.text"), "{script}");
 }

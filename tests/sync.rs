@@ -300,19 +300,46 @@ fn forged_and_rolled_back_rule_sets_keep_the_old_one() {
     rig.up.set_ruleset(&signed_ruleset(&rig.t, 2));
     let r = rig.t.run(&["sync", "--once"]);
     assert_exit(&r, 0, "sync with a rolled-back rule set");
-    assert!(r.stdout.contains("REFUSED") && r.stdout.contains("rollback"), "{}", r.stdout);
+    assert!(r.stdout.contains("refused (") && r.stdout.contains("rollback"), "{}", r.stdout);
+    assert!(r.stdout.contains("version 3 stays in force"), "{}", r.stdout);
     assert_eq!(show(), 3);
     // forged: a stranger's signature
     let stranger = redeemd::issuer::Issuer::from_seed(99);
     rig.up.set_ruleset(&stranger.sign_ruleset(&stranger.ruleset_payload(9, jiff::Timestamp::now(), &["DINING"], &[])));
     let r = rig.t.run(&["sync", "--once"]);
-    assert!(r.stdout.contains("REFUSED"), "{}", r.stdout);
+    assert!(r.stdout.contains("refused ("), "{}", r.stdout);
     assert_eq!(show(), 3);
     // a good newer one installs
     rig.up.set_ruleset(&signed_ruleset(&rig.t, 4));
     let r = rig.t.run(&["sync", "--once"]);
     assert!(r.stdout.contains("installed version 4"), "{}", r.stdout);
     assert_eq!(show(), 4);
+}
+
+/// The refresh's outcome (installed, not modified, refused and what stays in force) on a
+/// zh-CN terminal comes from the message tables, not English text made in `sync.rs`.
+#[test]
+fn the_rule_set_outcome_speaks_the_terminals_language() {
+    let up = TestUpstream::start();
+    let t = TestTerminal::bare(21);
+    up.set_ruleset_keys(&t.issuer.trust_anchors_json());
+    up.set_ruleset(&signed_ruleset(&t, 3));
+    up.add_code("GOOD-CODE");
+    let r = t.provision_in(&up.url, &up.ca_pem, "GOOD-CODE", "zh-CN");
+    assert_exit(&r, 0, "provision");
+    assert!(r.stdout.contains("已安装版本 3（"), "{}", r.stdout);
+    let r = t.run(&["sync", "--once"]);
+    assert_exit(&r, 0, "sync, nothing new");
+    assert!(r.stdout.contains("无变化"), "{}", r.stdout);
+    up.set_ruleset(&signed_ruleset(&t, 2));
+    let r = t.run(&["sync", "--once"]);
+    assert_exit(&r, 0, "sync with a rolled-back rule set");
+    // The refusal's own reason is quoted as the library words it (as `ruleset import` does).
+    assert!(r.stdout.contains("被拒绝（") && r.stdout.contains("版本 3"), "{}", r.stdout);
+    assert!(!r.stdout.contains("REFUSED") && !r.stdout.contains("kept"), "{}", r.stdout);
+    up.set_ruleset(&signed_ruleset(&t, 4));
+    let r = t.run(&["sync", "--once"]);
+    assert!(r.stdout.contains("已安装版本 4（"), "{}", r.stdout);
 }
 
 #[test]

@@ -85,7 +85,7 @@ pub(super) fn demo_live(args: DemoArgs) -> CliResult {
         .with_context(|| tr("error.cannot_create", &[("path", &dir.display().to_string())]))?;
     let issuer = Issuer::from_seed(DEMO_SEED);
     let now = SystemClock.now();
-    let upstream = DemoUpstream::start(&issuer, now).context("starting the demo upstream on 127.0.0.1")?;
+    let upstream = DemoUpstream::start(&issuer, now).with_context(|| tr("demo_cli.upstream_failed", &[]))?;
     let config_path = dir.join("redeemd.toml");
     let data_dir = dir.join("data");
     say!("== {}", tr("demo_cli.step_provision", &[("url", &upstream.url())]));
@@ -106,31 +106,32 @@ pub(super) fn demo_live(args: DemoArgs) -> CliResult {
         &data_dir.join(crate::secret::MANAGER_PIN_FILE),
         crate::secret::hash_pin(&pin).as_bytes(),
     )
-    .context("writing the demo manager PIN")?;
+    .with_context(|| tr("demo_cli.pin_failed", &[]))?;
     // The virtual scanner: a pseudo-terminal whose slave the daemon opens as its port.
     let (scanner_text, profile, master): (String, Option<String>, Box<dyn std::io::Write + Send>) = match args.scanner {
         Some(port) => (port, args.profile, Box::new(std::io::sink())),
         None => {
-            let (mut master, slave) =
-                serialport::TTYPort::pair().context("opening a pseudo-terminal for the virtual scanner")?;
+            let (mut master, slave) = serialport::TTYPort::pair().with_context(|| tr("demo_cli.pty_failed", &[]))?;
             // Like a real scanner, the virtual one takes whatever the host sends back
             // (feedback, echoes): left unread, it would fill the pty and stall the writes.
-            let mut drain = master.try_clone_native().context("a second handle on the virtual scanner's pty")?;
+            let mut drain = master.try_clone_native().with_context(|| tr("demo_cli.pty_clone_failed", &[]))?;
             let _ = serialport::SerialPort::set_timeout(&mut master, std::time::Duration::from_secs(2));
             let _ = serialport::SerialPort::set_timeout(&mut drain, std::time::Duration::from_secs(3600));
-            std::thread::Builder::new().name("virtual-scanner".into()).spawn(move || {
-                let mut buffer = [0u8; 1024];
-                loop {
-                    match std::io::Read::read(&mut drain, &mut buffer) {
-                        Ok(0) => break,
-                        Ok(_) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
-                        Err(_) => std::thread::sleep(std::time::Duration::from_millis(200)),
+            std::thread::Builder::new()
+                .name("virtual-scanner".into())
+                .spawn(move || {
+                    let mut buffer = [0u8; 1024];
+                    loop {
+                        match std::io::Read::read(&mut drain, &mut buffer) {
+                            Ok(0) => break,
+                            Ok(_) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                            Err(_) => std::thread::sleep(std::time::Duration::from_millis(200)),
+                        }
                     }
-                }
-            })?;
-            let path =
-                serialport::SerialPort::name(&slave).context("the virtual scanner's pseudo-terminal has no path")?;
+                })
+                .with_context(|| tr("demo_cli.pty_failed", &[]))?;
+            let path = serialport::SerialPort::name(&slave).with_context(|| tr("demo_cli.pty_no_path", &[]))?;
             // The slave stays open here too, so the daemon's reconnects never see a hang-up.
             std::mem::forget(slave);
             (path, Some("generic-serial".into()), Box::new(master))
@@ -223,7 +224,7 @@ pub(super) fn manager_pin_set(config_path: &Path) -> CliResult {
     let mut line = String::new();
     std::io::stdin().read_line(&mut line).with_context(|| tr("error.stdin", &[]))?;
     let pin = line.trim_end_matches(['\r', '\n']);
-    crate::secret::check_pin(pin).map_err(|m| usage(anyhow!(tr("error.pin", &[("problem", m)]))))?;
+    crate::secret::check_pin(pin).map_err(|m| usage(anyhow!(tr("error.pin", &[("problem", &m.render(lang()))]))))?;
     let path = config.data_dir.join(crate::secret::MANAGER_PIN_FILE);
     crate::secret::write_secret(&path, crate::secret::hash_pin(pin).as_bytes())
         .with_context(|| tr("error.cannot_write", &[("path", &path.display().to_string())]))?;

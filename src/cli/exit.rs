@@ -137,6 +137,9 @@ pub(super) fn localized(error: &anyhow::Error) -> Option<String> {
         if let Some(crate::backup::BackupError::Refused(text)) = cause.downcast_ref::<crate::backup::BackupError>() {
             return Some(text.render(lang()));
         }
+        if let Some(e) = cause.downcast_ref::<crate::daemon::RunError>() {
+            return Some(e.text().render(lang()));
+        }
         if let Some(ProfileError::Unknown(id)) = cause.downcast_ref::<ProfileError>() {
             return Some(tr("error.profile_unknown", &[("profile", id)]));
         }
@@ -144,7 +147,12 @@ pub(super) fn localized(error: &anyhow::Error) -> Option<String> {
             Some(ConfigError::Missing(path)) => {
                 Some(tr("error.config_missing", &[("path", &path.display().to_string())]))
             }
-            Some(ConfigError::Invalid { path, message }) | Some(ConfigError::Parse { path, message }) => {
+            Some(ConfigError::Invalid { path, message, .. }) => Some(tr(
+                "error.config_invalid",
+                &[("path", &path.display().to_string()), ("message", &message.render(lang()))],
+            )),
+            // The TOML parser's own words (line, column, what it expected) are quoted as they are.
+            Some(ConfigError::Parse { path, message }) => {
                 Some(tr("error.config_invalid", &[("path", &path.display().to_string()), ("message", message)]))
             }
             _ => match cause.downcast_ref::<StoreError>() {

@@ -99,14 +99,15 @@ pub(super) fn init(config_path: &Path, args: InitArgs) -> CliResult {
         data_dir: absolute(&args.data_dir),
         merchant_id: args.merchant_id,
         merchant_category: args.merchant_category,
-        timezone: Config::canonical_timezone(&args.timezone).map_err(|m| usage(anyhow!("--timezone: {m}")))?,
+        timezone: Config::canonical_timezone(&args.timezone)
+            .map_err(|m| usage(anyhow!(tr("error.timezone_option", &[("problem", &m.render(lang()))]))))?,
         language: args.language.language(),
         trust_keys: None,
         upstream: None,
         api: None,
         scanner: None,
     };
-    config.check().map_err(|m| usage(anyhow!(m)))?;
+    config.check().map_err(|m| usage(anyhow!(m.render(lang()))))?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| tr("error.cannot_create", &[("path", &config.data_dir.display().to_string())]))?;
     write_file(&config.trust_keys_path(), keys.as_bytes(), 0o644)?;

@@ -560,7 +560,13 @@ pub fn run(cli: Cli) -> CliResult {
 }
 
 fn load_config(path: &Path) -> CliResult<Config> {
-    let config = Config::load(path).map_err(usage)?;
+    let config = Config::load(path).map_err(|e| {
+        // A config that parsed but fails a check still says its language: use it.
+        if let Some(language) = e.language() {
+            let _ = LANG.set(language);
+        }
+        usage(e)
+    })?;
     let _ = LANG.set(config.language);
     Ok(config)
 }

@@ -51,8 +51,15 @@ pub(super) fn colour(terminal: bool) -> bool {
 
 /// For commands that work without a config (scanner, doctor): its language when there is one.
 pub(super) fn language_from(config_path: &Path) {
-    if let Ok(config) = Config::load(config_path) {
-        let _ = LANG.set(config.language);
+    match Config::load(config_path) {
+        Ok(config) => {
+            let _ = LANG.set(config.language);
+        }
+        Err(e) => {
+            if let Some(language) = e.language() {
+                let _ = LANG.set(language);
+            }
+        }
     }
 }
 

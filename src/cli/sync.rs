@@ -102,7 +102,7 @@ pub(super) fn provision(config_path: &Path, mut args: ProvisionArgs) -> CliResul
         api: None,
         scanner: None,
     };
-    config.check().map_err(|m| anyhow!("the enrollment answer gives an unusable configuration: {m}"))?;
+    config.check().map_err(|m| anyhow!(tr("error.enrollment_unusable", &[("problem", &m.render(lang()))])))?;
     let token_path = config.token_path().unwrap_or_else(|| data_dir.join(config::TOKEN_FILE));
     crate::secret::write_secret(&token_path, enrollment.token.as_bytes())
         .with_context(|| tr("error.cannot_write", &[("path", &token_path.display().to_string())]))?;
@@ -154,7 +154,7 @@ pub(super) fn provision(config_path: &Path, mut args: ProvisionArgs) -> CliResul
     bar.finish_and_clear();
     match fetched {
         Ok(()) => {
-            let summary = syncer.summary.ruleset.as_deref().map_or_else(|| "-".to_owned(), ruleset_summary);
+            let summary = syncer.summary.ruleset.as_ref().map_or_else(|| "-".to_owned(), ruleset_summary);
             say!("  {}", tr("provision.ruleset", &[("summary", &summary)]));
             print_next_steps(config_path);
             Ok(ExitCode::SUCCESS)
@@ -163,28 +163,22 @@ pub(super) fn provision(config_path: &Path, mut args: ProvisionArgs) -> CliResul
     }
 }
 
-/// The refresh's outcome in the reader's language. `sync::Summary::ruleset` is English
-/// text made in `sync.rs` (being reworked on main, where it should become an enum); until
-/// then its few shapes are read back here, and anything else is shown as it is.
-pub(super) fn ruleset_summary(summary: &str) -> String {
-    let number = |s: &str| s.parse::<u64>().ok().map(|n| n.to_string());
-    if summary == "not modified" {
-        return tr("sync.ruleset_not_modified", &[]);
+/// The refresh's outcome in the reader's language. A refusal's own reason is quoted as
+/// the library words it, as `ruleset import` does.
+pub(super) fn ruleset_summary(outcome: &crate::sync::RulesetOutcome) -> String {
+    use crate::sync::RulesetOutcome;
+    match outcome {
+        RulesetOutcome::NotModified => tr("sync.ruleset_not_modified", &[]),
+        RulesetOutcome::Installed { version, bytes } => {
+            tr("sync.ruleset_installed", &[("version", &version.to_string()), ("bytes", &bytes.to_string())])
+        }
+        RulesetOutcome::Unchanged { version } => tr("sync.ruleset_unchanged", &[("version", &version.to_string())]),
+        RulesetOutcome::Refused { refusal, kept } => {
+            let kept = kept
+                .map_or_else(|| tr("cli.kept_none", &[]), |v| tr("cli.kept_version", &[("version", &v.to_string())]));
+            tr("sync.ruleset_refused", &[("refusal", &refusal.to_string()), ("kept", &kept)])
+        }
     }
-    if let Some((version, bytes)) = summary
-        .strip_prefix("installed version ")
-        .and_then(|rest| rest.strip_suffix(" bytes)"))
-        .and_then(|rest| rest.split_once(" ("))
-        .and_then(|(v, b)| Some((number(v)?, number(b)?)))
-    {
-        return tr("sync.ruleset_installed", &[("version", &version), ("bytes", &bytes)]);
-    }
-    if let Some(version) =
-        summary.strip_prefix("unchanged (version ").and_then(|rest| rest.strip_suffix(')')).and_then(number)
-    {
-        return tr("sync.ruleset_unchanged", &[("version", &version)]);
-    }
-    summary.to_owned()
 }
 
 /// What an installer does after `provision`, command by command.

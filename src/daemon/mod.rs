@@ -21,6 +21,7 @@ use crate::agent::Agent;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::events::{EventBus, EventKind};
+use crate::messages::Text;
 use crate::scanner::transport::{PortSpec, Scanner, ScannerEvent};
 use crate::scanner::{profile, Feedback};
 use crate::sync::{AgentAccess, Cadence, Syncer};
@@ -53,13 +54,28 @@ pub struct RunOptions {
     pub config_path: Option<std::path::PathBuf>,
 }
 
+/// Why the daemon did not start (or stopped serving). A text of the message tables: the
+/// command line says it in the configured language; `Display` (the log) stays English.
 #[derive(Debug, Error)]
 pub enum RunError {
     /// A configuration the daemon refuses to start with (exit 2).
     #[error("{0}")]
-    Config(String),
+    Config(Text),
     #[error("{0}")]
-    Start(String),
+    Start(Text),
+}
+
+impl RunError {
+    pub fn text(&self) -> &Text {
+        match self {
+            RunError::Config(text) | RunError::Start(text) => text,
+        }
+    }
+}
+
+/// A start-up step that failed, with the system's own reason quoted as it is.
+fn start_failed(key: &'static str, error: impl std::fmt::Display) -> RunError {
+    RunError::Start(Text::new(key, vec![("error", error.to_string())]))
 }
 
 /// The listen address: flag, else config, else the default; loopback unless allowed.
@@ -67,13 +83,10 @@ pub fn listen_address(config: &Config, flag: Option<&str>) -> Result<SocketAddr,
     let text = flag.or(config.api.as_ref().and_then(|a| a.listen.as_deref())).unwrap_or(DEFAULT_LISTEN);
     let addr: SocketAddr = text
         .parse()
-        .map_err(|_| RunError::Config(format!("listen address {text:?} is not ADDR:PORT (like 127.0.0.1:7878)")))?;
+        .map_err(|_| RunError::Config(Text::new("run.listen_format", vec![("value", format!("{text:?}"))])))?;
     let allowed = config.api.as_ref().is_some_and(|a| a.allow_remote);
     if !addr.ip().is_loopback() && !allowed {
-        return Err(RunError::Config(format!(
-            "listen address {addr} is not loopback: the local API would be reachable from the network; \
-             listen on 127.0.0.1, or set `allow-remote = true` under [api] in the config if you mean it"
-        )));
+        return Err(RunError::Config(Text::new("run.listen_remote", vec![("addr", addr.to_string())])));
     }
     Ok(addr)
 }
@@ -94,16 +107,21 @@ pub fn run(config: &Config, agent: Agent, clock: Arc<dyn Clock>, mut options: Ru
     let scanner_profile = if scanner_text == "none" {
         None
     } else {
-        Some(profile::load(&profile_id).map_err(|e| RunError::Config(format!("scanner profile: {e}")))?)
+        Some(
+            profile::load(&profile_id)
+                .map_err(|e| RunError::Config(Text::new("run.profile", vec![("error", e.to_string())])))?,
+        )
     };
-    if crate::secret::ensure_pos_token(&config.data_dir)
-        .map_err(|e| RunError::Start(format!("cannot write {}: {e}", config.data_dir.join("pos-token").display())))?
-    {
+    if crate::secret::ensure_pos_token(&config.data_dir).map_err(|e| {
+        let path = config.data_dir.join("pos-token").display().to_string();
+        RunError::Start(Text::new("run.pos_token", vec![("path", path), ("error", e.to_string())]))
+    })? {
         tracing::info!("made the POS token (`redeemd pos-token` prints it)");
     }
     let upstream = match &config.upstream {
         Some(up) => Some((
-            crate::upstream::client_for(config, up).map_err(|e| RunError::Config(e.to_string()))?,
+            crate::upstream::client_for(config, up)
+                .map_err(|e| RunError::Config(Text::new("run.upstream", vec![("error", e.to_string())])))?,
             up.terminal_id.clone(),
             Cadence {
                 heartbeat: Duration::from_secs(up.heartbeat_secs),
@@ -117,14 +135,14 @@ pub fn run(config: &Config, agent: Agent, clock: Arc<dyn Clock>, mut options: Ru
         .thread_name("redeemd-rt")
         .enable_all()
         .build()
-        .map_err(|e| RunError::Start(format!("starting the async runtime: {e}")))?;
+        .map_err(|e| start_failed("run.runtime", e))?;
 
     let bus = Arc::new(EventBus::default());
     let metrics = Arc::new(Metrics::default());
     let wake_forwarder = Arc::new(tokio::sync::Notify::new());
     let sync_state = load_sync_state(&agent);
     let (ledger, owner) = ledger::spawn(agent, bus.clone(), metrics.clone(), wake_forwarder.clone())
-        .map_err(|e| RunError::Start(format!("starting the ledger owner: {e}")))?;
+        .map_err(|e| start_failed("run.ledger_owner", e))?;
     let shutdown = CancellationToken::new();
     let state = Arc::new(AppState {
         ledger: ledger.clone(),
@@ -150,10 +168,12 @@ pub fn run(config: &Config, agent: Agent, clock: Arc<dyn Clock>, mut options: Ru
     metrics.scanner_state(if scanner_profile.is_some() { "disconnected" } else { "none" });
 
     let result = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| RunError::Start(format!("cannot listen on {addr}: {e}")))?;
-        let bound = listener.local_addr().map_err(|e| RunError::Start(e.to_string()))?;
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            // An address in use is the common case (another daemon): said in full words.
+            let key = if e.kind() == std::io::ErrorKind::AddrInUse { "run.listen_in_use" } else { "run.listen" };
+            RunError::Start(Text::new(key, vec![("addr", addr.to_string()), ("error", e.to_string())]))
+        })?;
+        let bound = listener.local_addr().map_err(|e| start_failed("run.listen_address", e))?;
         // The first line on stdout: scripts and tests read the port from it;
         // `redeemd cashier-url` reads the address file.
         println!("redeemd: listening on http://{bound}");
@@ -232,8 +252,8 @@ pub fn run(config: &Config, agent: Agent, clock: Arc<dyn Clock>, mut options: Ru
             let _ = tokio::time::timeout(SHUTDOWN_GRACE / 4, bridge).await;
         }
         match served {
-            Ok(result) => result.map_err(|e| RunError::Start(format!("serving the local API: {e}"))),
-            Err(e) => Err(RunError::Start(format!("the local API server failed: {e}"))),
+            Ok(result) => result.map_err(|e| start_failed("run.serve", e)),
+            Err(e) => Err(start_failed("run.server_failed", e)),
         }
     });
     ledger.stop();

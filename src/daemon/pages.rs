@@ -380,8 +380,15 @@ async fn logout(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response 
 }
 
 /// `redeemd doctor` for the manager's page (JSON; the checks that need the network
-/// take a few seconds, so the page asks for them with a button).
-async fn doctor(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+/// take a few seconds, so the page asks for them with a button). The English fields of
+/// `doctor --json` stay for scripts; each finding's `text` is in the page's language.
+async fn doctor(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    // The page passes its own language; this answer sets no cookie (the page did).
+    let (language, _) = page_language(&s, &headers, &query);
     match page_role(&s, &headers).await {
         Some(Role::Manager | Role::Pos) => {}
         _ => return super::api::error(401, "manager_required", "the manager's session is needed"),
@@ -393,7 +400,7 @@ async fn doctor(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response 
     match tokio::task::spawn_blocking(move || crate::doctor::examine(&config_path, &*clock)).await {
         Ok(report) => (
             [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")],
-            report.to_json().to_string(),
+            report.to_page_json(language).to_string(),
         )
             .into_response(),
         Err(_) => super::api::error(500, "internal", "doctor failed"),
