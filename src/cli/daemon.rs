@@ -169,13 +169,7 @@ pub(super) fn demo_live(args: DemoArgs) -> CliResult {
         extra_routes: Some(crate::demo::routes(demo_state)),
         config_path: Some(config_path.clone()),
     };
-    let mut agent = open_agent_with(&config, Box::new(clock.clone()))?;
-    let _ = agent.check_derived_tables();
-    match crate::daemon::run(&config, agent, clock, options) {
-        Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(e @ crate::daemon::RunError::Config(_)) => Err(usage(e)),
-        Err(e) => Err(e.into()),
-    }
+    serve(&config, clock, options)
 }
 
 pub(super) fn run_daemon(config_path: &Path, args: RunArgs) -> CliResult {
@@ -190,11 +184,20 @@ pub(super) fn run_daemon(config_path: &Path, args: RunArgs) -> CliResult {
     };
     // Checked before the ledger opens, so a refused address changes nothing.
     crate::daemon::listen_address(&config, options.listen.as_deref()).map_err(usage)?;
-    let mut agent = open_agent_with(&config, Box::new(clock.clone()))?;
+    serve(&config, clock, options)
+}
+
+/// Opens the ledger and runs the daemon until it is stopped (`run` and the live demo).
+fn serve(
+    config: &Config,
+    clock: std::sync::Arc<dyn crate::clock::Clock>,
+    options: crate::daemon::RunOptions,
+) -> CliResult {
+    let mut agent = open_agent_with(config, Box::new(clock.clone()))?;
     // Decisions read indexed tables; they are used only once proven to be the signed text
     // (a mismatch is logged, and decisions refuse with no_ruleset).
     let _ = agent.check_derived_tables();
-    match crate::daemon::run(&config, agent, clock, options) {
+    match crate::daemon::run(config, agent, clock, options) {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e @ crate::daemon::RunError::Config(_)) => Err(usage(e)),
         Err(e) => Err(e.into()),

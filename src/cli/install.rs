@@ -111,17 +111,7 @@ pub(super) fn init(config_path: &Path, args: InitArgs) -> CliResult {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| tr("error.cannot_create", &[("path", &config.data_dir.display().to_string())]))?;
     write_file(&config.trust_keys_path(), keys.as_bytes(), 0o644)?;
-    let store = Store::open(&config.database_path())?;
-    drop(store);
-    crate::backup::give_to_directory_owner(&config.data_dir, &config.database_path());
-    crate::secret::ensure_pos_token(&config.data_dir).with_context(|| {
-        tr("error.cannot_write", &[("path", &crate::secret::pos_token_path(&config.data_dir).display().to_string())])
-    })?;
-    if let Some(parent) = config_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| tr("error.cannot_create", &[("path", &parent.display().to_string())]))?;
-    }
-    write_file(config_path, config.to_toml().as_bytes(), 0o644)?;
+    lay_down_terminal(config_path, &config)?;
     say!("{}", tr("cli.init_wrote", &[("path", &config_path.display().to_string())]));
     say!(
         "  {}",

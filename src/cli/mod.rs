@@ -617,6 +617,22 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32) -> CliResult<()> {
     Ok(())
 }
 
+/// The last steps of `init` and `provision`: the ledger created (and given to the data
+/// directory's owner, for a root installer), the POS token, then the config file — last,
+/// so that a config on disk means a terminal ready to run.
+fn lay_down_terminal(config_path: &Path, config: &Config) -> CliResult<()> {
+    drop(Store::open(&config.database_path())?);
+    crate::backup::give_to_directory_owner(&config.data_dir, &config.database_path());
+    crate::secret::ensure_pos_token(&config.data_dir).with_context(|| {
+        tr("error.cannot_write", &[("path", &crate::secret::pos_token_path(&config.data_dir).display().to_string())])
+    })?;
+    if let Some(parent) = config_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| tr("error.cannot_create", &[("path", &parent.display().to_string())]))?;
+    }
+    write_file(config_path, config.to_toml().as_bytes(), 0o644)
+}
+
 fn runtime() -> CliResult<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")
 }

@@ -108,16 +108,7 @@ pub(super) fn provision(config_path: &Path, mut args: ProvisionArgs) -> CliResul
         .with_context(|| tr("error.cannot_write", &[("path", &token_path.display().to_string())]))?;
     let keys = serde_json::to_string_pretty(&enrollment.ruleset_keys)?;
     write_file(&config.trust_keys_path(), keys.as_bytes(), 0o644)?;
-    drop(Store::open(&config.database_path())?);
-    crate::backup::give_to_directory_owner(&config.data_dir, &config.database_path());
-    crate::secret::ensure_pos_token(&config.data_dir).with_context(|| {
-        tr("error.cannot_write", &[("path", &crate::secret::pos_token_path(&config.data_dir).display().to_string())])
-    })?;
-    if let Some(parent) = config_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| tr("error.cannot_create", &[("path", &parent.display().to_string())]))?;
-    }
-    write_file(config_path, config.to_toml().as_bytes(), 0o644)?;
+    lay_down_terminal(config_path, &config)?;
     let mut agent = open_agent(&config)?;
     crate::sync::reset_after_provision(&agent)?;
     // Written in full: the saved answer (it holds the token) is no longer needed.
