@@ -103,6 +103,28 @@ impl Refusal {
             Refusal::Rollback { .. } => "rollback",
         }
     }
+
+    /// The refusal for a person, from the message tables (its `Display` is the English
+    /// of logs); a parser's own words stay as they are, quoted.
+    pub fn text(&self) -> crate::messages::Text {
+        use crate::messages::Text;
+        match self {
+            Refusal::Envelope(detail) => Text::new("refusal.envelope", vec![("detail", (*detail).to_owned())]),
+            Refusal::Header(detail) => Text::new("refusal.header", vec![("detail", detail.clone())]),
+            Refusal::UntrustedKid(kid) => Text::new("refusal.untrusted_kid", vec![("kid", kid.clone())]),
+            Refusal::AlgMismatch { kid, header, anchor } => Text::new(
+                "refusal.alg_mismatch",
+                vec![("kid", kid.clone()), ("header", header.clone()), ("anchor", (*anchor).to_owned())],
+            ),
+            Refusal::BadSignature(kid) => Text::new("refusal.bad_signature", vec![("kid", kid.clone())]),
+            Refusal::Payload(detail) => Text::new("refusal.payload", vec![("detail", detail.clone())]),
+            Refusal::Format(format) => Text::new("refusal.format", vec![("format", format.to_string())]),
+            Refusal::Rollback { installed, offered } => Text::new(
+                "refusal.rollback",
+                vec![("installed", installed.to_string()), ("offered", offered.to_string())],
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

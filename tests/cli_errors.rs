@@ -269,3 +269,31 @@ fn daemon_start_up_failures_speak_the_terminals_language() {
         assert_words(&Run { code: r.code, stdout: String::new(), stderr: last.to_owned() }, language);
     }
 }
+
+#[test]
+fn rule_set_refusals_speak_the_terminals_language() {
+    for language in ["zh-CN", "en"] {
+        let t = TestTerminal::new_in(language);
+        let v5 = t.write_ruleset("rs5.jws", 5, &["DINING"], &[]);
+        assert_eq!(t.run(&["ruleset", "import", &v5]).code, 0);
+        let before = t.fingerprint();
+        // A rollback, and a rule set signed by a key this terminal does not trust.
+        let v3 = t.write_ruleset("rs3.jws", 3, &["DINING"], &[]);
+        let stranger = redeemd::issuer::Issuer::from_seed(77);
+        let forged = t.path("forged.jws");
+        let payload = stranger.ruleset_payload(6, jiff::Timestamp::now(), &["DINING"], &[]);
+        std::fs::write(&forged, stranger.sign_ruleset(&payload)).unwrap();
+        let zh = language == "zh-CN";
+        for (file, words) in [
+            (&v3, if zh { "回滚" } else { "a rollback" }),
+            (&forged, if zh { "不是本终端信任" } else { "trust anchors" }),
+        ] {
+            let r = t.run(&["ruleset", "import", file]);
+            assert_ne!(r.code, 0, "{file}: {}", r.stdout);
+            assert!(r.stderr.contains(words), "{file}: {}", r.stderr);
+            assert_said_once(&r);
+            assert_words(&r, language);
+        }
+        assert_eq!(t.fingerprint(), before, "a refusal changes nothing");
+    }
+}

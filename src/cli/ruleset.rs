@@ -51,7 +51,7 @@ pub(super) fn ruleset_import(config_path: &Path, file: &Path) -> CliResult {
             let path = file.display().to_string();
             Err(anyhow!(tr(
                 "error.ruleset_refused",
-                &[("file", &path), ("refusal", &refusal.to_string()), ("kept", &kept)]
+                &[("file", &path), ("refusal", &refusal.text().render(lang())), ("kept", &kept)]
             )))
         }
         Err(ImportError::Store(e)) => Err(e.into()),

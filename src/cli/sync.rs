@@ -154,8 +154,8 @@ pub(super) fn provision(config_path: &Path, mut args: ProvisionArgs) -> CliResul
     }
 }
 
-/// The refresh's outcome in the reader's language. A refusal's own reason is quoted as
-/// the library words it, as `ruleset import` does.
+/// The refresh's outcome in the reader's language, the refusal's reason included (as
+/// `ruleset import` says it).
 pub(super) fn ruleset_summary(outcome: &crate::sync::RulesetOutcome) -> String {
     use crate::sync::RulesetOutcome;
     match outcome {
@@ -167,7 +167,7 @@ pub(super) fn ruleset_summary(outcome: &crate::sync::RulesetOutcome) -> String {
         RulesetOutcome::Refused { refusal, kept } => {
             let kept = kept
                 .map_or_else(|| tr("cli.kept_none", &[]), |v| tr("cli.kept_version", &[("version", &v.to_string())]));
-            tr("sync.ruleset_refused", &[("refusal", &refusal.to_string()), ("kept", &kept)])
+            tr("sync.ruleset_refused", &[("refusal", &refusal.text().render(lang())), ("kept", &kept)])
         }
     }
 }
