@@ -151,7 +151,14 @@ pub struct Restored {
 /// Restores `file` onto the terminal at `config_path` (its data dir), or, when no config
 /// exists there, onto `data_dir` (default `/var/lib/redeemd`) with the backup's config.
 pub fn restore(config_path: &Path, file: &Path, data_dir: Option<&Path>) -> Result<Restored, BackupError> {
-    let backup = BackupFile::open(file)?;
+    // What is given may not be a backup at all: say so, not what a missing or foreign
+    // *ledger* would call for.
+    let path = || file.display().to_string();
+    let backup = BackupFile::open(file).map_err(|e| match e {
+        StoreError::Missing(_) => refused("backup.missing", [("path", path())]),
+        StoreError::Foreign { why, .. } => refused("backup.not_backup", [("path", path()), ("why", why)]),
+        other => other.into(),
+    })?;
     let check = backup.quick_check()?;
     if check != ["ok"] {
         return Err(refused("backup.damaged", [("path", file.display().to_string()), ("lines", check.join("; "))]));
@@ -175,9 +182,11 @@ pub fn restore(config_path: &Path, file: &Path, data_dir: Option<&Path>) -> Resu
         }
         config
     } else {
-        let text = backup.file(CONFIG_FILE)?.ok_or_else(|| BackupError::Other("the backup holds no config".into()))?;
-        let text = String::from_utf8(text).map_err(|_| BackupError::Other("the backup's config is not text".into()))?;
-        let mut config = Config::parse(&text).map_err(|e| BackupError::Other(format!("the backup's config: {e}")))?;
+        let text = backup.file(CONFIG_FILE)?.ok_or_else(|| refused("backup.no_config", [("path", path())]))?;
+        let text = String::from_utf8(text)
+            .map_err(|_| refused("backup.bad_config", [("path", path()), ("error", "not UTF-8".into())]))?;
+        let mut config = Config::parse(&text)
+            .map_err(|e| refused("backup.bad_config", [("path", path()), ("error", e.to_string())]))?;
         config.data_dir = absolute(data_dir.unwrap_or(Path::new("/var/lib/redeemd")));
         config.trust_keys = None;
         if let Some(up) = config.upstream.as_mut() {

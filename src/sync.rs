@@ -481,10 +481,7 @@ impl<'a> Syncer<'a> {
         saved?;
         let (pending, parked) = self.ledger.with(|agent| agent.store().undelivered()).await?.map_err(local)?;
         if pending + parked > 0 {
-            return Err(UpstreamError::Local(format!(
-                "{} event(s) left undelivered ({pending} pending, {parked} parked after upstream called them bad)",
-                pending + parked
-            )));
+            return Err(UpstreamError::Undelivered { pending, parked });
         }
         Ok(())
     }

@@ -42,6 +42,10 @@ pub enum UpstreamError {
     InsecureUrl(String),
     #[error("{0}")]
     Local(String),
+    /// What a `sync --once` left behind: events still waiting, and events parked after
+    /// upstream called them bad (`redeemd outbox list`).
+    #[error("{} event(s) left undelivered ({pending} pending, {parked} parked after upstream called them bad)", pending + parked)]
+    Undelivered { pending: u64, parked: u64 },
 }
 
 /// `Retry-After` as upstream sent it: seconds, or an HTTP date.

@@ -291,9 +291,28 @@ fn rule_set_refusals_speak_the_terminals_language() {
             let r = t.run(&["ruleset", "import", file]);
             assert_ne!(r.code, 0, "{file}: {}", r.stdout);
             assert!(r.stderr.contains(words), "{file}: {}", r.stderr);
+            // Said once, in the reader's language: no English log line of the same refusal.
+            assert_eq!(r.stderr.trim_end().lines().count(), 1, "{}", r.stderr);
             assert_said_once(&r);
             assert_words(&r, language);
         }
         assert_eq!(t.fingerprint(), before, "a refusal changes nothing");
+    }
+}
+
+#[test]
+fn restore_of_what_is_not_a_backup_says_so() {
+    for language in ["zh-CN", "en"] {
+        let t = TestTerminal::new_in(language);
+        let zh = language == "zh-CN";
+        let missing = t.path("no-such-backup.sqlite");
+        let r = t.run(&["restore", &missing]);
+        assert_error(&r, 2, &[&missing, "redeemd backup"]);
+        assert!(!r.stderr.contains("init"), "not the advice for a missing ledger: {}", r.stderr);
+        assert_words(&r, language);
+        // A ledger is an SQLite file, but not a backup.
+        let r = t.run(&["restore", &t.db().display().to_string()]);
+        assert_error(&r, 2, &[if zh { "不是 redeemd 备份" } else { "is not a redeemd backup" }]);
+        assert_words(&r, language);
     }
 }

@@ -113,3 +113,22 @@ fn no_colour_in_pipes_or_with_no_color() {
         assert!(!all.contains(&0x1b), "escape sequence in {:?}", String::from_utf8_lossy(&all));
     }
 }
+
+#[test]
+fn a_closed_stdout_keeps_the_status_a_command_earns() {
+    // `doctor` on a terminal that was never provisioned finds problems: 3, also when its
+    // reader is gone (`set -o pipefail; redeemd doctor | head -3` must still fail).
+    let t = TestTerminal::with_ruleset();
+    let open = t.run(&["doctor"]);
+    assert_eq!(open.code, 3, "{}", open.stdout);
+    for args in [&["doctor"][..], &["doctor", "--json"]] {
+        let mut cmd = t.command(args);
+        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+    }
+}

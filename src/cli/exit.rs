@@ -82,6 +82,14 @@ fn upstream_text(error: &UpstreamError) -> Option<String> {
             tr("error.upstream_unreachable", &[("url", url), ("message", message)])
         }
         UpstreamError::InsecureUrl(url) => tr("error.upstream_insecure", &[("url", &format!("{url:?}"))]),
+        UpstreamError::Undelivered { pending, parked } => tr(
+            "error.undelivered",
+            &[
+                ("count", &(pending + parked).to_string()),
+                ("pending", &pending.to_string()),
+                ("parked", &parked.to_string()),
+            ],
+        ),
         UpstreamError::Retryable { .. } | UpstreamError::Local(_) => return None,
     })
 }

@@ -84,10 +84,7 @@ pub(super) fn restore(config_path: &Path, file: &Path, data_dir: Option<&Path>) 
 pub(super) fn init(config_path: &Path, args: InitArgs) -> CliResult {
     let _ = LANG.set(args.language.language());
     if config_path.exists() && !args.force {
-        return Err(usage(anyhow!(
-            "config file {} already exists; pass --force to overwrite it (the ledger is kept)",
-            config_path.display()
-        )));
+        return Err(usage(anyhow!(tr("error.config_exists", &[("path", &config_path.display().to_string())]))));
     }
     let keys = std::fs::read_to_string(&args.trust_key)
         .with_context(|| tr("error.cannot_read", &[("path", &args.trust_key.display().to_string())]))
@@ -229,8 +226,12 @@ pub(super) fn scanner_test(port: &str, profile_id: &str, count: Option<u64>, tim
                 }
             }
         };
-        let _ = writeln!(out, "{line}");
-        let _ = out.flush();
+        if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+            // The reader is gone (`scanner test | head -3`): nothing left to show.
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
     }
     if let Some(n) = count.filter(|n| delivered < *n) {
         eprintln!(

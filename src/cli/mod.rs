@@ -481,16 +481,6 @@ struct DemoArgs {
 }
 
 pub fn main() -> ExitCode {
-    let level = std::env::var("REDEEMD_LOG").ok().and_then(|l| l.parse().ok()).unwrap_or(tracing::Level::WARN);
-    use std::io::IsTerminal as _;
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(level)
-        .with_target(false)
-        .with_ansi(colour(std::io::stderr().is_terminal()))
-        // A closed stderr must not panic the thread that logs (the daemon's writer).
-        .log_internal_errors(false)
-        .init();
     let mut command = <Cli as clap::CommandFactory>::command();
     if !colour(true) {
         command = command.color(clap::ColorChoice::Never);
@@ -502,14 +492,39 @@ pub fn main() -> ExitCode {
             return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
         }
     };
+    init_logging(&cli.command);
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
             let (code, text) = explain(error);
-            eprintln!("redeemd: {text}");
+            // Not `eprintln!`: a closed stderr must not turn the status into a panic's 101.
+            let _ = writeln!(std::io::stderr(), "redeemd: {text}");
             code.into()
         }
     }
+}
+
+/// The log on stderr. The long-running commands (`run`, the live demo, `sync` without
+/// `--once`) log warnings by default; a one-shot command says its own warnings to the
+/// user in their language, so its log shows only errors unless `REDEEMD_LOG` asks for
+/// more (the same warning twice, once in English, helped nobody).
+fn init_logging(command: &Command) {
+    let long_running = match command {
+        Command::Run(_) | Command::Sync { once: false } => true,
+        Command::Demo(args) => !args.once,
+        _ => false,
+    };
+    let default = if long_running { tracing::Level::WARN } else { tracing::Level::ERROR };
+    let level = std::env::var("REDEEMD_LOG").ok().and_then(|l| l.parse().ok()).unwrap_or(default);
+    use std::io::IsTerminal as _;
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_target(false)
+        .with_ansi(colour(std::io::stderr().is_terminal()))
+        // A closed stderr must not panic the thread that logs (the daemon's writer).
+        .log_internal_errors(false)
+        .init();
 }
 
 pub fn run(cli: Cli) -> CliResult {

@@ -6,8 +6,9 @@
 
 use super::*;
 
-/// Prints a line to stdout; a closed stdout (`redeemd ruleset show | head -1`) ends the
-/// command quietly with exit 0 instead of panicking like `println!`.
+/// Prints a line to stdout; a closed stdout (`redeemd ruleset show | head -1`) is not an
+/// error and no panic like `println!`'s: the rest of the output is dropped and the command
+/// ends with the status its work earns (0 for output-only commands).
 macro_rules! say {
     () => { $crate::cli::output::emit(format_args!("\n")) };
     ($($arg:tt)*) => { $crate::cli::output::emit(format_args!("{}\n", format_args!($($arg)*))) };
@@ -18,16 +19,27 @@ macro_rules! say_raw {
     ($($arg:tt)*) => { $crate::cli::output::emit(format_args!($($arg)*)) };
 }
 
-/// Writes to stdout; on a broken pipe the reader is gone and nothing else is worth
-/// saying, so the process ends with exit 0 (only output-only commands print this way
-/// after their work is done; a decision's own line uses `print_record`). Other write
-/// errors (a full disk behind a redirection) are ignored like `println!` would not.
+/// Set once stdout's reader has gone.
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether stdout's reader has gone (a command that only prints may stop early).
+pub(super) fn stdout_closed() -> bool {
+    STDOUT_CLOSED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Writes to stdout. On a broken pipe the reader is gone: nothing more is written, but
+/// the command goes on to its own exit status — `doctor | head` or `sync --once | head`
+/// under `pipefail` must still say 3 when something is wrong. Other write errors (a full
+/// disk behind a redirection) are ignored as `println!` would not.
 #[doc(hidden)]
 pub fn emit(args: std::fmt::Arguments<'_>) {
+    if stdout_closed() {
+        return;
+    }
     let mut out = std::io::stdout().lock();
     if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
+            STDOUT_CLOSED.store(true, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }
