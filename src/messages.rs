@@ -64,8 +64,8 @@ fn parse(source: &str) -> Result<Table, String> {
     Ok(table)
 }
 
-/// The text under `key`; the key itself when the table lacks it (a test keeps that from
-/// happening for every key the code uses).
+/// The text under `key`: the English one when this language's table lacks it, empty when
+/// both do (tests keep both from happening for the keys the code uses).
 pub fn text(language: Language, key: &str) -> &'static str {
     match table(language).get(key) {
         Some(text) => text.as_str(),

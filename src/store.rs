@@ -1777,6 +1777,18 @@ mod tests {
     }
 
     #[test]
+    fn stored_states_serialize_as_the_schema_words() {
+        for state in EventState::ALL {
+            assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
+            assert_eq!(EventState::parse(state.as_str()), Some(*state));
+        }
+        for state in ForwardState::ALL {
+            assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
+            assert_eq!(ForwardState::parse(state.as_str()), Some(*state));
+        }
+    }
+
+    #[test]
     fn installed_tables_are_proven_and_every_edit_is_caught() {
         let (_dir, store, anchors) = ledger();
         assert_eq!(store.prove_derived_tables(&anchors).unwrap(), DerivedProof::Proven { version: 1 });

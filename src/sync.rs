@@ -177,8 +177,8 @@ pub struct Summary {
     pub forwarded: u64,
     pub by_status: [u64; 4],
     pub parked: u64,
-    /// Steps that failed without stopping the round (heartbeat, refresh).
-    pub warnings: Vec<String>,
+    /// Steps that failed without stopping the round (heartbeat, refresh), with why.
+    pub warnings: Vec<(Step, UpstreamError)>,
 }
 
 impl Summary {
@@ -235,6 +235,15 @@ pub enum Step {
 }
 
 impl Step {
+    /// A stable word for the step (message keys, metrics).
+    pub fn key(self) -> &'static str {
+        match self {
+            Step::Heartbeat => "heartbeat",
+            Step::Refresh => "refresh",
+            Step::Forward => "forward",
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Step::Heartbeat => "heartbeat",
@@ -504,7 +513,7 @@ impl<'a> Syncer<'a> {
                 Err(UpstreamError::Unauthorized) => return Err(UpstreamError::Unauthorized),
                 Err(e) => {
                     tracing::warn!(error = %e, "{} failed; forwarding goes on", step.name());
-                    self.summary.warnings.push(format!("{}: {e}", step.name()));
+                    self.summary.warnings.push((step, e));
                 }
                 Ok(_) => {}
             }

@@ -340,6 +340,12 @@ fn the_rule_set_outcome_speaks_the_terminals_language() {
     up.set_ruleset(&signed_ruleset(&t, 4));
     let r = t.run(&["sync", "--once"]);
     assert!(r.stdout.contains("已安装版本 4（"), "{}", r.stdout);
+    // A step that fails without stopping the round is a warning in the same language.
+    up.fail_next("heartbeat", &[Fault::BadRequest]);
+    let r = t.run(&["sync", "--once"]);
+    assert_exit(&r, 0, "sync with a refused heartbeat");
+    assert!(r.stdout.contains("警告：心跳："), "{}", r.stdout);
+    common::words::assert_words(&r, "zh-CN");
 }
 
 #[test]

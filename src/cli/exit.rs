@@ -71,7 +71,7 @@ pub(super) static LEDGER: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::ne
 
 /// Upstream's answers a person acts on, in their language; the rest (a server's own
 /// words, a retry reason) are said as they are.
-fn upstream_text(error: &UpstreamError) -> Option<String> {
+pub(super) fn upstream_text(error: &UpstreamError) -> Option<String> {
     Some(match error {
         UpstreamError::Unauthorized => tr("error.upstream_unauthorized", &[]),
         UpstreamError::InvalidCode { code } => tr("error.upstream_invalid_code", &[("code", code)]),

@@ -81,7 +81,7 @@ enum Command {
     Ruleset(RulesetCommand),
     /// Say what would happen to a code, writing nothing
     #[command(
-        after_help = "Examples:\n  redeemd check 'CP1:NCF...' --amount 58.00\n  redeemd check 'CP1:NCF...' --amount 58 --eligible 40 --at 2026-11-28T12:00:00+08:00 --json\n  scanner-read | redeemd check - --amount 58\n\nExit status: 0 it would be accepted, 1 it would be refused, 2 usage error."
+        after_help = "Examples:\n  redeemd check 'CP1:NCF...' --amount 58.00\n  redeemd check 'CP1:NCF...' --amount 58 --eligible 40 --at 2026-11-28T12:00:00+08:00 --json\n  scanner-read | redeemd check - --amount 58\n\nExit status: 0 it would be accepted, 1 it would be refused, 2 usage error, 3 other failure."
     )]
     Check(CheckArgs),
     /// Decide a code and, when accepted, record the redemption

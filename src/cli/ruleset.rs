@@ -106,7 +106,12 @@ pub(super) fn ruleset_show(config_path: &Path, json: bool) -> CliResult {
     }
     let Some(installed) = agent.installed() else {
         if json {
-            say!("{}", serde_json::json!({"version": null, "installed": false}));
+            // The fields the spec names are there, null, so a reader need not test for them.
+            say!(
+                "{}",
+                serde_json::json!({"version": null, "installed": false, "issued_at": null, "expires_at": null,
+                    "timezone": null, "campaigns": null, "revoked": null})
+            );
         } else {
             say!("{}", tr("cli.ruleset_none", &[]));
         }

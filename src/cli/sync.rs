@@ -280,8 +280,11 @@ pub(super) fn sync(config_path: &Path, once: bool) -> CliResult {
     if let Some(r) = &s.ruleset {
         say!("{}", tr("provision.ruleset", &[("summary", &ruleset_summary(r))]));
     }
-    for warning in &s.warnings {
-        say!("{}", tr("sync.warning", &[("warning", warning)]));
+    for (step, error) in &s.warnings {
+        let step = tr(&format!("sync.step_{}", step.key()), &[]);
+        // Upstream's own words (a 503's reason) stay as they came, quoted.
+        let why = super::exit::upstream_text(error).unwrap_or_else(|| format!("`{error}`"));
+        say!("{}", tr("sync.warning", &[("step", &step), ("warning", &why)]));
     }
     let [accepted, duplicate, conflict, rejected] = s.by_status;
     let parked = if s.parked > 0 { tr("sync.parked", &[("count", &s.parked.to_string())]) } else { String::new() };
