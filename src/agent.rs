@@ -39,8 +39,20 @@ pub struct Agent {
     seen_data_version: Option<i64>,
     /// Why the stored rule set is not used (its tables do not match its signed text).
     ruleset_problem: Option<String>,
-    /// Campaigns are loaded one at a time, as codes name them ([`Agent::new_for_codes`]).
+    /// Campaigns are loaded one at a time, as codes name them ([`Campaigns::AsCodesNameThem`]).
     lazy_campaigns: bool,
+}
+
+/// Which campaigns of the rule set an agent loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Campaigns {
+    /// All of them at the start (the daemon).
+    All,
+    /// The rule set's header now and each campaign only when a code names it (the command
+    /// line's `check` and `redeem`), so a rule set of 10^4 campaigns costs one row per
+    /// decision instead of 10^4 parsed at every start. Decisions are the same as with
+    /// `All`; [`Agent::installed`] holds only the campaigns loaded so far.
+    AsCodesNameThem,
 }
 
 impl Agent {
@@ -52,34 +64,21 @@ impl Agent {
         fallback_timezone: TimeZone,
         clock: Box<dyn Clock>,
     ) -> Result<Agent, StoreError> {
-        Agent::open(store, terminal, anchors, language, fallback_timezone, clock, false)
+        Agent::open(store, terminal, anchors, language, fallback_timezone, clock, Campaigns::All)
     }
 
-    /// An agent for a few codes (the command line's `check` and `redeem`): it loads the
-    /// rule set's header now and each campaign only when a code names it, so a rule set of
-    /// 10^4 campaigns costs one row per decision instead of 10^4 parsed at every start.
-    /// Decisions are the same as [`Agent::new`]'s; [`Agent::installed`] holds only the
-    /// campaigns loaded so far.
-    pub fn new_for_codes(
+    /// An agent that loads the rule set's campaigns as `campaigns` says; [`Agent::new`]
+    /// loads them all.
+    pub fn open(
         store: Store,
         terminal: Terminal,
         anchors: Vec<TrustAnchor>,
         language: Language,
         fallback_timezone: TimeZone,
         clock: Box<dyn Clock>,
+        campaigns: Campaigns,
     ) -> Result<Agent, StoreError> {
-        Agent::open(store, terminal, anchors, language, fallback_timezone, clock, true)
-    }
-
-    fn open(
-        store: Store,
-        terminal: Terminal,
-        anchors: Vec<TrustAnchor>,
-        language: Language,
-        fallback_timezone: TimeZone,
-        clock: Box<dyn Clock>,
-        lazy_campaigns: bool,
-    ) -> Result<Agent, StoreError> {
+        let lazy_campaigns = campaigns == Campaigns::AsCodesNameThem;
         let installed = load(&store, lazy_campaigns)?;
         // From the start: a change made between opening and the first job is seen.
         let seen_data_version = store.data_version().ok();
@@ -230,7 +229,7 @@ impl Agent {
         self.store.evaluate(checkout, code, &self.terminal, rules, now)
     }
 
-    /// For an agent of [`Agent::new_for_codes`]: loads the campaign `code` names, if the
+    /// For an agent of [`Campaigns::AsCodesNameThem`]: loads the campaign `code` names, if the
     /// rule set has it. Which campaign that is, the decision itself says (a read-only
     /// evaluation with the campaigns loaded so far): only a code that verifies names one,
     /// and nothing of an unverified code is used. Decisions consult the code's own

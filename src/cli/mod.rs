@@ -13,7 +13,7 @@
 //! Commands are thin: they parse values, call the [`Agent`] and print. No SQL, no
 //! decision logic and no clock reads live here or below.
 
-use crate::agent::{Agent, ImportError};
+use crate::agent::{Agent, Campaigns, ImportError};
 use crate::clock::{rfc3339, Clock as _, SystemClock};
 use crate::config::{self, Config};
 use crate::decision::Terminal;
@@ -617,8 +617,8 @@ fn open_agent_as(config: &Config, clock: Box<dyn crate::clock::Clock>, lazy: boo
     })?;
     let terminal =
         Terminal { merchant_id: config.merchant_id.clone(), merchant_category: config.merchant_category.clone() };
-    let new = if lazy { Agent::new_for_codes } else { Agent::new };
-    Ok(new(store, terminal, anchors, config.language, config.timezone(), clock)?)
+    let campaigns = if lazy { Campaigns::AsCodesNameThem } else { Campaigns::All };
+    Ok(Agent::open(store, terminal, anchors, config.language, config.timezone(), clock, campaigns)?)
 }
 
 fn absolute(path: &Path) -> PathBuf {

@@ -3,7 +3,7 @@
 //! through an agent on a fresh ledger, each checked against its `expect`.
 
 use super::{ts, vectors_dir};
-use redeemd::agent::{Agent, ImportError};
+use redeemd::agent::{Agent, Campaigns, ImportError};
 use redeemd::clock::ManualClock;
 use redeemd::decision::Terminal;
 use redeemd::messages::Language;
@@ -29,8 +29,8 @@ pub fn vector_agent(dir: &Path, terminal: &Value, clock: &ManualClock, lazy: boo
         merchant_category: terminal["merchant_category"].as_str().unwrap().into(),
     };
     let tz = jiff::tz::TimeZone::get(terminal["timezone"].as_str().unwrap_or("Asia/Shanghai")).unwrap();
-    let open = if lazy { Agent::new_for_codes } else { Agent::new };
-    open(store, terminal_id, anchors, Language::En, tz, Box::new(clock.clone())).unwrap()
+    let campaigns = if lazy { Campaigns::AsCodesNameThem } else { Campaigns::All };
+    Agent::open(store, terminal_id, anchors, Language::En, tz, Box::new(clock.clone()), campaigns).unwrap()
 }
 
 /// Every rule-set case of `file` (there must be `count`): each import step's outcome,
