@@ -28,6 +28,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0003_presentation", include_str!("../migrations/0003_presentation.sql")),
     ("0004_ledger_v4", include_str!("../migrations/0004_ledger_v4.sql")),
     ("0005_unsynced_in_events", include_str!("../migrations/0005_unsynced_in_events.sql")),
+    ("0006_outbox_cursor", include_str!("../migrations/0006_outbox_cursor.sql")),
 ];
 
 #[derive(Debug, Error)]
@@ -841,16 +842,18 @@ impl Store {
     }
 }
 
-/// The oldest pending events; an event never overtakes an earlier event of its
-/// redemption (a void waits while its redeem is parked).
+/// The oldest pending events, all at or above the outbox cursor (migration 6); an event
+/// never overtakes an earlier event of its redemption (a void waits while its redeem is
+/// parked).
 const PENDING_EVENTS_SQL: &str = "SELECT o.seq, o.event_id, o.type, o.redemption_id, o.body FROM outbox o
-     WHERE o.state = 'pending'
+     WHERE o.seq >= (SELECT low FROM outbox_cursor WHERE id = 1) AND o.state = 'pending'
        AND NOT EXISTS (SELECT 1 FROM outbox p
                        WHERE p.redemption_id = o.redemption_id AND p.state = 'parked' AND p.seq < o.seq)
      ORDER BY o.seq LIMIT ?1";
 
-/// Each partial index counted alone (a `FILTER` over the whole outbox reads every event).
-const UNDELIVERED_SQL: &str = "SELECT (SELECT COUNT(*) FROM outbox WHERE state = 'pending'),
+/// The pending events above the cursor and the parked ones through their partial index,
+/// each counted alone (a `FILTER` over the whole outbox reads every event).
+const UNDELIVERED_SQL: &str = "SELECT (SELECT COUNT(*) FROM outbox WHERE seq >= (SELECT low FROM outbox_cursor WHERE id = 1) AND state = 'pending'),
             (SELECT COUNT(*) FROM outbox WHERE state = 'parked')";
 
 /// A range of the primary key: a redemption's id is the UUIDv7 of its `at_ms` (the
@@ -861,7 +864,8 @@ const REDEMPTIONS_BETWEEN_SQL: &str =
             r.at_ms, r.voided_ms,
             CASE WHEN EXISTS (SELECT 1 FROM outbox o WHERE o.redemption_id = r.id AND o.state = 'parked')
                  THEN 'parked'
-                 WHEN r.id IN (SELECT redemption_id FROM outbox WHERE state = 'pending')
+                 WHEN r.id IN (SELECT redemption_id FROM outbox
+                               WHERE seq >= (SELECT low FROM outbox_cursor WHERE id = 1) AND state = 'pending')
                  THEN 'pending' ELSE r.forward_state END,
             r.presentation
      FROM redemption r
@@ -1900,6 +1904,12 @@ mod tests {
         assert!(store.present(single, &code, &terminal, Some(&rules), later).unwrap().redemption_id.is_some());
         let totals = store.unsynced().unwrap();
         assert_eq!((totals.count, totals.value.0), (2, 1700));
+        // The outbox cursor (version 6) starts at the oldest waiting event; the parked one
+        // stays out of the queue, the new one joins it.
+        let low: i64 = store.conn.query_row("SELECT low FROM outbox_cursor", [], |r| r.get(0)).unwrap();
+        assert_eq!(low, 1);
+        let waiting: Vec<i64> = store.pending_events(10).unwrap().iter().map(|e| e.seq).collect();
+        assert_eq!(waiting, [1, 2, 4, 5]);
         let kind: String = store.conn.query_row("SELECT typeof(jws) FROM ruleset", [], |r| r.get(0)).unwrap();
         assert_eq!(kind, "text", "kept as it was");
         assert_eq!(store.prove_derived_tables(&anchors).unwrap(), DerivedProof::Proven { version: 4 });
@@ -1939,14 +1949,14 @@ mod tests {
             (
                 UNDELIVERED_SQL,
                 vec![
-                    "SCAN outbox USING COVERING INDEX outbox_pending",
+                    "SEARCH outbox USING INTEGER PRIMARY KEY (rowid>?)",
                     "SCAN outbox USING COVERING INDEX outbox_parked",
                 ],
             ),
             (
                 PENDING_EVENTS_SQL,
                 vec![
-                    "SCAN o USING INDEX outbox_pending",
+                    "SEARCH o USING INTEGER PRIMARY KEY (rowid>?)",
                     "SEARCH p USING COVERING INDEX outbox_parked (redemption_id=",
                 ],
             ),
@@ -1989,6 +1999,29 @@ mod tests {
             let want: (u64, i64) = store.conn.query_row(BY_REDEMPTION, [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
             let got = store.unsynced().unwrap();
             assert_eq!((got.count, got.value.0), want, "{step}");
+            // The waiting events read from the cursor (migration 6) are every pending one.
+            let pending: Vec<i64> = {
+                let mut stmt =
+                    store.conn.prepare("SELECT seq FROM outbox WHERE state = 'pending' ORDER BY seq").unwrap();
+                stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+            };
+            let from_cursor: Vec<i64> = store.pending_events(100).unwrap().iter().map(|e| e.seq).collect();
+            let low: i64 = store.conn.query_row("SELECT low FROM outbox_cursor", [], |r| r.get(0)).unwrap();
+            assert!(pending.iter().all(|seq| *seq >= low), "{step}: {pending:?} below {low}");
+            assert_eq!(store.undelivered().unwrap().0, pending.len() as u64, "{step}");
+            // Those the forwarder may send: not behind a parked event of their redemption.
+            let sendable: Vec<i64> = {
+                let mut stmt = store
+                    .conn
+                    .prepare(
+                        "SELECT seq FROM outbox o WHERE state = 'pending' AND NOT EXISTS (SELECT 1 FROM outbox p
+                           WHERE p.redemption_id = o.redemption_id AND p.state = 'parked' AND p.seq < o.seq)
+                         ORDER BY seq",
+                    )
+                    .unwrap();
+                stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+            };
+            assert_eq!(from_cursor, sendable, "{step}");
         };
         same(&store, "all pending");
         let answer = |status| EventResult { event_id: String::new(), status, raw: "{}".into() };
@@ -2029,6 +2062,9 @@ mod tests {
             "UPDATE outbox SET in_count = in_count + 1",
             "INSERT INTO outbox (seq, event_id, type, redemption_id, body, created_ms, in_count, in_value)
              SELECT MAX(seq) + 1, 'x', 'void', MAX(redemption_id), '{}', 0, 5, 5000 FROM outbox",
+            "DELETE FROM outbox_cursor",
+            // The void events still wait: the cursor may not pass them.
+            "UPDATE outbox_cursor SET low = (SELECT MAX(seq) + 1 FROM outbox)",
         ] {
             assert!(store.conn.execute(edit, []).is_err(), "{edit}");
         }

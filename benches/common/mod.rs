@@ -27,8 +27,9 @@ pub fn uuid_at(at_ms: i64, tag: u16, n: usize) -> String {
 /// redemptions marked forwarded, and answered (accepted) redeem events with a
 /// placeholder body, so the ledger is big but nothing is left to forward and the
 /// unsynced set stays small (answered events never entered it: running totals 0).
-/// Redemptions are 2 s apart, ending about now.
-pub fn prefill(conn: &rusqlite::Connection, rows: usize, campaigns: usize) {
+/// Redemptions are 2 s apart, the last at `end_ms`, so the ones a bench then makes come
+/// after them (in every tree keyed by time) as a terminal's next redemptions do.
+pub fn prefill(conn: &rusqlite::Connection, rows: usize, campaigns: usize, end_ms: i64) {
     conn.execute_batch("BEGIN IMMEDIATE").unwrap();
     {
         let mut checkout = conn
@@ -51,7 +52,7 @@ pub fn prefill(conn: &rusqlite::Connection, rows: usize, campaigns: usize) {
                  VALUES (?1, ?2, 'redeem', ?3, '{}', ?4, 'accepted', '{\"status\":\"accepted\"}', ?4, 0, 0)",
             )
             .unwrap();
-        let base = jiff::Timestamp::now().as_millisecond() - 30 * 24 * 3600 * 1000;
+        let base = end_ms - (rows as i64) * 2000;
         for i in 0..rows {
             let at = base + (i as i64) * 2000;
             let id = uuid_at(at, 0, i);
@@ -70,5 +71,7 @@ pub fn prefill(conn: &rusqlite::Connection, rows: usize, campaigns: usize) {
                 .unwrap();
         }
     }
+    // Every event answered: the outbox cursor (migration 6) goes past them all.
+    conn.execute("UPDATE outbox_cursor SET low = (SELECT MAX(seq) + 1 FROM outbox) WHERE id = 1", []).unwrap();
     conn.execute_batch("COMMIT").unwrap();
 }
