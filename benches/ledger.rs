@@ -6,6 +6,9 @@
 //!    `INSERT`+`COMMIT` with the same pragmas (WAL, synchronous=FULL, auto-checkpoint) on
 //!    the same disk, sample by sample (each redemption next to a bare commit, so both see
 //!    the same moment of a shared machine), as one burst; then the idle checkpoint after it;
+//!    and, in the same rotation, the floor: the least any ledger keeping the offline
+//!    checks can do (verify, two look-ups, one row with two indexes) in a bare database,
+//!    so a ratio the floor misses is known to be out of any schema's reach;
 //! 2. pages written per commit (WAL frames) and which B-trees they belong to;
 //! 3. the unsynced totals' read with the run's whole backlog waiting;
 //! 4. CP1 decode+verify per second against a bare Ed25519 verify;

@@ -184,7 +184,7 @@ pub struct RedemptionRow {
 }
 
 /// A state stored as a word in a `CHECK (… IN (…))` column: read back as the enum (a word
-/// the schema does not allow reads as a corrupt ledger), written and shown as the word.
+/// the schema does not allow reads as a corrupt ledger), shown as the word.
 macro_rules! stored_state {
     ($(#[$doc:meta])* $name:ident { $($variant:ident => $word:literal),+ $(,)? }) => {
         $(#[$doc])*
@@ -222,12 +222,6 @@ macro_rules! stored_state {
                 })
             }
         }
-
-        impl rusqlite::types::ToSql for $name {
-            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-                Ok(self.as_str().into())
-            }
-        }
     };
 }
 
@@ -240,6 +234,14 @@ stored_state! {
         Duplicate => "duplicate",
         Conflict => "conflict",
         Rejected => "rejected",
+    }
+}
+
+// Every event state is stored as itself (a query may name one); `ForwardState` has no
+// `ToSql`: its `parked` is derived from the events for reports, never written.
+impl rusqlite::types::ToSql for EventState {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
     }
 }
 
@@ -704,11 +706,11 @@ impl Store {
                 let changed = mark.execute(params![event.seq, result.status.as_str(), result.raw, ms(now)])?;
                 if changed == 1 && event.kind == "redeem" {
                     let state = match result.status {
-                        EventStatus::Accepted | EventStatus::Duplicate => "forwarded",
-                        EventStatus::Conflict => "conflict",
-                        EventStatus::Rejected => "rejected",
+                        EventStatus::Accepted | EventStatus::Duplicate => ForwardState::Forwarded,
+                        EventStatus::Conflict => ForwardState::Conflict,
+                        EventStatus::Rejected => ForwardState::Rejected,
                     };
-                    forwarded.execute(params![event.redemption_id, state])?;
+                    forwarded.execute(params![event.redemption_id, state.as_str()])?;
                 }
             }
         }

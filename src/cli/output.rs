@@ -81,13 +81,15 @@ pub(super) const BIG: u64 = 1 << 20;
 /// A spinner with the elapsed time on stderr for work that may take seconds (import,
 /// sync, backup: their library calls report no steps). Drawn only when stderr is a
 /// terminal, so never in pipes, logs or tests; its templates carry no colour, so
-/// `NO_COLOR` holds too. `finish_and_clear` removes it before the result is printed.
+/// `NO_COLOR` holds too. `finish_and_clear` removes it before the result is printed, and
+/// dropping it unfinished (an error returned half-way) clears it too, so an error message
+/// never follows a stale spinner line.
 pub(super) fn spinner(message: String) -> ProgressBar {
     use std::io::IsTerminal as _;
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::new_spinner();
+    let bar = ProgressBar::new_spinner().with_finish(indicatif::ProgressFinish::AndClear);
     spinner_again(&bar, message);
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
     bar
