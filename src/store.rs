@@ -844,19 +844,26 @@ impl Store {
     }
 }
 
-/// The oldest pending events, all at or above the outbox cursor (migration 6); an event
-/// never overtakes an earlier event of its redemption (a void waits while its redeem is
-/// parked).
+/// The oldest pending events: redeem events from the outbox cursor on (migration 6),
+/// voids through their own index. An event never overtakes an earlier event of its
+/// redemption: a void waits while its redeem is parked (a redeem event is its
+/// redemption's first, so nothing holds one back).
 const PENDING_EVENTS_SQL: &str = "SELECT o.seq, o.event_id, o.type, o.redemption_id, o.body FROM outbox o
-     WHERE o.seq >= (SELECT low FROM outbox_cursor WHERE id = 1) AND o.state = 'pending'
+     WHERE o.seq >= (SELECT low FROM outbox_cursor WHERE id = 1) AND o.state = 'pending' AND o.type = 'redeem'
+     UNION ALL
+     SELECT v.seq, v.event_id, v.type, v.redemption_id, v.body FROM outbox v
+     WHERE v.state = 'pending' AND v.type = 'void'
        AND NOT EXISTS (SELECT 1 FROM outbox p
-                       WHERE p.redemption_id = o.redemption_id AND p.state = 'parked' AND p.seq < o.seq)
-     ORDER BY o.seq LIMIT ?1";
+                       WHERE p.redemption_id = v.redemption_id AND p.state = 'parked' AND p.seq < v.seq)
+     ORDER BY 1 LIMIT ?1";
 
-/// The pending events above the cursor and the parked ones through their partial index,
-/// each counted alone (a `FILTER` over the whole outbox reads every event).
-const UNDELIVERED_SQL: &str = "SELECT (SELECT COUNT(*) FROM outbox WHERE seq >= (SELECT low FROM outbox_cursor WHERE id = 1) AND state = 'pending'),
-            (SELECT COUNT(*) FROM outbox WHERE state = 'parked')";
+/// Pending redeem events above the cursor, pending voids and parked events, each through
+/// the key or a partial index (a `FILTER` over the whole outbox reads every event).
+const UNDELIVERED_SQL: &str = "SELECT
+       (SELECT COUNT(*) FROM outbox
+        WHERE seq >= (SELECT low FROM outbox_cursor WHERE id = 1) AND state = 'pending' AND type = 'redeem')
+       + (SELECT COUNT(*) FROM outbox WHERE state = 'pending' AND type = 'void'),
+       (SELECT COUNT(*) FROM outbox WHERE state = 'parked')";
 
 /// A range of the primary key: a redemption's id is the UUIDv7 of its `at_ms` (the
 /// ledger refuses one that is not), so `[id_floor(from), id_floor(until))` holds exactly
@@ -867,7 +874,10 @@ const REDEMPTIONS_BETWEEN_SQL: &str =
             CASE WHEN EXISTS (SELECT 1 FROM outbox o WHERE o.redemption_id = r.id AND o.state = 'parked')
                  THEN 'parked'
                  WHEN r.id IN (SELECT redemption_id FROM outbox
-                               WHERE seq >= (SELECT low FROM outbox_cursor WHERE id = 1) AND state = 'pending')
+                               WHERE seq >= (SELECT low FROM outbox_cursor WHERE id = 1)
+                                 AND state = 'pending' AND type = 'redeem'
+                               UNION ALL
+                               SELECT redemption_id FROM outbox WHERE state = 'pending' AND type = 'void')
                  THEN 'pending' ELSE r.forward_state END,
             r.presentation
      FROM redemption r
@@ -1952,6 +1962,7 @@ mod tests {
                 UNDELIVERED_SQL,
                 vec![
                     "SEARCH outbox USING INTEGER PRIMARY KEY (rowid>?)",
+                    "SCAN outbox USING COVERING INDEX outbox_pending_void",
                     "SCAN outbox USING COVERING INDEX outbox_parked",
                 ],
             ),
@@ -1959,6 +1970,7 @@ mod tests {
                 PENDING_EVENTS_SQL,
                 vec![
                     "SEARCH o USING INTEGER PRIMARY KEY (rowid>?)",
+                    "SCAN v USING INDEX outbox_pending_void",
                     "SEARCH p USING COVERING INDEX outbox_parked (redemption_id=",
                 ],
             ),
@@ -2008,8 +2020,19 @@ mod tests {
                 stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
             };
             let from_cursor: Vec<i64> = store.pending_events(100).unwrap().iter().map(|e| e.seq).collect();
+            // The cursor sits at the oldest pending redeem event (past the newest event when
+            // none waits), whatever voids wait behind parked redeem events below it.
             let low: i64 = store.conn.query_row("SELECT low FROM outbox_cursor", [], |r| r.get(0)).unwrap();
-            assert!(pending.iter().all(|seq| *seq >= low), "{step}: {pending:?} below {low}");
+            let tight: i64 = store
+                .conn
+                .query_row(
+                    "SELECT IFNULL((SELECT MIN(seq) FROM outbox WHERE state = 'pending' AND type = 'redeem'),
+                                   (SELECT MAX(seq) + 1 FROM outbox))",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(low, tight, "{step}");
             assert_eq!(store.undelivered().unwrap().0, pending.len() as u64, "{step}");
             // Those the forwarder may send: not behind a parked event of their redemption.
             let sendable: Vec<i64> = {
@@ -2070,6 +2093,47 @@ mod tests {
         ] {
             assert!(store.conn.execute(edit, []).is_err(), "{edit}");
         }
+    }
+
+    #[test]
+    fn a_void_held_behind_a_parked_redeem_does_not_hold_the_outbox_cursor() {
+        let (_dir, mut store, _) = ledger();
+        let issuer = Issuer::from_seed(5);
+        let now: Timestamp = "2026-11-28T05:00:00Z".parse().unwrap();
+        let rules = store.ruleset().unwrap().unwrap().rules;
+        let terminal = Terminal { merchant_id: "M-1".into(), merchant_category: "dining".into() };
+        let mut ids = Vec::new();
+        for i in 0..2 {
+            let code = issuer.code(&crate::issuer::CodeSpec::new(format!("H-{i}"), "A", now));
+            let single = CheckoutRef::Single { basket_total: Money(5000), eligible_total: None, pos_ref: None };
+            ids.push(store.present(single, &code, &terminal, Some(&rules), now).unwrap().redemption_id.unwrap());
+        }
+        let low =
+            |store: &Store| -> i64 { store.conn.query_row("SELECT low FROM outbox_cursor", [], |r| r.get(0)).unwrap() };
+        let sendable = |store: &Store| -> Vec<(i64, String)> {
+            store.pending_events(100).unwrap().into_iter().map(|e| (e.seq, e.kind)).collect()
+        };
+        let events = store.pending_events(100).unwrap();
+        assert_eq!(low(&store), 1);
+        // The first redeem event parked, its redemption voided: the void (seq 3) waits behind it.
+        store.park(&events[0..1], "bad", now).unwrap();
+        store.void(&ids[0], None, &TimeZone::UTC, now).unwrap();
+        assert_eq!(sendable(&store), [(2, "redeem".to_string())]);
+        // The other redeem event answered: no redeem event waits, and the cursor is past the
+        // newest event, not held at the void, which still counts as undelivered.
+        let accepted = EventResult { event_id: String::new(), status: EventStatus::Accepted, raw: "{}".into() };
+        store.apply_results(&events[1..2], std::slice::from_ref(&accepted), now).unwrap();
+        assert_eq!(low(&store), 4);
+        assert!(sendable(&store).is_empty());
+        assert_eq!(store.undelivered().unwrap(), (1, 1));
+        // Retried, the redeem event brings the cursor back; answered, the void goes next.
+        assert_eq!(store.unpark(None).unwrap(), 1);
+        assert_eq!(low(&store), 1);
+        assert_eq!(sendable(&store), [(1, "redeem".to_string()), (3, "void".to_string())]);
+        let waiting = store.pending_events(100).unwrap();
+        store.apply_results(&waiting, &[accepted.clone(), accepted], now).unwrap();
+        assert_eq!(low(&store), 4);
+        assert_eq!(store.undelivered().unwrap(), (0, 0));
     }
 
     #[test]
