@@ -4,11 +4,12 @@
 -- Every redemption's commit wrote a page of `outbox_pending` (the index of the events
 -- waiting for upstream) besides the event's own page. Redeem events are answered roughly
 -- in the order they were made, so the waiting ones sit at the end of the outbox: one row,
--- `outbox_cursor`, holds `low`, and no redeem event below `low` is pending. The waiting
--- redeem events are then the pending ones of the range [low, newest] of the outbox's own
--- key, which costs what the backlog costs and no page a redemption writes. Triggers keep
--- `low`: it rises when the redeem event at it leaves the queue, falls to one put back in
--- it, and the ledger refuses a pending redeem event below it.
+-- `outbox_cursor`, holds `low`, the oldest pending redeem event's seq (one past the newest
+-- event when none waits). The waiting redeem events are then the pending ones of the
+-- range [low, newest] of the outbox's own key, which costs what the backlog costs and no
+-- page a redemption writes. Triggers keep `low`: it rises when the redeem event at it
+-- leaves the queue or a void takes its place, falls to one put back in it, and the ledger
+-- refuses a pending redeem event below it.
 --
 -- Voids keep an index of their own. A void waits behind its redemption's parked redeem
 -- event (an event never overtakes an earlier one of its redemption), for as long as
@@ -45,6 +46,12 @@ BEGIN
         (SELECT MAX(seq) + 1 FROM outbox))
     WHERE id = 1;
 END;
+-- A void made while no redeem event waits takes the cursor's place: the cursor moves past
+-- it, or it would stay there while redeem events come and go above it, and every read of
+-- the queue would walk them all.
+CREATE TRIGGER outbox_cursor_past_void AFTER INSERT ON outbox
+WHEN NEW.type <> 'redeem' AND NEW.seq = (SELECT low FROM outbox_cursor WHERE id = 1)
+BEGIN UPDATE outbox_cursor SET low = NEW.seq + 1 WHERE id = 1; END;
 -- A redeem event put back in the queue (`outbox retry`): the cursor comes down to it.
 CREATE TRIGGER outbox_cursor_back AFTER UPDATE OF state ON outbox
 WHEN NEW.state = 'pending' AND OLD.state <> 'pending' AND NEW.type = 'redeem'

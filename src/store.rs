@@ -2095,6 +2095,181 @@ mod tests {
         }
     }
 
+    /// One step of the outbox's life, as the agent takes them.
+    #[derive(Debug, Clone)]
+    enum OutboxStep {
+        Redeem,
+        Void(usize),
+        /// Answer up to `n` of the waiting events: the first `answered` of them, in an
+        /// order turned by `turn`, each with `statuses[i % len]`; `again` re-sends an
+        /// already answered one among them (a crash between send and mark).
+        Answer {
+            n: usize,
+            answered: usize,
+            turn: usize,
+            statuses: Vec<EventStatus>,
+            again: bool,
+        },
+        Park(usize),
+        RetryOne(usize),
+        RetryAll,
+    }
+
+    fn outbox_step() -> impl proptest::strategy::Strategy<Value = OutboxStep> {
+        use proptest::prelude::*;
+        let status = prop_oneof![
+            Just(EventStatus::Accepted),
+            Just(EventStatus::Duplicate),
+            Just(EventStatus::Conflict),
+            Just(EventStatus::Rejected)
+        ];
+        prop_oneof![
+            4 => Just(OutboxStep::Redeem),
+            1 => any::<usize>().prop_map(OutboxStep::Void),
+            3 => (1..8usize, 0..8usize, any::<usize>(), proptest::collection::vec(status, 1..4), any::<bool>())
+                .prop_map(|(n, answered, turn, statuses, again)| OutboxStep::Answer { n, answered, turn, statuses, again }),
+            1 => any::<usize>().prop_map(OutboxStep::Park),
+            1 => any::<usize>().prop_map(OutboxStep::RetryOne),
+            1 => Just(OutboxStep::RetryAll),
+        ]
+    }
+
+    /// What the ledger's keepers (the cursor, the running totals, the queries that use
+    /// them) must agree with, computed from the rows the slow way.
+    fn check_outbox_against_definitions(store: &Store, step: &str) {
+        let rows = |sql: &str| -> Vec<i64> {
+            let mut stmt = store.conn.prepare(sql).unwrap();
+            stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+        };
+        let one = |sql: &str| -> i64 { store.conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        let low = one("SELECT low FROM outbox_cursor");
+        let tight = one("SELECT IFNULL((SELECT MIN(seq) FROM outbox WHERE state = 'pending' AND type = 'redeem'),
+                           (SELECT IFNULL(MAX(seq), 0) + 1 FROM outbox))");
+        assert_eq!(low, tight, "{step}: the cursor");
+        let sendable = rows(
+            "SELECT seq FROM outbox o WHERE state = 'pending' AND NOT EXISTS (SELECT 1 FROM outbox p
+               WHERE p.redemption_id = o.redemption_id AND p.state = 'parked' AND p.seq < o.seq) ORDER BY seq",
+        );
+        let queued: Vec<i64> = store.pending_events(10_000).unwrap().iter().map(|e| e.seq).collect();
+        assert_eq!(queued, sendable, "{step}: the queue");
+        let pending = one("SELECT COUNT(*) FROM outbox WHERE state = 'pending'") as u64;
+        let parked = one("SELECT COUNT(*) FROM outbox WHERE state = 'parked'") as u64;
+        assert_eq!(store.undelivered().unwrap(), (pending, parked), "{step}: undelivered");
+        let (count, value): (u64, i64) = store
+            .conn
+            .query_row(
+                "SELECT COUNT(*), IFNULL(SUM(discount), 0) FROM redemption r
+                 WHERE voided_ms IS NULL AND EXISTS (SELECT 1 FROM outbox o
+                     WHERE o.redemption_id = r.id AND o.type = 'redeem' AND o.state = 'pending')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        let unsynced = store.unsynced().unwrap();
+        assert_eq!((unsynced.count, unsynced.value.0), (count, value), "{step}: the unsynced totals");
+        let from: Timestamp = "2026-11-27T00:00:00Z".parse().unwrap();
+        let until: Timestamp = "2026-11-30T00:00:00Z".parse().unwrap();
+        for r in store.redemptions_between(from, until).unwrap() {
+            let id = &r.redemption_id;
+            let any = |state: &str| -> bool {
+                store
+                    .conn
+                    .query_row(
+                        "SELECT EXISTS (SELECT 1 FROM outbox WHERE redemption_id = ?1 AND state = ?2)",
+                        params![id, state],
+                        |r| r.get(0),
+                    )
+                    .unwrap()
+            };
+            let stored: ForwardState =
+                store.conn.query_row("SELECT forward_state FROM redemption WHERE id = ?1", [id], |r| r.get(0)).unwrap();
+            let want = if any("parked") {
+                ForwardState::Parked
+            } else if any("pending") {
+                ForwardState::Pending
+            } else {
+                stored
+            };
+            assert_eq!(r.state, want, "{step}: the report's state of {id}");
+        }
+    }
+
+    proptest::proptest! {
+        // Each case makes a ledger and signs codes, slow in debug builds: fewer cases.
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(40))]
+        #[test]
+        fn the_outbox_keepers_match_their_definitions_whatever_the_order_of_steps(
+            steps in proptest::collection::vec(outbox_step(), 1..40)
+        ) {
+            let (_dir, mut store, _) = ledger();
+            let issuer = Issuer::from_seed(5);
+            let now: Timestamp = "2026-11-28T05:00:00Z".parse().unwrap();
+            let rules = store.ruleset().unwrap().unwrap().rules;
+            let terminal = Terminal { merchant_id: "M-1".into(), merchant_category: "dining".into() };
+            let mut redemptions = Vec::new();
+            for (i, step) in steps.iter().enumerate() {
+                let at = now + jiff::SignedDuration::from_secs(i as i64);
+                match step {
+                    OutboxStep::Redeem => {
+                        let mut spec = crate::issuer::CodeSpec::new(format!("P-{i}"), "A", now);
+                        spec.holder = format!("holder-{i}").into_bytes();
+                        let single = CheckoutRef::Single { basket_total: Money(5000), eligible_total: None, pos_ref: None };
+                        let recorded = store.present(single, &issuer.code(&spec), &terminal, Some(&rules), at).unwrap();
+                        redemptions.extend(recorded.redemption_id);
+                    }
+                    OutboxStep::Void(k) if !redemptions.is_empty() => {
+                        let id = redemptions[k % redemptions.len()].clone();
+                        store.void(&id, None, &TimeZone::UTC, at).unwrap();
+                    }
+                    OutboxStep::Answer { n, answered, turn, statuses, again } => {
+                        let mut events = store.pending_events(*n).unwrap();
+                        events.truncate(*answered);
+                        if !events.is_empty() {
+                            let t = turn % events.len();
+                            events.rotate_left(t);
+                        }
+                        if *again {
+                            let answered_seq: Option<i64> = store
+                                .conn
+                                .query_row("SELECT MIN(seq) FROM outbox WHERE state NOT IN ('pending', 'parked')", [], |r| r.get(0))
+                                .unwrap();
+                            if let Some(seq) = answered_seq {
+                                let (event_id, kind, redemption_id, body): (String, String, String, String) = store
+                                    .conn
+                                    .query_row("SELECT event_id, type, redemption_id, body FROM outbox WHERE seq = ?1", [seq], |r| {
+                                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                                    })
+                                    .unwrap();
+                                events.push(OutboxEvent { seq, event_id, kind, redemption_id, body });
+                            }
+                        }
+                        let results: Vec<EventResult> = (0..events.len())
+                            .map(|i| EventResult { event_id: String::new(), status: statuses[i % statuses.len()], raw: "{}".into() })
+                            .collect();
+                        store.apply_results(&events, &results, at).unwrap();
+                    }
+                    OutboxStep::Park(k) => {
+                        let events = store.pending_events(8).unwrap();
+                        if !events.is_empty() {
+                            store.park(&events[k % events.len()..][..1], "bad", at).unwrap();
+                        }
+                    }
+                    OutboxStep::RetryOne(k) => {
+                        let parked = store.outbox_rows(Some(EventState::Parked)).unwrap();
+                        if !parked.is_empty() {
+                            store.unpark(Some(&parked[k % parked.len()].event_id)).unwrap();
+                        }
+                    }
+                    OutboxStep::RetryAll => {
+                        store.unpark(None).unwrap();
+                    }
+                    OutboxStep::Void(_) => {}
+                }
+                check_outbox_against_definitions(&store, &format!("step {i} {step:?}"));
+            }
+        }
+    }
+
     #[test]
     fn a_void_held_behind_a_parked_redeem_does_not_hold_the_outbox_cursor() {
         let (_dir, mut store, _) = ledger();
