@@ -1792,6 +1792,42 @@ mod tests {
         (dir, store, anchors)
     }
 
+    /// A ledger with [`ledger`]'s rule set and what a test needs to redeem on it.
+    struct Till {
+        _dir: tempfile::TempDir,
+        store: Store,
+        issuer: Issuer,
+        rules: RuleSet,
+        terminal: Terminal,
+        now: Timestamp,
+    }
+
+    impl Till {
+        fn new() -> Till {
+            let (_dir, store, _) = ledger();
+            let rules = store.ruleset().unwrap().unwrap().rules;
+            Till {
+                _dir,
+                store,
+                issuer: Issuer::from_seed(5),
+                rules,
+                terminal: Terminal { merchant_id: "M-1".into(), merchant_category: "dining".into() },
+                now: "2026-11-28T05:00:00Z".parse().unwrap(),
+            }
+        }
+
+        /// A single-code sale of `basket` at `at` with a fresh code of campaign A (coupon
+        /// `id`, holder `holder-{id}`), which the rule set accepts: its redemption id.
+        fn redeem(&mut self, id: &str, basket: i64, at: Timestamp) -> String {
+            let mut spec = crate::issuer::CodeSpec::new(id, "A", self.now);
+            spec.holder = format!("holder-{id}").into_bytes();
+            let single = CheckoutRef::Single { basket_total: Money(basket), eligible_total: None, pos_ref: None };
+            let code = self.issuer.code(&spec);
+            let recorded = self.store.present(single, &code, &self.terminal, Some(&self.rules), at).unwrap();
+            recorded.redemption_id.unwrap_or_else(|| panic!("{id} refused: {:?}", recorded.decision.outcome))
+        }
+    }
+
     #[test]
     fn stored_states_serialize_as_the_schema_words() {
         for state in EventState::ALL {
@@ -1995,19 +2031,10 @@ mod tests {
              WHERE voided_ms IS NULL AND forward_state = 'pending'
                AND NOT EXISTS (SELECT 1 FROM outbox o
                                WHERE o.redemption_id = r.id AND o.type = 'redeem' AND o.state = 'parked')";
-        let (_dir, mut store, anchors) = ledger();
-        let issuer = Issuer::from_seed(5);
-        let now: Timestamp = "2026-11-28T05:00:00Z".parse().unwrap();
-        let rules = store.ruleset().unwrap().unwrap().rules;
-        assert_eq!(rules.coupon_keys.len(), 1, "{anchors:?}");
-        let terminal = Terminal { merchant_id: "M-1".into(), merchant_category: "dining".into() };
-        let mut ids = Vec::new();
-        for i in 0..8 {
-            let code = issuer.code(&crate::issuer::CodeSpec::new(format!("U-{i}"), "A", now));
-            let single = CheckoutRef::Single { basket_total: Money(5000 + i), eligible_total: None, pos_ref: None };
-            let recorded = store.present(single, &code, &terminal, Some(&rules), now).unwrap();
-            ids.push(recorded.redemption_id.expect("accepted"));
-        }
+        let mut till = Till::new();
+        let now = till.now;
+        let ids: Vec<String> = (0..8).map(|i| till.redeem(&format!("U-{i}"), 5000 + i, now)).collect();
+        let mut store = till.store;
         let events = store.pending_events(100).unwrap();
         let same = |store: &Store, step: &str| {
             let want: (u64, i64) = store.conn.query_row(BY_REDEMPTION, [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
@@ -2201,22 +2228,16 @@ mod tests {
         fn the_outbox_keepers_match_their_definitions_whatever_the_order_of_steps(
             steps in proptest::collection::vec(outbox_step(), 1..40)
         ) {
-            let (_dir, mut store, _) = ledger();
-            let issuer = Issuer::from_seed(5);
-            let now: Timestamp = "2026-11-28T05:00:00Z".parse().unwrap();
-            let rules = store.ruleset().unwrap().unwrap().rules;
-            let terminal = Terminal { merchant_id: "M-1".into(), merchant_category: "dining".into() };
+            let mut till = Till::new();
             let mut redemptions = Vec::new();
             for (i, step) in steps.iter().enumerate() {
-                let at = now + jiff::SignedDuration::from_secs(i as i64);
+                let at = till.now + jiff::SignedDuration::from_secs(i as i64);
+                if let OutboxStep::Redeem = step {
+                    redemptions.push(till.redeem(&format!("P-{i}"), 5000, at));
+                }
+                let store = &mut till.store;
                 match step {
-                    OutboxStep::Redeem => {
-                        let mut spec = crate::issuer::CodeSpec::new(format!("P-{i}"), "A", now);
-                        spec.holder = format!("holder-{i}").into_bytes();
-                        let single = CheckoutRef::Single { basket_total: Money(5000), eligible_total: None, pos_ref: None };
-                        let recorded = store.present(single, &issuer.code(&spec), &terminal, Some(&rules), at).unwrap();
-                        redemptions.extend(recorded.redemption_id);
-                    }
+                    OutboxStep::Redeem => {}
                     OutboxStep::Void(k) if !redemptions.is_empty() => {
                         let id = redemptions[k % redemptions.len()].clone();
                         store.void(&id, None, &TimeZone::UTC, at).unwrap();
@@ -2265,24 +2286,17 @@ mod tests {
                     }
                     OutboxStep::Void(_) => {}
                 }
-                check_outbox_against_definitions(&store, &format!("step {i} {step:?}"));
+                check_outbox_against_definitions(store, &format!("step {i} {step:?}"));
             }
         }
     }
 
     #[test]
     fn a_void_held_behind_a_parked_redeem_does_not_hold_the_outbox_cursor() {
-        let (_dir, mut store, _) = ledger();
-        let issuer = Issuer::from_seed(5);
-        let now: Timestamp = "2026-11-28T05:00:00Z".parse().unwrap();
-        let rules = store.ruleset().unwrap().unwrap().rules;
-        let terminal = Terminal { merchant_id: "M-1".into(), merchant_category: "dining".into() };
-        let mut ids = Vec::new();
-        for i in 0..2 {
-            let code = issuer.code(&crate::issuer::CodeSpec::new(format!("H-{i}"), "A", now));
-            let single = CheckoutRef::Single { basket_total: Money(5000), eligible_total: None, pos_ref: None };
-            ids.push(store.present(single, &code, &terminal, Some(&rules), now).unwrap().redemption_id.unwrap());
-        }
+        let mut till = Till::new();
+        let now = till.now;
+        let ids: Vec<String> = (0..2).map(|i| till.redeem(&format!("H-{i}"), 5000, now)).collect();
+        let mut store = till.store;
         let low =
             |store: &Store| -> i64 { store.conn.query_row("SELECT low FROM outbox_cursor", [], |r| r.get(0)).unwrap() };
         let sendable = |store: &Store| -> Vec<(i64, String)> {
