@@ -2327,19 +2327,14 @@ mod tests {
 
     #[test]
     fn redemption_ids_carry_their_time_and_reports_read_them_by_range() {
-        let (_dir, mut store, _) = ledger();
-        let issuer = Issuer::from_seed(5);
-        let rules = store.ruleset().unwrap().unwrap().rules;
-        let terminal = Terminal { merchant_id: "M-1".into(), merchant_category: "dining".into() };
-        let base: Timestamp = "2026-11-28T05:00:00Z".parse().unwrap();
+        let mut till = Till::new();
+        let base = till.now;
         // At a day's edges to the millisecond, and in between.
         let offsets_ms = [0, 1, 999, 3_600_000, 86_399_999, 86_400_000];
         for (i, offset) in offsets_ms.iter().enumerate() {
-            let at = base + jiff::SignedDuration::from_millis(*offset);
-            let code = issuer.code(&crate::issuer::CodeSpec::new(format!("T-{i}"), "A", base));
-            let single = CheckoutRef::Single { basket_total: Money(5000), eligible_total: None, pos_ref: None };
-            assert!(store.present(single, &code, &terminal, Some(&rules), at).unwrap().redemption_id.is_some());
+            till.redeem(&format!("T-{i}"), 5000, base + jiff::SignedDuration::from_millis(*offset));
         }
+        let store = till.store;
         let day = |from_ms: i64, until_ms: i64| -> Vec<i64> {
             let (from, until) =
                 (base + jiff::SignedDuration::from_millis(from_ms), base + jiff::SignedDuration::from_millis(until_ms));
