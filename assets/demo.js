@@ -16,7 +16,12 @@ for (const button of document.querySelectorAll("button.sample")) {
   });
 }
 document.getElementById("toggle-upstream").addEventListener("click", async () => {
-  const response = await fetch("/demo/upstream", { method: "POST", credentials: "same-origin" });
+  const response = await fetch("/demo/upstream", {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json" },
+    body: "{}",
+  });
   const data = await response.json();
   const pill = document.getElementById("upstream-state");
   pill.textContent = T["demo.upstream"] + ": " + (data.online ? T["demo.upstream_online"] : T["demo.upstream_offline"]);
@@ -41,7 +46,8 @@ events.addEventListener("decision", (ev) => {
   const d = JSON.parse(ev.data);
   const ok = d.decision === "accepted";
   show(ok, ok ? T["decision.accepted_title"] : T["decision.rejected_title"],
-    document.documentElement.lang === document.body.dataset.terminalLang ? d.message : (T["reason." + d.reason] || d.reason || ""));
+    document.documentElement.lang === document.body.dataset.terminalLang ? d.message
+      : ((d.messages && d.messages[document.documentElement.lang]) || T["reason." + d.reason] || d.reason || ""));
 });
 events.addEventListener("scan", (ev) => {
   const s = JSON.parse(ev.data);

@@ -17,8 +17,9 @@ pub struct Situation {
     /// The checkout's eligible amount and the discounts it already holds.
     pub eligible_total: Money,
     pub accepted_discount: Money,
-    /// When this terminal redeemed the coupon (for `already_redeemed`).
-    pub redeemed_at: Option<Timestamp>,
+    /// When the coupon was redeemed on this ledger, and whether by the terminal it was
+    /// taken over from (for `already_redeemed`).
+    pub redeemed_at: Option<crate::store::Redeemed>,
     pub unsynced: Unsynced,
 }
 
@@ -30,7 +31,7 @@ pub fn message(language: Language, decision: &Decision, rules: Option<&RuleSet>,
         Ok(discount) => return messages::accepted(language, discount, digits),
         Err(reason) => reason,
     };
-    let head = messages::rejected(language, reason);
+    let head = reason.text(language);
     match advice(language, reason, decision, rules, situation, digits) {
         Some(advice) => match language {
             Language::ZhCn => format!("{head}（{advice}）"),
@@ -65,9 +66,18 @@ fn advice(
                 Some(fill("advice.below_min_spend_used", &[]))
             }
         }
-        Reason::AlreadyRedeemed => {
-            situation.redeemed_at.map(|at| fill("advice.already_redeemed_here", &[("when", &local_date(at))]))
-        }
+        // A ledger taken over in a swap holds the old terminal's redemptions: "this
+        // terminal" only for what this one redeemed.
+        Reason::AlreadyRedeemed => situation.redeemed_at.as_ref().map(|r| {
+            let when = local_date(r.at);
+            match r.before_swap.as_deref() {
+                None => fill("advice.already_redeemed_here", &[("when", &when)]),
+                Some("") => fill("advice.already_redeemed_before_swap_unnamed", &[("when", &when)]),
+                Some(terminal) => {
+                    fill("advice.already_redeemed_before_swap", &[("when", &when), ("terminal", terminal)])
+                }
+            }
+        }),
         Reason::Expired | Reason::NotYetValid => {
             let coupon = decision.coupon.as_ref()?;
             let campaign = campaign?;
@@ -107,4 +117,32 @@ fn advice(
         Reason::ClockInvalid => Some(fill("advice.clock_invalid", &[])),
         _ => None,
     }
+}
+
+/// The basket limit's words: the limit and the coupons that hold it, each by its
+/// campaign's name in `language` and its discount ("每单限用 1 张，本单已用：演示餐饮券 −10.00").
+/// `held`: the checkout's accepted, unvoided coupons as (campaign id, discount).
+pub fn basket_limit(language: Language, rules: Option<&RuleSet>, held: &[(String, Money)]) -> Option<String> {
+    let rules = rules?;
+    if held.is_empty() {
+        return None;
+    }
+    let digits = crate::money::currency_digits(&rules.currency);
+    let names: Vec<String> = held
+        .iter()
+        .map(|(campaign_id, discount)| {
+            let name =
+                rules.campaigns.get(campaign_id).map_or(campaign_id.as_str(), |c| c.display_name(language.tag()));
+            format!("{name} −{}", discount.display(digits))
+        })
+        .collect();
+    let separator = match language {
+        Language::ZhCn => "、",
+        Language::En => ", ",
+    };
+    Some(messages::fill(
+        language,
+        "advice.basket_limit",
+        &[("limit", &rules.max_coupons_per_basket.to_string()), ("held", &names.join(separator))],
+    ))
 }

@@ -8,8 +8,11 @@
 //! manager PIN's hash, not page sessions. A restore refuses to replace a ledger that
 //! holds any event the backup lacks, and refuses while a daemon runs on the data dir.
 //! The restored outbox keeps every event with its original `event_id` and `seq`, so
-//! after a fresh `provision` the new terminal forwards the old terminal's unanswered
-//! events exactly once in effect (upstream deduplicates by `event_id`).
+//! after a fresh `provision` (which keeps the data dir of a terminal that has a config)
+//! the new terminal forwards the old terminal's unanswered events exactly once in effect
+//! (upstream deduplicates by `event_id`). A restore onto a config of another merchant is
+//! refused unless forced; one onto another terminal notes the swap in the ledger
+//! ([`Store::record_swap`]), so a coupon the old terminal used is told as its.
 //!
 //! This module owns the procedure and its checks; the SQL lives in [`crate::store`].
 
@@ -68,14 +71,28 @@ pub struct Summary {
     pub files: Vec<String>,
 }
 
-/// The address of a daemon that answers on `data_dir`, if one does.
-pub fn running_daemon(data_dir: &Path) -> Option<std::net::SocketAddr> {
-    let text = std::fs::read_to_string(data_dir.join(crate::daemon::LISTEN_FILE)).ok()?;
-    let mut addr: std::net::SocketAddr = text.trim().parse().ok()?;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+/// Refuses while this data dir's daemon runs (it proved itself: see
+/// [`crate::local_daemon`]), or while something on its port cannot be told from it (no
+/// answer in time, a key this account cannot read): replacing the ledger under a live
+/// daemon would lose what it writes next. Another process on the port is no reason to
+/// refuse: its address is returned, to be told to the reader.
+fn check_no_daemon(data_dir: &Path) -> Result<Option<std::net::SocketAddr>, BackupError> {
+    use crate::local_daemon::Found;
+    let dir = || data_dir.display().to_string();
+    match crate::local_daemon::find(data_dir, std::time::Duration::from_secs(2)) {
+        Found::NeverRan | Found::NotListening(_) => Ok(None),
+        Found::Other(addr) => Ok(Some(addr)),
+        Found::Ours(daemon) => {
+            Err(refused("backup.daemon_runs", [("dir", dir()), ("addr", daemon.addr().to_string())]))
+        }
+        Found::Silent { addr, .. } => {
+            Err(refused("backup.daemon_silent", [("dir", dir()), ("addr", addr.to_string())]))
+        }
+        Found::KeyUnreadable { addr, path, error } => Err(refused(
+            "backup.daemon_unprovable",
+            [("addr", addr.to_string()), ("path", path.display().to_string()), ("error", error.to_string())],
+        )),
     }
-    std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(1)).ok().map(|_| addr)
 }
 
 /// Writes a backup of the terminal configured at `config_path` to `dest`.
@@ -146,11 +163,31 @@ pub struct Restored {
     pub wrote_config: bool,
     pub from_terminal: Option<String>,
     pub created_at: Option<String>,
+    /// The rule set of the replaced ledger, newer than the backup's, installed again over
+    /// it: (that version, the backup's). A restore never rolls the rule set back.
+    pub kept_ruleset: Option<(u64, Option<u64>)>,
+    /// Another process (not this data dir's daemon) listens at the address the last
+    /// daemon here bound: the daemon cannot listen there until it is gone.
+    pub port_taken: Option<std::net::SocketAddr>,
+    /// The terminal's upstream as its config now says (the backup's when it was written
+    /// from it), and its CA file when that is on disk: what `provision` is to be given.
+    pub upstream_url: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    /// The ledger now belongs to another terminal than the one that made it: its
+    /// redemptions so far are told as that terminal's ([`Store::record_swap`]).
+    pub swapped: bool,
 }
 
 /// Restores `file` onto the terminal at `config_path` (its data dir), or, when no config
 /// exists there, onto `data_dir` (default `/var/lib/redeemd`) with the backup's config.
-pub fn restore(config_path: &Path, file: &Path, data_dir: Option<&Path>) -> Result<Restored, BackupError> {
+/// A config of another merchant than the backup's is refused unless `force`.
+pub fn restore(
+    config_path: &Path,
+    file: &Path,
+    data_dir: Option<&Path>,
+    force: bool,
+    clock: &dyn Clock,
+) -> Result<Restored, BackupError> {
     // What is given may not be a backup at all: say so, not what a missing or foreign
     // *ledger* would call for.
     let path = || file.display().to_string();
@@ -169,7 +206,8 @@ pub fn restore(config_path: &Path, file: &Path, data_dir: Option<&Path>) -> Resu
     // The config: this terminal's own if it has one (a fresh provision), else the backup's.
     let existing = config_path.exists();
     let config = if existing {
-        let config = Config::load(config_path).map_err(|e| refused("backup.config", [("error", e.to_string())]))?;
+        let config = Config::load(config_path)
+            .map_err(|e| BackupError::Refused(Text::new("backup.config", vec![]).with("error", e.text())))?;
         if let Some(dir) = data_dir.filter(|d| absolute(d) != config.data_dir) {
             return Err(refused(
                 "backup.data_dir",
@@ -177,6 +215,22 @@ pub fn restore(config_path: &Path, file: &Path, data_dir: Option<&Path>) -> Resu
                     ("config", config_path.display().to_string()),
                     ("configured", config.data_dir.display().to_string()),
                     ("given", dir.display().to_string()),
+                ],
+            ));
+        }
+        // Another merchant's ledger would hand its redemptions (and its unanswered
+        // events) to this terminal's merchant.
+        let merchant = backup.info("merchant_id")?.filter(|m| !m.is_empty());
+        if let Some(merchant) = merchant.filter(|m| *m != config.merchant_id && !force) {
+            let terminal = backup.info("terminal_id")?.filter(|t| !t.is_empty()).unwrap_or_else(|| "-".into());
+            return Err(refused(
+                "backup.other_merchant",
+                [
+                    ("path", path()),
+                    ("backup", merchant),
+                    ("terminal", terminal),
+                    ("config", config_path.display().to_string()),
+                    ("configured", config.merchant_id.clone()),
                 ],
             ));
         }
@@ -195,13 +249,10 @@ pub fn restore(config_path: &Path, file: &Path, data_dir: Option<&Path>) -> Resu
         }
         config
     };
-    if let Some(addr) = running_daemon(&config.data_dir) {
-        return Err(refused(
-            "backup.daemon_runs",
-            [("dir", config.data_dir.display().to_string()), ("addr", addr.to_string())],
-        ));
-    }
+    let port_taken = check_no_daemon(&config.data_dir)?;
     let ledger = config.database_path();
+    let backup_version = backup.ruleset_version()?;
+    let mut newer = None;
     if ledger.exists() {
         let target = Store::open_read_only(&ledger)?;
         let ours = backup.event_ids()?;
@@ -212,9 +263,34 @@ pub fn restore(config_path: &Path, file: &Path, data_dir: Option<&Path>) -> Resu
                 [("path", ledger.display().to_string()), ("count", lost.to_string())],
             ));
         }
+        newer = newer_ruleset(&config, &backup, &target, backup_version)?;
     }
-    std::fs::create_dir_all(&config.data_dir).map_err(io("cannot create", &config.data_dir))?;
-    let store = backup.restore_into(&ledger)?;
+    crate::secret::create_private_dir(&config.data_dir).map_err(io("cannot create", &config.data_dir))?;
+    let mut store = backup.restore_into(&ledger)?;
+    // The same install an import goes through (it refuses a rollback, and keeps the
+    // verified text): the rule set in force is the newer of the two, with its revocations.
+    let kept_ruleset = match newer {
+        Some(verified) => {
+            let version = verified.rules.version;
+            store
+                .install_ruleset(&verified, clock.now())?
+                .map_err(|refusal| BackupError::Other(refusal.to_string()))?;
+            Some((version, backup_version))
+        }
+        None => None,
+    };
+    // Another terminal takes the ledger over (a fresh one, one of another identity, or
+    // one whose config names the backup's terminal without its token: restored before,
+    // not provisioned yet): what it holds so far is told as the backup's terminal's.
+    let from_terminal = backup.info("terminal_id")?.unwrap_or_default();
+    let here = config.upstream.as_ref().map(|u| u.terminal_id.clone()).unwrap_or_default();
+    let tokenless = config.token_path().is_some_and(|token| !token.exists());
+    let swapped = !existing || from_terminal != here || tokenless;
+    if swapped {
+        store.record_swap(&from_terminal, clock.now())?;
+    }
+    // The ledger holds coupon codes: 0600 even over an older, looser file it replaced.
+    keep_private(&ledger);
     give_to_directory_owner(&config.data_dir, &ledger);
     // Trust anchors the terminal lacks come from the backup; a fresh provision's stay.
     let mut files = Vec::new();
@@ -264,7 +340,67 @@ pub fn restore(config_path: &Path, file: &Path, data_dir: Option<&Path>) -> Resu
         wrote_config: !existing,
         from_terminal: backup.info("terminal_id")?.filter(|t| !t.is_empty()),
         created_at: backup.info("created_at")?,
+        kept_ruleset,
+        port_taken,
+        upstream_url: config.upstream.as_ref().map(|u| u.url.clone()),
+        ca_file: config.upstream.as_ref().and_then(|u| u.ca_file.clone()).filter(|p| p.exists()),
+        swapped,
     })
+}
+
+/// The rule set in force in the ledger being replaced when it is newer than the backup's,
+/// verified against the trust keys the terminal will have after the restore (its own,
+/// else the backup's): restoring must not bring back an older rule set (an import refuses
+/// that rollback) and with it lose revocations. One that does not verify is refused
+/// before anything changed.
+fn newer_ruleset(
+    config: &Config,
+    backup: &BackupFile,
+    target: &Store,
+    backup_version: Option<u64>,
+) -> Result<Option<crate::ruleset::VerifiedRuleSet>, BackupError> {
+    let Some((version, jws)) = target.ruleset_text()? else {
+        return Ok(None);
+    };
+    if backup_version.is_some_and(|b| b >= version) {
+        return Ok(None);
+    }
+    let keys = config.trust_keys_path();
+    let text = match std::fs::read(&keys) {
+        Ok(bytes) => Some(bytes),
+        Err(_) => backup.file(config::TRUST_KEYS_FILE)?,
+    };
+    let anchors = text
+        .and_then(|t| String::from_utf8(t).ok())
+        .and_then(|t| crate::ruleset::parse_anchors(&t).ok())
+        .unwrap_or_default();
+    crate::ruleset::verify_owned(jws, &anchors).map(Some).map_err(|refusal| {
+        let mut values = vec![
+            ("path", config.database_path().display().to_string()),
+            ("version", version.to_string()),
+            ("keys", keys.display().to_string()),
+        ];
+        let mut text = match backup_version {
+            Some(v) => {
+                values.push(("backup", v.to_string()));
+                Text::new("backup.newer_ruleset_unverified", values)
+            }
+            // "none", in the reader's language.
+            None => Text::new("backup.newer_ruleset_unverified", values).with("backup", Text::new("cli.none", vec![])),
+        };
+        text = text.with("refusal", refusal.text());
+        BackupError::Refused(text)
+    })
+}
+
+/// Mode 0600 for the ledger and its WAL files (best effort: a file this account cannot
+/// change is left as it is, and `doctor` says so).
+fn keep_private(ledger: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    for suffix in ["", "-wal", "-shm"] {
+        let path = PathBuf::from(format!("{}{suffix}", ledger.display()));
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    }
 }
 
 fn absolute(path: &Path) -> PathBuf {

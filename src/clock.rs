@@ -4,6 +4,10 @@
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
+/// A clock further than this many seconds from upstream's is a warning (`upstream-api.md`,
+/// heartbeat).
+pub const CLOCK_SKEW_LIMIT: i64 = 300;
+
 pub trait Clock: Send + Sync {
     fn now(&self) -> Timestamp;
 }

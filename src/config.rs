@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
+/// The local API's address when neither `run --listen` nor `[api] listen` gives one.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+/// The scanner's firmware profile when neither `run --profile` nor `[scanner] profile` gives one.
+pub const DEFAULT_PROFILE: &str = "generic-serial";
 pub const DEFAULT_PATH: &str = "/etc/redeemd/redeemd.toml";
 pub const DEFAULT_TIMEZONE: &str = "Asia/Shanghai";
 pub const TRUST_KEYS_FILE: &str = "trust-keys.json";
@@ -21,6 +25,10 @@ pub struct Config {
     /// Where the ledger and the trust anchors live.
     pub data_dir: PathBuf,
     pub merchant_id: String,
+    /// The shop's name as upstream gave it at enrollment, for the printed daily sheet; the
+    /// merchant id stands in when it is absent (a terminal set up by hand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merchant_name: Option<String>,
     pub merchant_category: String,
     /// IANA zone for business days until a rule set (whose zone then governs) is installed.
     #[serde(default = "default_timezone")]
@@ -129,14 +137,26 @@ fn default_timezone() -> String {
     DEFAULT_TIMEZONE.to_owned()
 }
 
+/// The annotated example the package installs beside the config (`packaging/redeemd.toml`).
+pub const EXAMPLE_FILE: &str = "redeemd.toml.example";
+
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("config file {0} does not exist; create it with `redeemd init` or pass --config")]
     Missing(PathBuf),
     #[error("cannot read config file {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("config file {path} is not valid: {message}")]
-    Parse { path: PathBuf, message: String },
+    /// Not TOML of the config's shape: where (`line`, from 1, when the parser says) and
+    /// what, in words of the message tables; `language` is the one the file asks for, when
+    /// that much can be read; `example` the annotated example beside it, when installed.
+    #[error("config file {path}{}: {problem}", .line.map(|l| format!(", line {l}")).unwrap_or_default())]
+    Parse {
+        path: PathBuf,
+        line: Option<usize>,
+        problem: Box<ParseProblem>,
+        language: Option<Language>,
+        example: Option<PathBuf>,
+    },
     /// A semantic problem ([`Config::check`]), kept as a text of the message tables so the
     /// command line says it in the configured language (`Display` stays English for logs).
     /// `language` is the one the file asks for (it parsed), so the problem is said in it.
@@ -144,14 +164,237 @@ pub enum ConfigError {
     Invalid { path: PathBuf, message: Text, language: Language },
 }
 
+/// What is wrong in a config file that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseProblem {
+    /// A key the section does not have; `suggestion` is the one probably meant.
+    UnknownKey {
+        key: String,
+        section: Option<String>,
+        suggestion: Option<String>,
+    },
+    MissingKey {
+        key: String,
+        section: Option<String>,
+    },
+    /// A value of the wrong kind (`found`, `expected`: serde's words, like "a string").
+    WrongType {
+        key: Option<String>,
+        found: String,
+        expected: String,
+    },
+    /// A value the key does not take; `expected` lists the ones it does.
+    UnknownValue {
+        key: Option<String>,
+        value: String,
+        expected: Vec<String>,
+    },
+    /// Not TOML at all: the parser's own words.
+    Syntax {
+        detail: String,
+    },
+}
+
+impl std::fmt::Display for ParseProblem {
+    /// English, as the tables say it (logs).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text().render(Language::En))
+    }
+}
+
+impl ParseProblem {
+    pub fn text(&self) -> Text {
+        let section = |s: &Option<String>| match s {
+            Some(s) => Text::new("config.in_section", vec![("section", s.clone())]),
+            None => Text::new("config.top_level", vec![]),
+        };
+        match self {
+            ParseProblem::UnknownKey { key, section: s, suggestion } => {
+                let hint = match suggestion {
+                    Some(k) => Text::new("config.did_you_mean", vec![("key", k.clone())]),
+                    None => Text::new("config.no_suggestion", vec![]),
+                };
+                Text::new("config.unknown_key", vec![("key", key.clone())])
+                    .with("section", section(s))
+                    .with("hint", hint)
+            }
+            ParseProblem::MissingKey { key, section: s } => {
+                Text::new("config.missing_key", vec![("key", key.clone())]).with("section", section(s))
+            }
+            ParseProblem::WrongType { key, found, expected } => {
+                let kind = |serde: &str| {
+                    let word = serde.split_whitespace().map(|w| w.trim_matches('`')).find_map(kind_key);
+                    match word {
+                        Some(key) => Text::new(key, vec![]),
+                        None => Text::new("config.kind_other", vec![("kind", serde.replace('`', "'"))]),
+                    }
+                };
+                Text::new("config.wrong_type", vec![("key", key.clone().unwrap_or_else(|| "?".into()))])
+                    .with("found", kind(found))
+                    .with("expected", kind(expected))
+            }
+            ParseProblem::UnknownValue { key, value, expected } => Text::new(
+                "config.unknown_value",
+                vec![
+                    ("key", key.clone().unwrap_or_else(|| "?".into())),
+                    ("value", value.clone()),
+                    ("expected", expected.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ")),
+                ],
+            ),
+            ParseProblem::Syntax { detail } => Text::new("config.syntax", vec![("detail", detail.clone())]),
+        }
+    }
+}
+
+/// The tables' word for a kind of value serde names (`a string`, `integer`, `u64`, …).
+fn kind_key(serde_word: &str) -> Option<&'static str> {
+    Some(match serde_word {
+        "string" | "str" | "char" => "config.kind_string",
+        "integer" | "float" | "u8" | "u16" | "u32" | "u64" | "i8" | "i16" | "i32" | "i64" | "f32" | "f64" => {
+            "config.kind_number"
+        }
+        "boolean" | "bool" => "config.kind_boolean",
+        "map" | "table" | "struct" => "config.kind_table",
+        "sequence" | "array" => "config.kind_list",
+        "datetime" => "config.kind_date",
+        _ => return None,
+    })
+}
+
 impl ConfigError {
     /// The language the config file asks for, when it could be read that far.
     pub fn language(&self) -> Option<Language> {
         match self {
             ConfigError::Invalid { language, .. } => Some(*language),
+            ConfigError::Parse { language, .. } => *language,
             _ => None,
         }
     }
+
+    /// The error for people (`Display` stays English for logs): the file, the line and
+    /// what is wrong, and where every key is explained when the package is installed.
+    pub fn text(&self) -> Text {
+        let shown = |p: &Path| p.display().to_string();
+        match self {
+            ConfigError::Missing(path) => Text::new("error.config_missing", vec![("path", shown(path))]),
+            ConfigError::Read { path, source } => {
+                let why = match source.kind() {
+                    std::io::ErrorKind::PermissionDenied => Text::new("config.read_denied", vec![]),
+                    _ => Text::new("config.read_other", vec![("error", source.to_string())]),
+                };
+                Text::new("config.unreadable", vec![("path", shown(path))]).with("why", why)
+            }
+            ConfigError::Parse { path, line, problem, example, .. } => {
+                let mut values = vec![("path", shown(path))];
+                values.extend(line.map(|l| ("line", l.to_string())));
+                values.extend(example.as_deref().map(|e| ("example", shown(e))));
+                let key = match (line, example) {
+                    (Some(_), Some(_)) => "config.parse_line_example",
+                    (Some(_), None) => "config.parse_line",
+                    (None, Some(_)) => "config.parse_example",
+                    (None, None) => "config.parse",
+                };
+                Text::new(key, values).with("problem", problem.text())
+            }
+            ConfigError::Invalid { path, message, .. } => {
+                Text::new("error.config_invalid", vec![("path", shown(path))]).with("message", message.clone())
+            }
+        }
+    }
+}
+
+/// A TOML error as a [`ParseProblem`] and its line (from 1), read from the parser's
+/// message and span; the words of the file around the span name the key and section.
+fn parse_problem(text: &str, e: &toml::de::Error) -> (Option<usize>, ParseProblem) {
+    let message = e.message();
+    let start = e.span().map(|s| s.start.min(text.len()));
+    let before = start.and_then(|s| text.get(..s)).unwrap_or_default();
+    let line_no = start.map(|_| before.matches('\n').count() + 1);
+    let line_text = line_no.and_then(|n| text.lines().nth(n - 1)).unwrap_or_default();
+    // The `[section]` the span is in: the last header before it.
+    let section = before.lines().rev().find_map(|l| {
+        let l = l.trim();
+        (l.starts_with('[') && l.ends_with(']') && !l.starts_with("[["))
+            .then(|| l.trim_matches(['[', ']']).trim().to_owned())
+    });
+    let key_on_line =
+        line_text.split_once('=').map(|(k, _)| k.trim().trim_matches('"').to_owned()).filter(|k| !k.is_empty());
+    let quoted: Vec<String> = message.split('`').skip(1).step_by(2).map(str::to_owned).collect();
+    let problem = if let Some(rest) = message.strip_prefix("unknown field ") {
+        let key = quoted.first().cloned().unwrap_or_else(|| rest.to_owned());
+        let suggestion = suggest(&key, quoted.get(1..).unwrap_or_default());
+        ParseProblem::UnknownKey { key, section, suggestion }
+    } else if message.starts_with("missing field ") {
+        // A missing key is reported at its table: a line only when that is a `[section]`.
+        let key = quoted.first().cloned().unwrap_or_default();
+        let at_header = line_text.trim_start().starts_with('[');
+        let section = at_header.then(|| line_text.trim().trim_matches(['[', ']']).trim().to_owned());
+        return (line_no.filter(|_| at_header), ParseProblem::MissingKey { key, section });
+    } else if let Some(rest) = message.strip_prefix("invalid type: ") {
+        let (found, expected) = rest.split_once(", expected ").unwrap_or((rest, "?"));
+        ParseProblem::WrongType { key: key_on_line, found: found.to_owned(), expected: expected.to_owned() }
+    } else if message.starts_with("unknown variant ") {
+        let value = quoted.first().cloned().unwrap_or_default();
+        // One spelling of each (an alias like `zh-cn` is the same value).
+        let mut expected: Vec<String> = Vec::new();
+        for v in quoted.iter().skip(1) {
+            if !expected.iter().any(|e| e.eq_ignore_ascii_case(v)) {
+                expected.push(v.clone());
+            }
+        }
+        ParseProblem::UnknownValue { key: key_on_line, value, expected }
+    } else {
+        // Quoted in the sentence: its own backticks become plain quotes.
+        ParseProblem::Syntax { detail: message.trim().replace('\n', "; ").replace('`', "'") }
+    };
+    (line_no, problem)
+}
+
+/// The expected key closest to `key`: the same but for `_`/`-` or case, one containing
+/// the other, or at most two edits away.
+fn suggest(key: &str, expected: &[String]) -> Option<String> {
+    let plain = |s: &str| s.to_lowercase().replace('_', "-");
+    let distance = |a: &str, b: &str| {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut prev = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let here = row[j + 1];
+                row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(here + 1);
+                prev = here;
+            }
+        }
+        row[b.len()]
+    };
+    let key = plain(key);
+    expected
+        .iter()
+        .map(|e| (e, plain(e)))
+        .filter(|(_, e)| *e == key || e.contains(&key) || key.contains(e.as_str()) || distance(&key, e) <= 2)
+        .min_by_key(|(_, e)| distance(&key, e))
+        .map(|(e, _)| e.clone())
+}
+
+/// The language a config that does not parse asks for, read leniently: `language = "…"`
+/// on a line of its own, before any section.
+fn language_of(text: &str) -> Option<Language> {
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            return None;
+        }
+        if let Some((key, value)) = line.split_once('=') {
+            if key.trim() == "language" {
+                let one = format!("l = {}", value.trim());
+                return toml::from_str::<std::collections::BTreeMap<String, Language>>(&one)
+                    .ok()
+                    .and_then(|m| m.into_values().next());
+            }
+        }
+    }
+    None
 }
 
 impl Config {
@@ -162,7 +405,10 @@ impl Config {
             Err(source) => return Err(ConfigError::Read { path: path.into(), source }),
         };
         Config::parse(&text).map_err(|e| match e {
-            ConfigError::Parse { message, .. } => ConfigError::Parse { path: path.into(), message },
+            ConfigError::Parse { line, problem, language, .. } => {
+                let example = path.parent().map(|dir| dir.join(EXAMPLE_FILE)).filter(|p| p.is_file());
+                ConfigError::Parse { path: path.into(), line, problem, language, example }
+            }
             ConfigError::Invalid { message, language, .. } => {
                 ConfigError::Invalid { path: path.into(), message, language }
             }
@@ -172,8 +418,11 @@ impl Config {
 
     /// Parses and checks config text (any text: a fuzz target feeds it).
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let mut config: Config =
-            toml::from_str(text).map_err(|e| ConfigError::Parse { path: PathBuf::new(), message: e.to_string() })?;
+        let mut config: Config = toml::from_str(text).map_err(|e| {
+            let (line, problem) = parse_problem(text, &e);
+            let problem = Box::new(problem);
+            ConfigError::Parse { path: PathBuf::new(), line, problem, language: language_of(text), example: None }
+        })?;
         config.check().map_err(|message| ConfigError::Invalid {
             path: PathBuf::new(),
             message,
@@ -204,14 +453,16 @@ impl Config {
                 .map_err(|_| Text::new("config.listen", vec![("value", format!("{listen:?}"))]))?;
         }
         if let Some(u) = &self.upstream {
-            crate::upstream::check_url(&u.url).map_err(|e| {
+            check_upstream_url(&u.url).map_err(|e| {
                 // The scheme refusal has its own words; a URL that does not parse is
                 // quoted with the parser's reason (the `url` crate's, English only).
                 let problem = match e {
-                    crate::upstream::UpstreamError::InsecureUrl(url) => {
+                    UrlProblem::Insecure(url) => {
                         Text::new("error.upstream_insecure", vec![("url", format!("{url:?}"))])
                     }
-                    other => Text::new("config.url_invalid", vec![("message", other.to_string())]),
+                    UrlProblem::Unparsable { url, error } => {
+                        Text::new("config.url_invalid", vec![("message", format!("upstream URL {url:?}: {error}"))])
+                    }
                 };
                 Text::new("config.upstream_url", vec![]).with("problem", problem)
             })?;
@@ -224,7 +475,7 @@ impl Config {
 
     pub fn to_toml(&self) -> String {
         let body = toml::to_string(self).unwrap_or_default();
-        format!("# redeemd terminal configuration; see packaging/redeemd.toml for every key.\n{body}")
+        format!("# redeemd terminal configuration; every key is explained in {DEFAULT_PATH}.example.\n{body}")
     }
 
     pub fn database_path(&self) -> PathBuf {
@@ -253,6 +504,40 @@ impl Config {
     }
 }
 
+/// Why an upstream URL is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UrlProblem {
+    Unparsable {
+        url: String,
+        error: String,
+    },
+    /// Not https, and not http to a loopback host.
+    Insecure(String),
+}
+
+/// Checks an upstream URL: https, or http only to a loopback host (`upstream-api.md`).
+pub fn check_upstream_url(url: &str) -> Result<url::Url, UrlProblem> {
+    let parsed =
+        url::Url::parse(url).map_err(|e| UrlProblem::Unparsable { url: url.to_owned(), error: e.to_string() })?;
+    match parsed.scheme() {
+        "https" => Ok(parsed),
+        "http" => {
+            let loopback = match parsed.host() {
+                Some(url::Host::Domain(d)) => d == "localhost",
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            };
+            if loopback {
+                Ok(parsed)
+            } else {
+                Err(UrlProblem::Insecure(url.into()))
+            }
+        }
+        _ => Err(UrlProblem::Insecure(url.into())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,6 +548,79 @@ mod tests {
         let config: Config = toml::from_str(text).unwrap();
         config.check().unwrap();
         assert_eq!(config.language, Language::ZhCn);
+    }
+
+    /// Issue 19 item 4: a typo is said with its line and what is wrong, in the tables'
+    /// words (so in the terminal's language), never as the parser's English snippet.
+    #[test]
+    fn a_config_typo_names_its_line_and_what_is_wrong() {
+        let good = "data-dir = '/x'\nmerchant-id = 'M'\nmerchant-category = 'c'\nlanguage = 'en'\n";
+        let problem = |text: &str| match Config::parse(text) {
+            Err(ConfigError::Parse { line, problem, language, .. }) => (line, *problem, language),
+            other => panic!("{other:?}"),
+        };
+        let (line, p, language) = problem(&good.replace("merchant-id", "merchant_id"));
+        assert_eq!(line, Some(2));
+        assert_eq!(language, Some(Language::En));
+        assert_eq!(
+            p,
+            ParseProblem::UnknownKey {
+                key: "merchant_id".into(),
+                section: None,
+                suggestion: Some("merchant-id".into())
+            }
+        );
+        let (line, p, _) =
+            problem(&format!("{good}[upstream]\nurl = 'https://u.example/'\nterminal-id = 'T'\ntimeout-secs = '10'\n"));
+        assert_eq!(line, Some(8));
+        assert!(matches!(&p, ParseProblem::WrongType { key: Some(k), .. } if k == "timeout-secs"), "{p:?}");
+        let zh = p.text().render(Language::ZhCn);
+        assert!(zh.contains("`timeout-secs` 应为数字") && zh.contains("带引号的文本"), "{zh}");
+        let (_, p, _) = problem(&good.replace("'en'", "'fr'"));
+        assert_eq!(
+            p,
+            ParseProblem::UnknownValue {
+                key: Some("language".into()),
+                value: "fr".into(),
+                expected: vec!["zh-CN".into(), "en".into()]
+            }
+        );
+        let (line, p, _) = problem(&format!("{good}[scanner]\nportt = 'auto'\n"));
+        assert_eq!(line, Some(6));
+        assert!(
+            matches!(&p, ParseProblem::UnknownKey { section: Some(s), suggestion: Some(k), .. } if s == "scanner" && k == "port"),
+            "{p:?}"
+        );
+        let (line, p, language) = problem("language = \"en\"\ndata-dir = '/x\nmerchant-id = 'M'\n");
+        assert_eq!((line, language), (Some(2), Some(Language::En)));
+        assert!(
+            matches!(&p, ParseProblem::Syntax { detail } if !detail.contains('`') && !detail.contains('\n')),
+            "{p:?}"
+        );
+        let (line, p, language) = problem("data-dir = '/x'\nmerchant-category = 'c'\n");
+        assert_eq!((line, language), (None, None));
+        assert_eq!(p, ParseProblem::MissingKey { key: "merchant-id".into(), section: None });
+        // The file, the line, the problem, and the example when it is installed beside it.
+        let e = ConfigError::Parse {
+            path: "/etc/redeemd/redeemd.toml".into(),
+            line: Some(2),
+            problem: Box::new(ParseProblem::UnknownKey {
+                key: "merchant_id".into(),
+                section: None,
+                suggestion: Some("merchant-id".into()),
+            }),
+            language: None,
+            example: Some("/etc/redeemd/redeemd.toml.example".into()),
+        };
+        assert_eq!(
+            e.text().render(Language::En),
+            "config file /etc/redeemd/redeemd.toml, line 2: unknown key `merchant_id` at the top of the file, perhaps for \
+             `merchant-id`; every key is explained in /etc/redeemd/redeemd.toml.example"
+        );
+        assert!(e
+            .text()
+            .render(Language::ZhCn)
+            .starts_with("配置文件 /etc/redeemd/redeemd.toml 第 2 行有误：未知的配置项 `merchant_id`"));
     }
 
     #[test]
@@ -277,6 +635,7 @@ mod tests {
         let config = Config {
             data_dir: "/var/lib/redeemd".into(),
             merchant_id: "M-1".into(),
+            merchant_name: Some("演示餐厅".into()),
             merchant_category: "dining".into(),
             timezone: "Asia/Shanghai".into(),
             language: Language::En,

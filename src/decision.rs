@@ -42,6 +42,11 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// What the cashier reads for this refusal (`reason.<code>` of the message tables).
+    pub fn text(self, language: crate::messages::Language) -> &'static str {
+        crate::messages::text(language, &format!("reason.{}", self.as_str()))
+    }
+
     pub const ALL: [Reason; 22] = [
         Reason::Malformed,
         Reason::NoRuleset,
@@ -350,6 +355,17 @@ pub fn business_day(local: &jiff::ZonedDateTime) -> (Timestamp, Timestamp) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_reason_has_a_text_in_each_language() {
+        use crate::messages::{table, Language};
+        for reason in super::Reason::ALL {
+            for language in Language::ALL {
+                let key = format!("reason.{}", reason.as_str());
+                assert!(table(language).contains_key(&key), "{key} missing in {}", language.tag());
+            }
+        }
+    }
+
     use super::*;
     use crate::issuer::{CodeSpec, Issuer};
     use proptest::prelude::*;

@@ -1,15 +1,17 @@
-//! The interactive demo's moving parts: a loopback demo upstream (plain HTTP on
-//! 127.0.0.1, allowed for loopback only) that enrolls the terminal, serves the demo
-//! issuer's signed rule set, answers heartbeats and redemptions — and can be switched
-//! "offline" —, the sample coupons, and the `/demo` page whose clicks feed a coupon's
-//! text into a pseudo-terminal as a scanner would, so it travels the real frame-decoder
-//! path. Nothing here is used outside `redeemd demo`.
+//! The interactive demo's moving parts: its upstream — a sandbox (`crate::sandbox`, the
+//! same code as `redeemd sandbox serve`) in the demo's directory, with the demo issuer's
+//! well-known keys, served over plain HTTP on 127.0.0.1 (allowed for loopback only) and
+//! switchable "offline" —, the sample coupons, and the `/demo` page whose clicks feed a
+//! coupon's text into a pseudo-terminal as a scanner would, so it travels the real
+//! frame-decoder path. Nothing here is used outside `redeemd demo`.
 //!
 //! It must stay a demo: it never runs unless asked for, and it serves only loopback.
 
+use crate::clock::Clock;
 use crate::daemon::api::{page_role, AppState};
-use crate::issuer::{CodeSpec, Holder, Issuer};
+use crate::issuer::{CodeSpec, Holder, Issuer, IssuerKeys};
 use crate::messages::{self, Language};
+use crate::sandbox::{Sandbox, SandboxError, Setup};
 use askama::Template;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -21,6 +23,7 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -29,106 +32,56 @@ pub const ENROLLMENT_CODE: &str = "DEMO-ENROLL";
 /// A coupon the demo upstream already saw redeemed at another terminal: redeemed here
 /// offline, it is accepted, then upstream answers `conflict`.
 pub const USED_ELSEWHERE: &str = "DEMO-USED-ELSEWHERE";
+/// Revoked in the demo's campaigns (`packaging/sandbox-campaigns.toml`).
 pub const REVOKED: &str = "DEMO-REVOKED";
 pub const CAMPAIGN: &str = "DEMO-DINING";
 pub const BIG_CAMPAIGN: &str = "DEMO-BIG";
-
-/// The demo rule set: "spend 40, get 10 off" and "spend 100, get 20 off", a revoked id.
-pub fn ruleset(issuer: &Issuer, now: Timestamp) -> String {
-    let mut payload = issuer.ruleset_payload(1, now, &[CAMPAIGN, BIG_CAMPAIGN], &[REVOKED]);
-    if let Some(campaigns) = payload["campaigns"].as_array_mut() {
-        for c in campaigns.iter_mut() {
-            if c["id"] == CAMPAIGN {
-                c["name"] = json!({"zh-CN": "演示餐饮券", "en": "Demo dining coupon"});
-            } else {
-                c["name"] = json!({"zh-CN": "演示大额券", "en": "Demo big-basket coupon"});
-                c["face_value"] = json!(2000);
-                c["min_spend"] = json!(10000);
-            }
-        }
-    }
-    issuer.sign_ruleset(&payload)
-}
-
-#[derive(Default)]
-struct UpstreamState {
-    enrolled: bool,
-    /// coupon id → first redemption (terminal, at).
-    redeemed: HashMap<String, (String, String)>,
-    /// event id → the first answer (re-sent events get it again).
-    answers: HashMap<String, Value>,
-}
+/// Who redeemed [`USED_ELSEWHERE`], as upstream's `conflict` answer names it.
+const OTHER_TERMINAL: &str = "T-0007";
 
 /// The demo upstream, serving until the process ends.
 pub struct DemoUpstream {
     pub addr: SocketAddr,
     pub online: Arc<AtomicBool>,
+    /// Its state: `redeemd sandbox terminals --dir DIR/upstream` works on it too.
+    pub sandbox: Arc<Sandbox>,
 }
 
-const TOKEN: &str = "demo-upstream-token";
-
 impl DemoUpstream {
-    pub fn start(issuer: &Issuer, now: Timestamp) -> std::io::Result<DemoUpstream> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
+    /// A sandbox in `dir` with the demo issuer's `keys` and the demo's campaigns (the
+    /// built-in default), its enrollment code ready and [`USED_ELSEWHERE`] redeemed by
+    /// another terminal two hours ago, served on 127.0.0.1 in a thread of its own.
+    pub fn start(dir: &Path, keys: IssuerKeys, clock: Arc<dyn Clock>) -> Result<DemoUpstream, SandboxError> {
+        let setup = Setup { campaigns: None, keys: Some(keys) };
+        let sandbox = Arc::new(Sandbox::create_or_open(dir, setup, clock.clone())?.sandbox);
+        // Unused again, should a demo that stopped before provisioning have spent it.
+        sandbox.put_code(ENROLLMENT_CODE, SignedDuration::from_hours(24))?;
+        sandbox.seed_redemption(
+            USED_ELSEWHERE,
+            CAMPAIGN,
+            OTHER_TERMINAL,
+            clock.now() - SignedDuration::from_hours(2),
+        )?;
+        let io = |source: std::io::Error| SandboxError::Write { path: dir.to_owned(), source };
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(io)?;
+        let addr = listener.local_addr().map_err(io)?;
         let online = Arc::new(AtomicBool::new(true));
-        let jws = ruleset(issuer, now);
-        let anchors: Value = serde_json::from_str(&issuer.trust_anchors_json()).unwrap_or(Value::Null);
-        let mut state = UpstreamState::default();
-        state
-            .redeemed
-            .insert(USED_ELSEWHERE.into(), ("T-0007".into(), (now - SignedDuration::from_hours(2)).to_string()));
-        let state = Arc::new(Mutex::new(state));
-        let gate = online.clone();
-        let app = Router::new()
-            .route(
-                "/v1/enroll",
-                post(move |Extension(s): Extension<Arc<Mutex<UpstreamState>>>, Json(body): Json<Value>| async move {
-                    let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
-                    if body["enrollment_code"] != ENROLLMENT_CODE {
-                        return fail(StatusCode::UNAUTHORIZED, "invalid_code");
+        let options = crate::sandbox::server::ServeOptions { online: Some(online.clone()), ..Default::default() };
+        let app = crate::sandbox::server::router(sandbox.clone(), options);
+        std::thread::Builder::new()
+            .name("demo-upstream".into())
+            .spawn(move || {
+                let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+                let handle = axum_server::Handle::new();
+                runtime.block_on(async move {
+                    let transport = crate::sandbox::server::Transport::Plain;
+                    if let Err(e) = crate::sandbox::server::serve(listener, transport, app, handle).await {
+                        tracing::error!("the demo upstream stopped: {e}");
                     }
-                    if s.enrolled {
-                        return fail(StatusCode::CONFLICT, "code_used");
-                    }
-                    s.enrolled = true;
-                    Json(json!({"terminal_id": "T-DEMO", "merchant_id": "M-DEMO", "merchant_name": "演示小店",
-                        "merchant_category": "dining", "token": TOKEN, "timezone": "Asia/Shanghai",
-                        "ruleset_keys": anchors}))
-                    .into_response()
-                }),
-            )
-            .route("/v1/ruleset", get(move || async move { ([("content-type", "application/jose")], jws) }))
-            .route("/v1/heartbeat", post(|| async { Json(json!({"server_time": Timestamp::now().to_string()})) }))
-            .route("/v1/redemptions", post(redemptions))
-            .layer(axum::middleware::from_fn(move |headers: HeaderMap, request, next: axum::middleware::Next| {
-                let gate = gate.clone();
-                async move {
-                    if !gate.load(Ordering::Relaxed) {
-                        return fail(StatusCode::SERVICE_UNAVAILABLE, "demo_offline");
-                    }
-                    let enrolling = headers.get("authorization").is_none();
-                    let token_ok = headers
-                        .get("authorization")
-                        .and_then(|v| v.to_str().ok())
-                        .is_some_and(|v| v == format!("Bearer {TOKEN}"));
-                    if !enrolling && !token_ok {
-                        return fail(StatusCode::UNAUTHORIZED, "invalid_token");
-                    }
-                    next.run(request).await
-                }
-            }))
-            .layer(Extension(state));
-        std::thread::Builder::new().name("demo-upstream".into()).spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-            runtime.block_on(async move {
-                if let Ok(listener) = tokio::net::TcpListener::from_std(listener) {
-                    let _ = axum::serve(listener, app).await;
-                }
-            });
-        })?;
-        Ok(DemoUpstream { addr, online })
+                });
+            })
+            .map_err(io)?;
+        Ok(DemoUpstream { addr, online, sandbox })
     }
 
     pub fn url(&self) -> String {
@@ -138,43 +91,6 @@ impl DemoUpstream {
 
 fn fail(status: StatusCode, code: &str) -> Response {
     (status, Json(json!({"error": {"code": code, "message": code}}))).into_response()
-}
-
-async fn redemptions(Extension(s): Extension<Arc<Mutex<UpstreamState>>>, Json(body): Json<Value>) -> Response {
-    let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
-    let events = body["events"].as_array().cloned().unwrap_or_default();
-    let results: Vec<Value> = events
-        .iter()
-        .map(|e| {
-            let id = e["event_id"].as_str().unwrap_or_default().to_owned();
-            if let Some(first) = s.answers.get(&id) {
-                let mut again = first.clone();
-                if again["status"] == "accepted" {
-                    again["status"] = json!("duplicate");
-                }
-                return again;
-            }
-            let coupon = e["coupon_id"].as_str().unwrap_or_default().to_owned();
-            let at = e["at"].as_str().unwrap_or_default().to_owned();
-            let mut answer = json!({"event_id": id, "status": "accepted"});
-            if e["type"] == "redeem" {
-                match s.redeemed.get(&coupon) {
-                    Some((terminal, first_at)) if terminal != "T-DEMO" => {
-                        answer = json!({"event_id": id, "status": "conflict", "redeemed_by": terminal,
-                                        "redeemed_at": first_at});
-                    }
-                    _ => {
-                        s.redeemed.insert(coupon, ("T-DEMO".into(), at));
-                    }
-                }
-            } else if e["type"] == "void" {
-                s.redeemed.retain(|c, (terminal, _)| !(c == &coupon && terminal == "T-DEMO"));
-            }
-            s.answers.insert(id, answer.clone());
-            answer
-        })
-        .collect();
-    Json(json!({"results": results})).into_response()
 }
 
 /// One sample coupon on the `/demo` page.
@@ -268,7 +184,8 @@ async fn page(
 ) -> Response {
     let (language, _) = crate::daemon::pages::page_language(&s, &headers, &query);
     if page_role(&s, &headers).await.is_none() {
-        return (StatusCode::UNAUTHORIZED, messages::text(language, "cashier.link_needed")).into_response();
+        let (title, text) = ("cashier.link_needed_title", "cashier.link_needed");
+        return crate::daemon::api::notice_page(language, StatusCode::UNAUTHORIZED, title, text, "unauthorized");
     }
     let now = demo.clock.now();
     let mut cards: Vec<Card> = samples(&demo.issuer, now)

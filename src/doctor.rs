@@ -206,10 +206,10 @@ pub fn judge_secret(name: &str, path: &Path, mode: u32, owner: u32, runner: &Run
 
 /// The terminal's clock against a trusted time (upstream's answer).
 pub fn judge_skew(skew_s: i64) -> Finding {
-    if skew_s.abs() > crate::sync::CLOCK_SKEW_LIMIT {
+    if skew_s.abs() > crate::clock::CLOCK_SKEW_LIMIT {
         Finding::problem(
             "clock",
-            t!("skew_problem", skew = format!("{skew_s:+}"), limit = crate::sync::CLOCK_SKEW_LIMIT),
+            t!("skew_problem", skew = format!("{skew_s:+}"), limit = crate::clock::CLOCK_SKEW_LIMIT),
             t!("fix_set_time_again"),
         )
     } else {
@@ -358,18 +358,7 @@ pub fn examine(config_path: &Path, clock: &dyn Clock) -> Report {
                 ConfigError::Missing(_) => t!("fix_provision"),
                 _ => t!("fix_config_file"),
             };
-            // Said from the tables (the reader's language) where the error has a text there.
-            let message = match &e {
-                ConfigError::Missing(path) => {
-                    Text::new("error.config_missing", vec![("path", path.display().to_string())])
-                }
-                ConfigError::Invalid { path, message, .. } => {
-                    Text::new("error.config_invalid", vec![("path", path.display().to_string())])
-                        .with("message", message.clone())
-                }
-                _ => t!("config_error", error = e),
-            };
-            report.push(Finding::problem("config", message, fix));
+            report.push(Finding::problem("config", e.text(), fix));
             service(&mut report, None);
             return report;
         }
@@ -416,7 +405,7 @@ pub fn examine(config_path: &Path, clock: &dyn Clock) -> Report {
             return report;
         }
     };
-    let daemon = rt.block_on(daemon_status(&config, &mut report));
+    let daemon = daemon_status(&config, &mut report);
     files(&config, &runner, &mut report);
     let ledger = ledger(&config, daemon.as_ref(), clock, &mut report);
     upstream(&config, &rt, daemon.as_ref(), ledger.as_ref(), clock, &mut report);
@@ -426,30 +415,53 @@ pub fn examine(config_path: &Path, clock: &dyn Clock) -> Report {
     report
 }
 
-/// Asks a running daemon (its bound address in `<data-dir>/listen`, the POS token) for
-/// `/v1/status`. No answer means no daemon: the stale `listen` file stays harmless.
-async fn daemon_status(config: &Config, report: &mut Report) -> Option<DaemonStatus> {
-    let listen = config.data_dir.join(crate::daemon::LISTEN_FILE);
-    let addr = std::fs::read_to_string(&listen).ok().and_then(|t| t.trim().parse::<std::net::SocketAddr>().ok());
-    let Some(mut addr) = addr else {
-        report.push(Finding::ok("daemon", t!("daemon_never_ran")));
-        return None;
-    };
-    if addr.ip().is_unspecified() {
-        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
-    let token = std::fs::read_to_string(crate::secret::pos_token_path(&config.data_dir)).unwrap_or_default();
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = match reqwest::Client::builder().timeout(Duration::from_secs(3)).no_proxy().build() {
-        Ok(c) => c,
-        Err(_) => return None,
-    };
-    let reply = client.get(format!("http://{addr}/v1/status")).bearer_auth(token.trim()).send().await;
-    match reply {
-        Err(e) if e.is_connect() => {
-            report.push(Finding::ok("daemon", t!("daemon_not_running", addr = addr)));
-            None
+/// Asks a running daemon for `/v1/status`, with the POS token, once it has proven that it
+/// is this data dir's daemon ([`crate::local_daemon`]); the token is never sent to any
+/// other listener, which is reported as another process holding the port. Nothing
+/// listening means no daemon: the stale `listen` file stays harmless.
+fn daemon_status(config: &Config, report: &mut Report) -> Option<DaemonStatus> {
+    use crate::local_daemon::Found;
+    let timeout = Duration::from_secs(3);
+    let mut daemon = match crate::local_daemon::find(&config.data_dir, timeout) {
+        Found::NeverRan => {
+            report.push(Finding::ok("daemon", t!("daemon_never_ran")));
+            return None;
         }
+        Found::NotListening(addr) => {
+            report.push(Finding::ok("daemon", t!("daemon_not_running", addr = addr)));
+            return None;
+        }
+        Found::Other(addr) => {
+            // The daemon cannot listen there, and a till that still talks to this address
+            // hands its token to that process: a problem, whoever it is.
+            report.push(Finding::problem(
+                "daemon",
+                t!("daemon_stranger", addr = addr, port = addr.port()),
+                t!("fix_port_holder", port = addr.port()),
+            ));
+            return None;
+        }
+        Found::Silent { addr, error } => {
+            report.push(Finding::warning(
+                "daemon",
+                t!("daemon_no_answer", addr = addr, error = error),
+                t!("fix_daemon_stuck"),
+            ));
+            return None;
+        }
+        Found::KeyUnreadable { addr, path, error } => {
+            report.push(Finding::warning(
+                "daemon",
+                t!("daemon_key_unreadable", addr = addr, path = path.display(), error = error),
+                t!("fix_daemon_key"),
+            ));
+            return None;
+        }
+        Found::Ours(daemon) => daemon,
+    };
+    let addr = daemon.addr();
+    let token = std::fs::read_to_string(crate::secret::pos_token_path(&config.data_dir)).unwrap_or_default();
+    match daemon.get("/v1/status", token.trim(), timeout) {
         Err(e) => {
             report.push(Finding::warning(
                 "daemon",
@@ -458,11 +470,19 @@ async fn daemon_status(config: &Config, report: &mut Report) -> Option<DaemonSta
             ));
             None
         }
-        Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED => {
+        Ok((401, _)) => {
             report.push(Finding::warning("daemon", t!("daemon_refused_token", addr = addr), t!("fix_daemon_data_dir")));
             None
         }
-        Ok(r) => match r.json::<Value>().await {
+        Ok((status, _)) if status != 200 => {
+            report.push(Finding::warning(
+                "daemon",
+                t!("daemon_other", addr = addr, error = format!("HTTP {status}")),
+                t!("fix_daemon_stuck"),
+            ));
+            None
+        }
+        Ok((_, body)) => match serde_json::from_slice::<Value>(&body) {
             Ok(body) => {
                 let version = body["version"].as_str().unwrap_or("?");
                 report.push(Finding::ok("daemon", t!("daemon_answers", addr = addr, version = version)));
@@ -505,14 +525,45 @@ fn files(config: &Config, runner: &Runner, report: &mut Report) {
         } else {
             Finding::warning("files", text, fix)
         });
+    } else if runner.uid != 0 && meta.mode() & 0o700 != 0o700 {
+        // Its owner, but without the rights to make files in it (the ledger's WAL files).
+        report.push(Finding::problem(
+            "files",
+            t!("data_dir_mode", path = dir.display(), mode = format!("{:04o}", meta.mode() & 0o7777)),
+            t!("fix_chmod_700", path = dir.display()),
+        ));
     } else {
         report.push(Finding::ok("files", t!("data_dir_ok", path = dir.display(), runner = runner.name)));
     }
-    // The ledger and its WAL files: the daemon must be able to write all three.
+    // Not readable by others: the ledger's coupon codes, the tokens and the daemon's key
+    // live here. 0750 is fine when the group is the daemon's (the package's own setup).
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o007 != 0 || (mode & 0o070 != 0 && !runner.gids.contains(&meta.gid())) {
+        report.push(Finding::warning(
+            "files",
+            t!("data_dir_open", path = dir.display(), mode = format!("{mode:04o}")),
+            t!("fix_chmod_700", path = dir.display()),
+        ));
+    }
+    // The ledger and its WAL files: the daemon must be able to write all three, and no
+    // other account read them (they hold coupon codes; SQLite gives the WAL files the
+    // ledger's mode, so one `chmod` of all three settles it).
+    let mut loose = Vec::new();
     for suffix in ["", "-wal", "-shm"] {
         let path = PathBuf::from(format!("{}{suffix}", config.database_path().display()));
         if let Ok(m) = std::fs::metadata(&path) {
-            if !runner.can_read_write(m.uid(), m.gid(), m.mode()) {
+            if m.mode() & 0o077 != 0 {
+                loose.push((path.display().to_string(), m.mode() & 0o7777));
+            }
+            if m.uid() == runner.uid && !runner.can_read_write(m.uid(), m.gid(), m.mode()) {
+                // The right owner without its rights: a `chmod`, not a `chown`.
+                let mode = format!("{:04o}", m.mode() & 0o7777);
+                report.push(Finding::problem(
+                    "files",
+                    t!("ledger_file_mode", path = path.display(), mode = mode, runner = runner.name),
+                    t!("fix_chmod_600", path = path.display()),
+                ));
+            } else if !runner.can_read_write(m.uid(), m.gid(), m.mode()) {
                 report.push(Finding::problem(
                     "files",
                     t!(
@@ -526,6 +577,14 @@ fn files(config: &Config, runner: &Runner, report: &mut Report) {
                 ));
             }
         }
+    }
+    if let Some((_, mode)) = loose.first() {
+        let paths = loose.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>().join(" ");
+        report.push(Finding::warning(
+            "files",
+            t!("ledger_loose", paths = paths, mode = format!("{mode:04o}")),
+            t!("fix_chmod_600", path = paths),
+        ));
     }
     // The names are file names (`token`, `pos-token`) a reader finds in the data directory.
     let mut secrets: Vec<(&str, PathBuf, bool)> = vec![
@@ -660,7 +719,7 @@ fn ledger(
         .or_else(|| store.unsynced().ok().map(|u| u.count))
         .unwrap_or(0);
     let last_contact = store.last_contact().ok().flatten();
-    let last_skew = store.meta(crate::sync::META_CLOCK_SKEW).ok().flatten().and_then(|s| s.parse().ok());
+    let last_skew = store.meta(crate::store::META_CLOCK_SKEW).ok().flatten().and_then(|s| s.parse().ok());
     Some(LedgerFacts { ruleset_version: installed.map(|(v, _, _)| v), unsynced, last_contact, last_skew })
 }
 
@@ -698,7 +757,7 @@ fn upstream(
     let url = match crate::upstream::check_url(&up.url) {
         Ok(url) => url,
         Err(e) => {
-            report.push(Finding::problem("upstream", t!("bad_url", error = e), t!("fix_upstream_url")));
+            report.push(Finding::problem("upstream", t!("bad_url").with("error", e.text()), t!("fix_upstream_url")));
             return;
         }
     };
@@ -714,15 +773,28 @@ fn upstream(
     };
     let ips = addrs.iter().map(|a| a.ip().to_string()).collect::<Vec<_>>().join(", ");
     report.push(Finding::ok("upstream.dns", t!("dns_ok", host = host, addresses = ips)));
-    let connected = addrs.iter().find_map(|a| std::net::TcpStream::connect_timeout(a, NET_TIMEOUT).ok().map(|_| *a));
+    let mut failures = Vec::new();
+    let connected = addrs.iter().find_map(|a| match std::net::TcpStream::connect_timeout(a, NET_TIMEOUT) {
+        Ok(_) => Some(*a),
+        Err(e) => {
+            failures.push(e);
+            None
+        }
+    });
     match connected {
         Some(a) => report.push(Finding::ok("upstream.tcp", t!("tcp_ok", addr = a))),
         None => {
-            report.push(Finding::problem(
-                "upstream.tcp",
-                t!("tcp_failed", host = host, port = port, seconds = NET_TIMEOUT.as_secs()),
-                t!("fix_tcp"),
-            ));
+            // Said as it failed: a refusal is at once, only a silent address takes the timeout.
+            use std::io::ErrorKind as K;
+            let message = if failures.iter().any(|e| e.kind() == K::ConnectionRefused) {
+                t!("tcp_refused", host = host, port = port)
+            } else if failures.iter().all(|e| e.kind() == K::TimedOut) {
+                t!("tcp_failed", host = host, port = port, seconds = NET_TIMEOUT.as_secs())
+            } else {
+                let error = failures.first().map(ToString::to_string).unwrap_or_default();
+                t!("tcp_error", host = host, port = port, error = error)
+            };
+            report.push(Finding::problem("upstream.tcp", message, t!("fix_tcp")));
             return;
         }
     }
@@ -737,7 +809,12 @@ fn upstream(
         Ok(pem) => pem,
         Err(e) => {
             let ca = up.ca_file.as_deref().unwrap_or(Path::new("")).display();
-            report.push(Finding::problem("upstream.tls", t!("ca_unreadable", path = ca, error = e), t!("fix_ca")));
+            let error = crate::upstream::IoProblem::of(&e).text();
+            report.push(Finding::problem(
+                "upstream.tls",
+                t!("ca_unreadable", path = ca).with("error", error),
+                t!("fix_ca"),
+            ));
             return;
         }
     };
@@ -752,7 +829,11 @@ fn upstream(
         Ok(c) => c,
         Err(e) => {
             let ca = up.ca_file.as_deref().unwrap_or(Path::new("")).display();
-            report.push(Finding::problem("upstream.tls", t!("ca_unusable", path = ca, error = e), t!("fix_ca_pem")));
+            report.push(Finding::problem(
+                "upstream.tls",
+                t!("ca_unusable", path = ca).with("error", e.text()),
+                t!("fix_ca_pem"),
+            ));
             return;
         }
     };
@@ -785,11 +866,23 @@ fn upstream(
             report.push(judge_skew(skew));
             return;
         }
-        Err(E::Tls(m)) => report.push(Finding::problem(
-            "upstream.tls",
-            t!("tls_failed", error = m).with("trust", trust.clone()),
-            t!("fix_tls"),
-        )),
+        Err(
+            e
+            @ (E::TlsClock { .. } | E::TlsUnknownIssuer { .. } | E::TlsName { .. } | E::Tls { .. } | E::NotTls { .. }),
+        ) => {
+            // The cause decides the fix: the clock is set, never re-provisioned with a CA.
+            let fix = match &e {
+                E::TlsClock { .. } => t!("fix_set_time_again"),
+                E::TlsUnknownIssuer { .. } => t!("fix_ca"),
+                E::TlsName { .. } | E::NotTls { .. } => t!("fix_upstream_url"),
+                _ => t!("fix_tls"),
+            };
+            report.push(Finding::problem(
+                "upstream.tls",
+                t!("tls_failed").with("error", e.text()).with("trust", trust.clone()),
+                fix,
+            ))
+        }
         Err(E::Unauthorized) => {
             report.push(tls_ok());
             report.push(Finding::problem(
@@ -800,7 +893,8 @@ fn upstream(
         }
         Err(e) => {
             report.push(tls_ok());
-            report.push(Finding::problem("upstream.token", t!("heartbeat_failed", error = e), t!("fix_upstream_down")));
+            let fix = if matches!(e, E::NotFound { .. }) { t!("fix_upstream_url") } else { t!("fix_upstream_down") };
+            report.push(Finding::problem("upstream.token", t!("heartbeat_failed").with("error", e.text()), fix));
         }
     }
     // No fresh server time: fall back to what the last heartbeat saw.
@@ -830,7 +924,7 @@ fn scanner(config: &Config, runner: &Runner, daemon: Option<&DaemonStatus>, repo
     }
     let section = config.scanner.clone().unwrap_or_default();
     let port = section.port.unwrap_or_else(|| "auto".to_owned());
-    let profile_id = section.profile.unwrap_or_else(|| crate::daemon::DEFAULT_PROFILE.to_owned());
+    let profile_id = section.profile.unwrap_or_else(|| crate::config::DEFAULT_PROFILE.to_owned());
     if port == "none" {
         report.push(Finding::ok("scanner", t!("scanner_none")));
         return;

@@ -1,8 +1,9 @@
 //! A small coupon issuer and holder app: signs CP1 codes and JWS rule sets with Ed25519
-//! keys from fixed seeds, binds coupons to a holder key ([`Holder`], Ed25519 or P-256) and
+//! keys from fixed seeds (or, for `redeemd sandbox`, from random secrets kept in a 0600
+//! file: [`IssuerKeys`]), binds coupons to a holder key ([`Holder`], Ed25519 or P-256) and
 //! makes that holder's CP2 presentations at a given instant. It exists for the `demo`
-//! command and pages, the tests, the benchmarks and the fuzz seeds — so they never depend
-//! on the clock-bound shared vectors — and is never used to verify.
+//! command and pages, the sandbox, the tests, the benchmarks and the fuzz seeds — so they
+//! never depend on the clock-bound shared vectors — and is never used to verify.
 //!
 //! Keys made from a seed are public knowledge: nothing here is for production issuing.
 
@@ -56,12 +57,67 @@ impl CodeSpec {
     }
 }
 
+/// An issuer's secret Ed25519 keys and their key ids: what [`Issuer::from_keys`] takes,
+/// and what the sandbox keeps in its 0600 key file. `Debug` never shows the secrets.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IssuerKeys {
+    pub coupon_secret: [u8; 32],
+    pub coupon_kid: Vec<u8>,
+    pub ruleset_secret: [u8; 32],
+    pub ruleset_kid: String,
+}
+
+impl std::fmt::Debug for IssuerKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuerKeys")
+            .field("coupon_kid", &self.coupon_kid)
+            .field("ruleset_kid", &self.ruleset_kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IssuerKeys {
+    /// The keys [`Issuer::from_seed`] uses: public knowledge.
+    pub fn from_seed(seed: u8) -> IssuerKeys {
+        IssuerKeys {
+            coupon_secret: [seed; 32],
+            coupon_kid: vec![b'c', seed],
+            ruleset_secret: [seed ^ 0x5a; 32],
+            ruleset_kid: format!("rs-{seed}"),
+        }
+    }
+
+    /// Keys from the operating system's random source, their kids taken from the public
+    /// keys (8 bytes of their SHA-256), so two sandboxes never share a kid.
+    pub fn random() -> IssuerKeys {
+        let coupon_secret = crate::secret::random_bytes::<32>();
+        let ruleset_secret = crate::secret::random_bytes::<32>();
+        let kid = |secret: &[u8; 32]| {
+            crate::secret::sha256(SigningKey::from_bytes(secret).verifying_key().as_bytes())[..8].to_vec()
+        };
+        IssuerKeys {
+            coupon_kid: kid(&coupon_secret),
+            ruleset_kid: b64url_encode(&kid(&ruleset_secret)),
+            coupon_secret,
+            ruleset_secret,
+        }
+    }
+}
+
 impl Issuer {
     /// Two keys derived from `seed`: one signs coupons, the other rule sets.
     pub fn from_seed(seed: u8) -> Issuer {
-        let coupon_key = SigningKey::from_bytes(&[seed; 32]);
-        let ruleset_key = SigningKey::from_bytes(&[seed ^ 0x5a; 32]);
-        Issuer { coupon_kid: vec![b'c', seed], ruleset_kid: format!("rs-{seed}"), coupon_key, ruleset_key }
+        Issuer::from_keys(&IssuerKeys::from_seed(seed))
+    }
+
+    /// An issuer signing with `keys`.
+    pub fn from_keys(keys: &IssuerKeys) -> Issuer {
+        Issuer {
+            coupon_key: SigningKey::from_bytes(&keys.coupon_secret),
+            coupon_kid: keys.coupon_kid.clone(),
+            ruleset_key: SigningKey::from_bytes(&keys.ruleset_secret),
+            ruleset_kid: keys.ruleset_kid.clone(),
+        }
     }
 
     /// The trust-anchor file content for this issuer's rule-set key.
@@ -213,6 +269,11 @@ impl Holder {
     /// An Ed25519 holder key (the software-key kind) from a seed.
     pub fn ed25519_from_seed(seed: u8) -> Holder {
         Holder { key: HolderSigner::Ed25519(SigningKey::from_bytes(&[seed ^ 0xa5; 32])) }
+    }
+
+    /// An Ed25519 holder key from its 32 secret bytes (a sandbox holder file keeps them).
+    pub fn ed25519_from_secret(secret: [u8; 32]) -> Holder {
+        Holder { key: HolderSigner::Ed25519(SigningKey::from_bytes(&secret)) }
     }
 
     /// A P-256 holder key (the platform-keystore kind) from a seed.

@@ -27,9 +27,7 @@ impl DecisionRecord {
         let coupon = decision.coupon.as_ref();
         let (verdict, reason, message) = match decision.outcome {
             Ok(discount) => ("accepted", None, messages::accepted(language, discount, digits)),
-            Err(reason) => {
-                ("rejected", Some(reason.as_str().to_owned()), messages::rejected(language, reason).to_owned())
-            }
+            Err(reason) => ("rejected", Some(reason.as_str().to_owned()), reason.text(language).to_owned()),
         };
         DecisionRecord {
             decision: verdict.to_owned(),

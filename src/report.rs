@@ -67,6 +67,15 @@ pub struct RedemptionLine {
     pub state: ForwardState,
     /// `static` (a CP1 code) or `dynamic` (a CP2 presentation).
     pub presentation: String,
+    /// The reason given at the void; null when not voided or none was given.
+    pub void_reason: Option<String>,
+    /// Who voided: `checkout`, `till`, `cashier`, `manager`, `command_line`; null when
+    /// not voided (or voided before the ledger recorded it).
+    pub voided_by: Option<String>,
+    /// Upstream's answer to the redeem event (its JSON as stored), for the manager's page;
+    /// not part of the report's JSON.
+    #[serde(skip)]
+    pub upstream_answer: Option<String>,
 }
 
 impl Totals {
@@ -121,6 +130,9 @@ pub fn daily(store: &Store, date: Date, ctx: &ReportContext<'_>) -> Result<Daily
             voided: row.voided_at.is_some(),
             state: row.state,
             presentation: row.presentation.clone(),
+            void_reason: row.void_reason.clone(),
+            voided_by: row.voided_by.clone(),
+            upstream_answer: row.upstream_answer.clone(),
         });
     }
     Ok(DailyReport {
@@ -286,7 +298,21 @@ impl DailyReport {
             let state_text = messages::text(language, &format!("report.state_{}", r.state));
             let state_text = if state_text.is_empty() { r.state.as_str() } else { state_text };
             let state = if r.voided { format!("{state_text} ({})", m("voided")) } else { state_text.to_owned() };
-            let flag = if matches!(r.state, ForwardState::Conflict | ForwardState::Rejected) {
+            let flag = if r.voided {
+                // Who voided and why (the words the manager's page uses).
+                let by = r
+                    .voided_by
+                    .as_deref()
+                    .map(|b| messages::text(language, &format!("manager.by_{b}")))
+                    .filter(|w| !w.is_empty())
+                    .unwrap_or_else(|| messages::text(language, "manager.by_unknown"));
+                let reason = r
+                    .void_reason
+                    .as_deref()
+                    .filter(|w| !w.trim().is_empty())
+                    .unwrap_or_else(|| messages::text(language, "manager.no_reason"));
+                format!("  <- {by}: {reason}")
+            } else if matches!(r.state, ForwardState::Conflict | ForwardState::Rejected) {
                 format!("  <- {}", m("check_this"))
             } else {
                 String::new()
@@ -306,6 +332,125 @@ impl DailyReport {
         }
         out
     }
+}
+
+/// One CSV cell: quoted when it holds a comma, quote or line break; text a spreadsheet
+/// would take for a formula (`=`, `+`, `-`, `@` first) gets a leading apostrophe.
+fn csv_cell(text: &str) -> String {
+    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text.to_owned() };
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
+}
+
+/// The days' redemptions as one CSV for a spreadsheet, in `language`: UTF-8 with a BOM
+/// (so a Chinese spreadsheet opens it right), headers in words, date and time in
+/// separate columns (the rule set's zone), the campaign's name, the forwarding state,
+/// void reason and who in words, and a totals row (voided rows are not in it). The
+/// machine CSV (`to_csv`) stays as it is.
+pub fn spreadsheet_csv(days: &[DailyReport], language: Language) -> String {
+    let w = |key: &str| messages::text(language, &format!("manager.{key}"));
+    let mut out = String::from("\u{feff}");
+    let header = [
+        "csv_date",
+        "csv_time",
+        "csv_coupon",
+        "csv_campaign",
+        "csv_campaign_id",
+        "csv_discount",
+        "csv_basket",
+        "csv_eligible",
+        "csv_shown",
+        "csv_state",
+        "csv_voided",
+        "csv_void_reason",
+        "csv_voided_by",
+        "csv_redemption",
+    ]
+    .map(|k| csv_cell(w(k)));
+    out.push_str(&header.join(","));
+    out.push_str("\r\n");
+    let (mut count, mut discount, mut basket, mut eligible, mut voids) = (0u64, 0i64, 0i64, 0i64, 0u64);
+    let mut digits = 2;
+    let mut currency = String::new();
+    for day in days {
+        digits = day.digits;
+        currency.clone_from(&day.currency);
+        for r in &day.redemptions {
+            let name = day
+                .campaigns
+                .iter()
+                .find(|c| c.campaign_id == r.campaign_id)
+                .map(|c| c.name.clone())
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| r.campaign_id.clone());
+            let state = messages::text(language, &format!("report.state_{}", r.state));
+            let shown = messages::text(language, &format!("report.shown_{}", r.presentation));
+            let by = if r.voided {
+                let words = r.voided_by.as_deref().map_or("", |b| w(&format!("by_{b}")));
+                if words.is_empty() {
+                    w("by_unknown")
+                } else {
+                    words
+                }
+            } else {
+                ""
+            };
+            let cells = [
+                r.at.get(0..10).unwrap_or(&r.at).to_owned(),
+                r.at.get(11..19).unwrap_or("").to_owned(),
+                r.coupon_id.clone(),
+                name,
+                r.campaign_id.clone(),
+                day.money(r.discount),
+                day.money(r.basket_total),
+                day.money(r.eligible_total),
+                if shown.is_empty() { r.presentation.clone() } else { shown.to_owned() },
+                if state.is_empty() { r.state.to_string() } else { state.to_owned() },
+                w(if r.voided { "yes" } else { "no" }).to_owned(),
+                r.void_reason.clone().unwrap_or_default(),
+                by.to_owned(),
+                r.redemption_id.clone(),
+            ];
+            out.push_str(&cells.iter().map(|c| csv_cell(c)).collect::<Vec<_>>().join(","));
+            out.push_str("\r\n");
+            if r.voided {
+                voids += 1;
+            } else {
+                count += 1;
+                discount = discount.saturating_add(r.discount);
+                basket = basket.saturating_add(r.basket_total);
+                eligible = eligible.saturating_add(r.eligible_total);
+            }
+        }
+    }
+    let money = |minor: i64| Money(minor).display(digits);
+    let total = messages::fill(
+        language,
+        "manager.csv_total",
+        &[("count", &count.to_string()), ("voids", &voids.to_string()), ("currency", &currency)],
+    );
+    let cells = [
+        total,
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+        money(discount),
+        money(basket),
+        money(eligible),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+    ];
+    out.push_str(&cells.iter().map(|c| csv_cell(c)).collect::<Vec<_>>().join(","));
+    out.push_str("\r\n");
+    out
 }
 
 /// Display columns of `text`: East Asian wide characters take two.

@@ -41,6 +41,25 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
     result
 }
 
+/// Creates `dir` (and any missing parent) with mode 0700, so the ledger, the tokens and
+/// the daemon's key are not readable by others through it. A directory that exists keeps
+/// its mode: the package makes the service's one 0750 with the service's group.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+/// Creates `path` empty with mode 0600 unless it exists. SQLite takes an empty file for a
+/// new database and gives its `-wal` and `-shm` files the database file's mode, so a
+/// ledger or backup made this way is 0600 whole, whatever the umask.
+pub fn create_private_file(path: &Path) -> std::io::Result<()> {
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Run as root (`sudo redeemd pos-token --rotate`) in a directory the service user owns,
 /// the file goes to that user: a root-owned 0600 token would lock the daemon out.
 fn give_to_directory_owner(dir: &Path, file: &Path) -> std::io::Result<()> {

@@ -29,6 +29,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0004_ledger_v4", include_str!("../migrations/0004_ledger_v4.sql")),
     ("0005_unsynced_in_events", include_str!("../migrations/0005_unsynced_in_events.sql")),
     ("0006_outbox_cursor", include_str!("../migrations/0006_outbox_cursor.sql")),
+    ("0007_void_by", include_str!("../migrations/0007_void_by.sql")),
 ];
 
 #[derive(Debug, Error)]
@@ -57,6 +58,30 @@ pub const LEDGER_APPLICATION_ID: i64 = 0x5244_4D44;
 
 /// About 64 MiB of WAL at 4 KiB pages.
 pub const AUTOCHECKPOINT_PAGES: i64 = 16_384;
+/// The `meta` key of the clock skew the last heartbeat measured, when over the limit
+/// (written by the forwarder, read by the status).
+pub const META_CLOCK_SKEW: &str = "sync.clock_skew_s";
+/// The `meta` key of the terminals this ledger was taken over from (a restore onto
+/// another terminal): a JSON list of `{"terminal", "through_seq", "at_ms"}`, oldest
+/// first; the events up to `through_seq`, and their redemptions, were that terminal's
+/// (`""`: one provisioned by hand). It travels with the ledger in a backup.
+pub const META_SWAPS: &str = "ledger.swaps";
+
+/// A live redemption of a coupon, as a refusal's advice tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redeemed {
+    pub at: Timestamp,
+    /// `Some(terminal)` when the terminal this ledger was taken over from made it (`""`:
+    /// one provisioned by hand); `None` when this terminal did.
+    pub before_swap: Option<String>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Swap {
+    terminal: String,
+    through_seq: i64,
+    at_ms: i64,
+}
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -181,6 +206,40 @@ pub struct RedemptionRow {
     pub state: ForwardState,
     /// `static` (a CP1 code) or `dynamic` (a CP2 presentation).
     pub presentation: String,
+    /// The reason given at the void, if any.
+    pub void_reason: Option<String>,
+    /// Who voided (`VoidBy`'s word); None when not voided, or voided before version 7.
+    pub voided_by: Option<String>,
+    /// Upstream's answer to the redeem event when it flagged it (`conflict`, `rejected`,
+    /// or parked with its reason), as stored (JSON); None otherwise.
+    pub upstream_answer: Option<String>,
+}
+
+/// Who voided a redemption (the `void.by` column and the report's `voided_by`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VoidBy {
+    /// Its checkout was cancelled.
+    Checkout,
+    /// The till, with the POS token.
+    Till,
+    /// The cashier screen's session.
+    Cashier,
+    /// The manager's session.
+    Manager,
+    /// `redeemd void` on the command line.
+    CommandLine,
+}
+
+impl VoidBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VoidBy::Checkout => "checkout",
+            VoidBy::Till => "till",
+            VoidBy::Cashier => "cashier",
+            VoidBy::Manager => "manager",
+            VoidBy::CommandLine => "command_line",
+        }
+    }
 }
 
 /// A state stored as a word in a `CHECK (… IN (…))` column: read back as the enum (a word
@@ -271,6 +330,11 @@ impl Store {
             Ok(_) => true,
             Err(_) => false,
         };
+        if !existed {
+            // 0600 before SQLite makes it (and its WAL files, which take its mode): the
+            // ledger holds coupon codes. If this fails, SQLite's own open says why.
+            let _ = crate::secret::create_private_file(path);
+        }
         let conn = Connection::open(path).map_err(|source| StoreError::Open { path: path.into(), source })?;
         let mut store = Store { conn };
         store.configure(existed).map_err(|e| match e {
@@ -557,6 +621,25 @@ impl Store {
         Ok(self.conn.query_row("SELECT MAX(version) FROM ruleset", [], |r| r.get(0))?)
     }
 
+    /// The rule set in force as it was installed: its version and its signed text (whole:
+    /// for `restore`, which installs it again over an older backup's).
+    pub fn ruleset_text(&self) -> Result<Option<(u64, String)>> {
+        let row = self
+            .conn
+            .query_row("SELECT version, jws FROM ruleset ORDER BY version DESC LIMIT 1", [], |r| {
+                // Written as a BLOB (incremental I/O), or as TEXT by an older redeemd.
+                Ok((r.get::<_, u64>(0)?, r.get_ref(1)?.as_bytes().map(<[u8]>::to_vec)))
+            })
+            .optional()?;
+        let Some((version, bytes)) = row else {
+            return Ok(None);
+        };
+        let bytes = bytes.map_err(|e| StoreError::Corrupt(format!("rule set {version}: {e}")))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| StoreError::Corrupt(format!("rule set {version}: the stored JWS is not UTF-8")))?;
+        Ok(Some((version, text)))
+    }
+
     // ------------------------------------------------------------ decisions
 
     /// Opens a checkout and returns its id.
@@ -613,7 +696,8 @@ impl Store {
     }
 
     /// Voids a redemption: its coupon is free again, and a void event joins the outbox.
-    /// `timezone` only shapes how the event's `at` is written.
+    /// `timezone` only shapes how the event's `at` is written. Recorded as the command
+    /// line's void (the daemon voids through `void_in`, saying who).
     pub fn void(
         &mut self,
         redemption_id: &str,
@@ -621,7 +705,7 @@ impl Store {
         timezone: &TimeZone,
         now: Timestamp,
     ) -> Result<VoidOutcome> {
-        self.write(|tx| void_in(tx, redemption_id, reason, timezone, now))
+        self.write(|tx| void_in(tx, redemption_id, reason, VoidBy::CommandLine, timezone, now))
     }
 
     /// Copies the WAL back into the database file (PASSIVE: never waits for readers).
@@ -784,6 +868,9 @@ impl Store {
                 voided_at: r.get::<_, Option<i64>>(8)?.map(from_ms),
                 state: r.get(9)?,
                 presentation: r.get(10)?,
+                void_reason: r.get(11)?,
+                voided_by: r.get(12)?,
+                upstream_answer: r.get(13)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -837,10 +924,26 @@ impl Store {
         last_contact_in(&self.conn)
     }
 
-    /// What a refusal's advice needs: when the coupon was redeemed here (if live) and the
-    /// unsynced totals.
-    pub fn refusal_facts(&self, coupon_id: Option<&str>) -> Result<(Option<Timestamp>, Unsynced)> {
+    /// What a refusal's advice needs: when the coupon was redeemed on this ledger (if
+    /// live), by which terminal, and the unsynced totals.
+    pub fn refusal_facts(&self, coupon_id: Option<&str>) -> Result<(Option<Redeemed>, Unsynced)> {
         refusal_facts_in(&self.conn, coupon_id)
+    }
+
+    /// Notes that another terminal takes this ledger over (a restore): the events so far,
+    /// and their redemptions, were `terminal`'s ([`META_SWAPS`]).
+    pub fn record_swap(&mut self, terminal: &str, now: Timestamp) -> Result<()> {
+        self.write(|tx| {
+            let mut swaps = swaps_in(tx)?;
+            let through_seq: i64 = tx.query_row("SELECT IFNULL(MAX(seq), 0) FROM outbox", [], |r| r.get(0))?;
+            swaps.push(Swap { terminal: terminal.to_owned(), through_seq, at_ms: ms(now) });
+            let text = serde_json::to_string(&swaps).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![META_SWAPS, text],
+            )?;
+            Ok(())
+        })
     }
 }
 
@@ -879,7 +982,12 @@ const REDEMPTIONS_BETWEEN_SQL: &str =
                                UNION ALL
                                SELECT redemption_id FROM outbox WHERE state = 'pending' AND type = 'void')
                  THEN 'pending' ELSE r.forward_state END,
-            r.presentation
+            r.presentation,
+            (SELECT v.reason FROM void v WHERE v.redemption_id = r.id),
+            (SELECT v.by FROM void v WHERE v.redemption_id = r.id),
+            (SELECT o.answer FROM outbox o
+             WHERE o.redemption_id = r.id AND o.state IN ('conflict', 'rejected', 'parked') AND o.type = 'redeem'
+             LIMIT 1)
      FROM redemption r
      WHERE r.id >= ?3 AND r.id < ?4 AND r.at_ms >= ?1 AND r.at_ms < ?2 ORDER BY r.at_ms, r.id";
 
@@ -959,6 +1067,7 @@ pub fn void_in(
     tx: &Connection,
     redemption_id: &str,
     reason: Option<&str>,
+    by: VoidBy,
     timezone: &TimeZone,
     now: Timestamp,
 ) -> Result<VoidOutcome> {
@@ -975,8 +1084,8 @@ pub fn void_in(
     }
     tx.execute("UPDATE redemption SET voided_ms = ?2 WHERE id = ?1", params![redemption_id, ms(now)])?;
     tx.execute(
-        "INSERT INTO void (redemption_id, reason, at_ms) VALUES (?1, ?2, ?3)",
-        params![redemption_id, reason, ms(now)],
+        "INSERT INTO void (redemption_id, reason, at_ms, by) VALUES (?1, ?2, ?3, ?4)",
+        params![redemption_id, reason, ms(now), by.as_str()],
     )?;
     let at = rfc3339(now, timezone);
     append_event(
@@ -1108,6 +1217,19 @@ pub fn open_checkout_in(
 pub fn close_checkout_in(c: &Connection, id: &str, status: CheckoutStatus, now: Timestamp) -> Result<()> {
     c.prepare_cached("UPDATE checkout SET status = ?2, closed_ms = ?3 WHERE id = ?1 AND status = 'open'")?
         .execute(params![id, status.as_str(), ms(now)])?;
+    Ok(())
+}
+
+/// Corrects the amounts of an open checkout (`POST /v1/checkouts/{id}/amounts`); the
+/// caller has made sure it holds no unvoided redemption. `eligible_total` absent: the basket.
+pub fn set_checkout_amounts_in(
+    c: &Connection,
+    id: &str,
+    basket_total: Money,
+    eligible_total: Option<Money>,
+) -> Result<()> {
+    c.prepare_cached("UPDATE checkout SET basket_total = ?2, eligible_total = ?3 WHERE id = ?1 AND status = 'open'")?
+        .execute(params![id, basket_total.0, eligible_total.unwrap_or(basket_total).0])?;
     Ok(())
 }
 
@@ -1473,18 +1595,38 @@ fn append_event(
     Ok(())
 }
 
-/// What a refusal's message may tell beside the reason: when this terminal redeemed the
-/// coupon (unvoided), and the unsynced backlog.
-pub fn refusal_facts_in(c: &Connection, coupon_id: Option<&str>) -> Result<(Option<Timestamp>, Unsynced)> {
-    let redeemed_at = match coupon_id {
+/// What a refusal's message may tell beside the reason: when the coupon was redeemed on
+/// this ledger (unvoided) and, when that was before a restore, by which terminal; and the
+/// unsynced backlog.
+pub fn refusal_facts_in(c: &Connection, coupon_id: Option<&str>) -> Result<(Option<Redeemed>, Unsynced)> {
+    let live = match coupon_id {
         Some(id) => c
-            .prepare_cached("SELECT at_ms FROM redemption WHERE coupon_id = ?1 AND voided_ms IS NULL")?
-            .query_row([id], |r| r.get::<_, i64>(0))
-            .optional()?
-            .map(from_ms),
+            .prepare_cached(
+                "SELECT r.at_ms, (SELECT o.seq FROM outbox o WHERE o.redemption_id = r.id AND o.type = 'redeem')
+                 FROM redemption r WHERE r.coupon_id = ?1 AND r.voided_ms IS NULL",
+            )?
+            .query_row([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)))
+            .optional()?,
         None => None,
     };
-    Ok((redeemed_at, unsynced(c)?))
+    let redeemed = match live {
+        Some((at_ms, seq)) => {
+            let before_swap = match seq {
+                Some(seq) => swaps_in(c)?.into_iter().find(|s| seq <= s.through_seq).map(|s| s.terminal),
+                None => None,
+            };
+            Some(Redeemed { at: from_ms(at_ms), before_swap })
+        }
+        None => None,
+    };
+    Ok((redeemed, unsynced(c)?))
+}
+
+/// The ledger's swaps ([`META_SWAPS`]), oldest first; an unreadable value counts as none.
+fn swaps_in(c: &Connection) -> Result<Vec<Swap>> {
+    let text: Option<String> =
+        c.prepare_cached("SELECT value FROM meta WHERE key = ?1")?.query_row([META_SWAPS], |r| r.get(0)).optional()?;
+    Ok(text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default())
 }
 
 /// A redemption is unsynced while it is not voided and its redeem event waits for an
@@ -1729,6 +1871,11 @@ impl BackupFile {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The version of the backup's rule set in force.
+    pub fn ruleset_version(&self) -> Result<Option<u64>> {
+        Ok(self.conn.query_row("SELECT MAX(version) FROM ruleset", [], |r| r.get(0))?)
+    }
+
     /// (redemptions, events, events not yet answered by upstream).
     pub fn counts(&self) -> Result<(i64, i64, i64)> {
         Ok(self.conn.query_row(
@@ -1745,6 +1892,8 @@ impl BackupFile {
     /// The caller has checked that nothing in `ledger` would be lost.
     pub fn restore_into(&self, ledger: &Path) -> Result<Store> {
         let open = |source| StoreError::Open { path: ledger.into(), source };
+        // A new ledger is 0600 before SQLite makes it, as in [`Store::open`].
+        let _ = crate::secret::create_private_file(ledger);
         let mut dst = Connection::open(ledger).map_err(open)?;
         dst.busy_timeout(std::time::Duration::from_secs(10))?;
         let mode: String = dst.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;

@@ -19,8 +19,7 @@ use std::time::Duration;
 pub const BATCH: usize = 500;
 pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
 pub const BACKOFF_CAP: Duration = Duration::from_secs(300);
-/// A clock further than this from the server's is a warning.
-pub const CLOCK_SKEW_LIMIT: i64 = 300;
+use crate::clock::CLOCK_SKEW_LIMIT;
 /// The command line's `sync` (another process writes the outbox) looks for new events this often.
 pub const POLL: Duration = Duration::from_secs(2);
 
@@ -31,7 +30,7 @@ const META_NEXT_ATTEMPT: &str = "sync.next_attempt_ms";
 const META_PAUSED: &str = "sync.paused";
 const META_LAST_ERROR: &str = "sync.last_error";
 const META_ETAG: &str = "sync.etag";
-pub const META_CLOCK_SKEW: &str = "sync.clock_skew_s";
+use crate::store::META_CLOCK_SKEW;
 
 /// What the forwarder remembers between requests (and, but for the cadence, restarts).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -620,8 +619,11 @@ fn local(e: StoreError) -> UpstreamError {
     UpstreamError::Local(e.to_string())
 }
 
+/// A rule-set download that cannot be written or read back: named by its directory (the
+/// temporary file's name would tell the reader nothing), in the reader's language.
 fn local_io(path: &std::path::Path, e: std::io::Error) -> UpstreamError {
-    UpstreamError::Local(format!("{}: {e}", path.display()))
+    let dir = if path.is_dir() { path } else { path.parent().unwrap_or(path) };
+    UpstreamError::DownloadFailed { dir: dir.to_owned(), error: crate::upstream::IoProblem::of(&e) }
 }
 
 fn save_state(store: &Store, state: &SyncState) -> Result<(), StoreError> {

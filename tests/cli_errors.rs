@@ -59,6 +59,13 @@ fn a_ledger_this_user_cannot_write_is_named_with_its_owner_and_leaves_nothing() 
     // As root (CI containers) the command runs as `nobody`; otherwise the files lose their write bits.
     std::fs::set_permissions(t.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(t.config(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    // A data dir and a ledger the account may read but not write (redeemd makes them
+    // 0700 and 0600; an installer's copy or chmod may leave them so).
+    if root {
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(data.join("trust-keys.json"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(t.db(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
     if !root {
         std::fs::set_permissions(t.db(), std::fs::Permissions::from_mode(0o444)).unwrap();
         std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o555)).unwrap();
@@ -81,7 +88,13 @@ fn a_ledger_this_user_cannot_write_is_named_with_its_owner_and_leaves_nothing() 
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         };
-        assert_error(&run, 2, &["cannot be written", "belongs to", "chown", &data.display().to_string()]);
+        if root {
+            assert_error(&run, 2, &["cannot be written", "belongs to", "chown", &data.display().to_string()]);
+        } else {
+            // Its own owner without the write bit: a `chmod`, not a `chown` (issue 19 item 4).
+            assert_error(&run, 2, &["cannot be written", "chmod u+rw", &t.db().display().to_string()]);
+            assert!(!run.stderr.contains("chown"), "{}", run.stderr);
+        }
         assert_said_once(&run);
     }
     assert_eq!(listing(&data), before, "no -wal/-shm left behind");
@@ -313,6 +326,211 @@ fn restore_of_what_is_not_a_backup_says_so() {
         // A ledger is an SQLite file, but not a backup.
         let r = t.run(&["restore", &t.db().display().to_string()]);
         assert_error(&r, 2, &[if zh { "不是 redeemd 备份" } else { "is not a redeemd backup" }]);
+        assert_words(&r, language);
+    }
+}
+
+#[path = "common/peers.rs"]
+mod peers;
+
+/// `provision` with `--ca` (or without, when `ca` is None) in `language`.
+fn provision_with(t: &TestTerminal, url: &str, ca: Option<&str>, language: &str) -> Run {
+    let data = t.path("data");
+    let mut args = vec!["provision", "--upstream", url, "--enrollment-code", "K7PX-93QD", "--data-dir", &data];
+    let ca_path = t.path("given-ca.pem");
+    if let Some(ca) = ca {
+        std::fs::write(&ca_path, ca).unwrap();
+        args.extend(["--ca", &ca_path]);
+    }
+    args.extend(["--language", language]);
+    t.run(&args)
+}
+
+/// Issue 19 item 4: each way upstream fails says what it is and what to do, in the
+/// terminal's language, through `provision` and `sync --once`, exit 3; the clock is
+/// never taken for the CA, a wrong CA never for a missing one.
+#[test]
+fn upstream_failures_say_what_to_do_in_the_terminals_language() {
+    use peers::{Behaviour, Pki, RawPeer, TlsPeer};
+    let pki = Pki::new("installer");
+    let stranger = Pki::new("stranger");
+    let valid = TlsPeer::start(pki.server(None));
+    let expired = TlsPeer::start(pki.server(Some(((2020, 1, 1), (2021, 1, 1)))));
+    let not_yet = TlsPeer::start(pki.server(Some(((2090, 1, 1), (2091, 1, 1)))));
+    let foreign = TlsPeer::start(stranger.server(None));
+    let plain = RawPeer::start(Behaviour::PlainHttp);
+    let reset = RawPeer::start(Behaviour::Reset);
+    let closed = format!("https://127.0.0.1:{}/", peers::closed_port());
+    let up = TestUpstream::start();
+    for language in ["zh-CN", "en"] {
+        let zh = language == "zh-CN";
+        let pick = |zh_words: &'static str, en_words: &'static str| if zh { zh_words } else { en_words };
+        let ca = Some(pki.ca_pem.as_str());
+        let wrong_path = format!("{}api/", up.url);
+        let cases: Vec<(&str, String, Option<&str>, Vec<&str>)> = vec![
+            ("refused", closed.clone(), ca, vec![pick("拒绝连接", "connection refused"), &closed[8..closed.len() - 1]]),
+            ("plain http", plain.url(), ca, vec![pick("不使用 HTTPS", "does not speak HTTPS")]),
+            ("reset", reset.url(), ca, vec![pick("被重置", "was reset")]),
+            (
+                "expired",
+                expired.url.clone(),
+                ca,
+                vec![
+                    pick("有效期到 2021-01-01", "valid until 2021-01-01"),
+                    pick("时钟", "clock"),
+                    pick("无需用新的 --ca", "no new --ca"),
+                ],
+            ),
+            (
+                "not yet valid",
+                not_yet.url.clone(),
+                ca,
+                vec![pick("从 2090-01-01", "valid only from 2090-01-01"), pick("时钟慢了", "this clock is behind")],
+            ),
+            (
+                "wrong CA",
+                foreign.url.clone(),
+                ca,
+                vec![pick("不是由本终端获得的 CA 证书", "not signed by the CA certificate this terminal was given")],
+            ),
+            (
+                "no CA",
+                valid.url.clone(),
+                None,
+                vec![pick("没有提供 CA 证书", "no CA certificate was given"), "`--ca FILE`"],
+            ),
+            (
+                "wrong path",
+                wrong_path.clone(),
+                Some(up.ca_pem.as_str()),
+                vec![pick("404（找不到）", "404 Not Found"), pick("路径不对", "path is wrong")],
+            ),
+        ];
+        for (what, url, ca, needles) in cases {
+            let t = TestTerminal::bare(9);
+            let r = provision_with(&t, &url, ca, language);
+            assert_eq!(r.code, 3, "{what}: {}{}", r.stdout, r.stderr);
+            let last = r.stderr.trim_end().lines().last().unwrap_or_default().to_owned();
+            for needle in &needles {
+                assert!(last.contains(needle), "{what} ({language}): {needle:?} missing from: {}", r.stderr);
+            }
+            if what == "expired" || what == "not yet valid" {
+                assert!(!last.contains("`--ca FILE`"), "{what}: the clock, not the CA: {last}");
+            }
+            assert_said_once(&Run { code: r.code, stdout: String::new(), stderr: last.clone() });
+            assert_words(&r, language);
+        }
+    }
+}
+
+/// A provisioned terminal (against `up`, in `language`) with one redemption waiting to
+/// be sent.
+fn provisioned_with_an_event(up: &TestUpstream, language: &str) -> TestTerminal {
+    let t = TestTerminal::bare(21);
+    up.set_ruleset_keys(&t.issuer.trust_anchors_json());
+    let payload = t.issuer.ruleset_payload(3, jiff::Timestamp::now(), &["DINING"], &[]);
+    up.set_ruleset(&t.issuer.sign_ruleset(&payload));
+    up.add_code("GOOD-CODE");
+    let r = t.provision_in(&up.url, &up.ca_pem, "GOOD-CODE", language);
+    assert_eq!(r.code, 0, "provision: {}{}", r.stdout, r.stderr);
+    let r = t.run(&["redeem", &t.code("CP-SYNC-1", "DINING"), "--amount", "58"]);
+    assert_eq!(r.code, 0, "redeem: {}{}", r.stdout, r.stderr);
+    t
+}
+
+/// The config's upstream URL (and timeout) changed, the CA file replaced by `ca_pem`.
+fn point_upstream(t: &TestTerminal, url: &str, ca_pem: &str, timeout_secs: u64) {
+    let config = std::fs::read_to_string(t.config()).unwrap();
+    let mut out = String::new();
+    for line in config.lines() {
+        if line.starts_with("url = ") {
+            out.push_str(&format!("url = {url:?}\ntimeout-secs = {timeout_secs}\n"));
+        } else if !line.starts_with("timeout-secs = ") {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    std::fs::write(t.config(), out).unwrap();
+    std::fs::write(t.dir.path().join("data/upstream-ca.pem"), ca_pem).unwrap();
+}
+
+/// The same failures met by `sync --once` on a provisioned terminal (a timeout too, with
+/// `timeout-secs = 1`): the error names the cause and what to do, exit 3, the event kept.
+#[test]
+fn sync_failures_say_what_to_do_in_the_terminals_language() {
+    use peers::{Behaviour, Pki, RawPeer, TlsPeer};
+    let pki = Pki::new("installer");
+    let stranger = Pki::new("stranger");
+    let expired = TlsPeer::start(pki.server(Some(((2020, 1, 1), (2021, 1, 1)))));
+    let foreign = TlsPeer::start(stranger.server(None));
+    let plain = RawPeer::start(Behaviour::PlainHttp);
+    let reset = RawPeer::start(Behaviour::Reset);
+    let silent = RawPeer::start(Behaviour::Silent);
+    let closed = format!("https://127.0.0.1:{}/", peers::closed_port());
+    for language in ["zh-CN", "en"] {
+        let up = TestUpstream::start();
+        let t = provisioned_with_an_event(&up, language);
+        let zh = language == "zh-CN";
+        let pick = |zh_words: &'static str, en_words: &'static str| if zh { zh_words } else { en_words };
+        let wrong_path = format!("{}api/", up.url);
+        let cases: Vec<(&str, String, &str, Vec<&str>)> = vec![
+            ("refused", closed.clone(), &pki.ca_pem, vec![pick("拒绝连接", "connection refused")]),
+            ("plain http", plain.url(), &pki.ca_pem, vec![pick("不使用 HTTPS", "does not speak HTTPS")]),
+            ("reset", reset.url(), &pki.ca_pem, vec![pick("被重置", "was reset")]),
+            ("timeout", silent.url(), &pki.ca_pem, vec![pick("1 秒内没有回答", "did not answer within 1 s")]),
+            (
+                "expired",
+                expired.url.clone(),
+                &pki.ca_pem,
+                vec![pick("时钟", "clock"), pick("无需用新的 --ca", "no new --ca")],
+            ),
+            (
+                "wrong CA",
+                foreign.url.clone(),
+                &pki.ca_pem,
+                vec![pick("不是由本终端获得的 CA 证书", "not signed by the CA certificate")],
+            ),
+            ("wrong path", wrong_path, &up.ca_pem, vec![pick("404（找不到）", "404 Not Found")]),
+        ];
+        for (what, url, ca, needles) in cases {
+            point_upstream(&t, &url, ca, 1);
+            let r = t.run(&["sync", "--once"]);
+            assert_eq!(r.code, 3, "{what}: {}{}", r.stdout, r.stderr);
+            let last = r.stderr.trim_end().lines().last().unwrap_or_default().to_owned();
+            for needle in &needles {
+                assert!(last.contains(needle), "{what} ({language}): {needle:?} missing from: {}", r.stderr);
+            }
+            assert_said_once(&Run { code: r.code, stdout: String::new(), stderr: last });
+            assert_words(&r, language);
+            let r = t.run(&["outbox", "list", "--json"]);
+            assert_eq!(r.json().as_array().map(Vec::len), Some(1), "{what}: the event is kept");
+        }
+        point_upstream(&t, &up.url, &up.ca_pem, 10);
+        let r = t.run(&["sync", "--once"]);
+        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+        assert_words(&r, language);
+    }
+}
+
+/// Issue 19 item 5: `sync --once` exits 3 while no rule set is installed, even with
+/// nothing left to deliver, and 0 once upstream has one.
+#[test]
+fn sync_once_fails_while_no_rule_set_is_installed() {
+    for language in ["zh-CN", "en"] {
+        let up = TestUpstream::start();
+        let t = TestTerminal::bare(21);
+        up.set_ruleset_keys(&t.issuer.trust_anchors_json());
+        up.add_code("GOOD-CODE");
+        let r = t.provision_in(&up.url, &up.ca_pem, "GOOD-CODE", language);
+        assert_eq!(r.code, 3, "no rule set to fetch: {}{}", r.stdout, r.stderr);
+        assert_words(&r, language);
+        let r = t.run(&["sync", "--once"]);
+        assert_error(&r, 3, &["no_ruleset", "`redeemd sync --once`"]);
+        assert_words(&r, language);
+        let payload = t.issuer.ruleset_payload(3, jiff::Timestamp::now(), &["DINING"], &[]);
+        up.set_ruleset(&t.issuer.sign_ruleset(&payload));
+        let r = t.run(&["sync", "--once"]);
+        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
         assert_words(&r, language);
     }
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::daemon::{Daemon, Reply, Sse};
+use common::daemon::{Daemon, EventStream, Reply, Sse};
 use common::scanner::Emulator;
 use common::upstream::{Fault, TestUpstream};
 use common::TestTerminal;
@@ -448,30 +448,7 @@ fn manager_pin_login_lockout_and_the_cashier_link() {
     assert!(out.headers["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
     assert_eq!(d.request("GET", "/v1/reports/daily", None, &[("cookie", &session)]).status, 401, "logged out");
     // Parallel guesses cannot slip past the lock: at most five are ever checked.
-    let base = d.base.clone();
-    let guesses: Vec<_> = (0..12)
-        .map(|i| {
-            let base = base.clone();
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                rt.block_on(async {
-                    common::daemon::client()
-                        .redirect(reqwest::redirect::Policy::none())
-                        .build()
-                        .unwrap()
-                        .post(format!("{base}/manager/login"))
-                        .header("content-type", "application/x-www-form-urlencoded")
-                        .body(format!("pin=11{i:04}"))
-                        .send()
-                        .await
-                        .unwrap()
-                        .status()
-                        .as_u16()
-                })
-            })
-        })
-        .collect();
-    let statuses: Vec<u16> = guesses.into_iter().map(|g| g.join().unwrap()).collect();
+    let statuses = d.parallel_logins(12, "11");
     assert!(statuses.iter().all(|s| *s == 401 || *s == 429), "{statuses:?}");
     assert!(statuses.iter().filter(|s| **s == 401).count() <= 5, "{statuses:?}");
     while form("000000").status == 401 {}
@@ -535,19 +512,26 @@ fn beeping_profile(t: &TestTerminal) -> (String, redeemd::scanner::Profile) {
     (path, profile)
 }
 
-#[test]
-fn scans_decide_beep_and_publish_through_unplug_and_replug() {
-    let t = TestTerminal::with_ruleset();
-    let (profile_path, profile) = beeping_profile(&t);
+/// A daemon whose scanner is an emulator on a pty with the beeping profile, connected,
+/// and its event stream.
+fn daemon_with_a_beeping_scanner(t: &TestTerminal) -> (redeemd::scanner::Profile, Emulator, Daemon, EventStream) {
+    let (profile_path, profile) = beeping_profile(t);
     let link = t.dir.path().join("scanner");
-    let mut scanner = Emulator::plug(&link);
-    let d = Daemon::start(&t, &["--scanner", link.to_str().unwrap(), "--profile", &profile_path]);
+    let scanner = Emulator::plug(&link);
+    let d = Daemon::start(t, &["--scanner", link.to_str().unwrap(), "--profile", &profile_path]);
     let events = d.events();
     let deadline = Instant::now() + 5 * SECOND;
     while d.get("/v1/status").json()["scanner"]["state"] != "connected" {
         assert!(Instant::now() < deadline, "scanner never connected: {}", d.log());
         std::thread::sleep(Duration::from_millis(20));
     }
+    (profile, scanner, d, events)
+}
+
+#[test]
+fn scans_decide_beep_and_publish_through_unplug_and_replug() {
+    let t = TestTerminal::with_ruleset();
+    let (profile, mut scanner, d, events) = daemon_with_a_beeping_scanner(&t);
 
     // No checkout: no decision, a bad-read beep and a `scan` event.
     scanner.scan(&profile, &t.code("C-SCAN-0", "DINING"), None);
@@ -587,6 +571,57 @@ fn scans_decide_beep_and_publish_through_unplug_and_replug() {
     let metrics = d.request("GET", "/metrics", None, &[]).text;
     assert!(metrics.contains("redeemd_decisions_total{outcome=\"already_redeemed\"} 1"), "{metrics}");
     assert!(!metrics.contains("C-SCAN"), "no coupon ids in metrics");
+}
+
+/// The first bytes the host writes to the emulated scanner within `limit` (a beep), read
+/// as soon as they come: a rescan must follow inside the 1.5 s duplicate window.
+fn next_beep(scanner: &mut Emulator, limit: Duration) -> Vec<u8> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let got = scanner.read_for(Duration::from_millis(30));
+        if !got.is_empty() || Instant::now() >= deadline {
+            return got;
+        }
+    }
+}
+
+/// Issue 18, item 11: a scan with no open checkout is not taken, so it does not count as
+/// a scan for duplicate suppression: its rescan inside the window beeps bad again, and
+/// once the cashier has opened a checkout, the rescan is decided.
+#[test]
+fn a_rescan_after_a_no_checkout_scan_is_presented_again() {
+    let t = TestTerminal::with_ruleset();
+    let (profile, mut scanner, d, events) = daemon_with_a_beeping_scanner(&t);
+    let code = t.code("C-RESCAN-1", "DINING");
+
+    // No checkout, twice inside the window: a bad-read each time, and no `duplicate`.
+    let first = Instant::now();
+    scanner.scan(&profile, &code, None);
+    assert_eq!(next_beep(&mut scanner, 2 * SECOND), vec![0x15]);
+    assert_eq!(events.next_named("scan", 5 * SECOND).unwrap()["ignored"], "no_checkout");
+    scanner.scan(&profile, &code, None);
+    assert_eq!(next_beep(&mut scanner, 2 * SECOND), vec![0x15], "{}", d.log());
+    let again = events.next_named("scan", 5 * SECOND).unwrap();
+    assert_eq!(again["ignored"], "no_checkout", "{again}");
+    assert!(first.elapsed() < Duration::from_millis(1500), "too slow to test the window: {:?}", first.elapsed());
+
+    // The cashier opens a checkout and rescans at once: decided, good-read.
+    let started = Instant::now();
+    scanner.scan(&profile, &code, None);
+    assert_eq!(next_beep(&mut scanner, 2 * SECOND), vec![0x15]);
+    let id = d.open_checkout(5800);
+    scanner.scan(&profile, &code, None);
+    assert_eq!(next_beep(&mut scanner, 2 * SECOND), vec![0x06], "{}", d.log());
+    assert!(started.elapsed() < Duration::from_millis(1500), "too slow to test the window: {:?}", started.elapsed());
+    let decision = events.next_named("decision", 5 * SECOND).unwrap();
+    assert_eq!((decision["decision"].clone(), decision["checkout_id"].clone()), (json!("accepted"), json!(id)));
+
+    // A decided scan still suppresses its duplicate: no second decision, no beep.
+    scanner.scan(&profile, &code, None);
+    assert_eq!(next_beep(&mut scanner, Duration::from_millis(500)), Vec::<u8>::new());
+    assert_eq!(events.next_named("scan", 5 * SECOND).unwrap()["discarded"], "duplicate");
+    let checkout = d.get(&format!("/v1/checkouts/{id}")).json();
+    assert_eq!(checkout["decisions"].as_array().unwrap().len(), 1, "{checkout}");
 }
 
 #[test]
@@ -800,4 +835,70 @@ fn the_doctor_panel_speaks_the_pages_language() {
     // tests/pages.rs click the button where a browser is available).
     let script = d.get("/assets/manager.js").text;
     assert!(script.contains("/manager/doctor?lang=") && script.contains("f.text"), "{script}");
+}
+
+/// `POST /v1/checkouts/{id}/amounts` (issue 20): an open sale's amounts are corrected
+/// while it holds no accepted coupon; with one, 409 `checkout_has_coupons`; closed, 409
+/// `checkout_closed`; the body checked as `open_checkout`'s; replayed under its
+/// Idempotency-Key; a cashier session may correct its sale.
+#[test]
+fn the_amounts_of_an_open_checkout_are_corrected_until_it_holds_a_coupon() {
+    let t = TestTerminal::with_ruleset();
+    let d = Daemon::start(&t, &[]);
+    let id = d.open_checkout(58000);
+    let path = format!("/v1/checkouts/{id}/amounts");
+    for (body, code) in [
+        ("{", "bad_json"),
+        (r#"{"eligible_total": 100}"#, "bad_field"),
+        (r#"{"basket_total": -1}"#, "bad_field"),
+        (r#"{"basket_total": 58.5}"#, "bad_field"),
+        (r#"{"basket_total": 100, "eligible_total": 101}"#, "bad_field"),
+    ] {
+        let r = d.post(&path, body);
+        assert_eq!((r.status, r.error_code().as_str()), (400, code), "{body}: {}", r.text);
+    }
+    assert_eq!(d.post("/v1/checkouts/no-such/amounts", r#"{"basket_total": 1}"#).status, 404);
+    let key = [("idempotency-key", "till-1-amounts-0001")];
+    let fixed = d.request("POST", &path, Some(r#"{"basket_total": 5800, "eligible_total": 5000}"#), &key);
+    assert_eq!(fixed.status, 200, "{}", fixed.text);
+    let body = fixed.json();
+    assert_eq!(
+        (body["checkout_id"].clone(), body["basket_total"].clone(), body["eligible_total"].clone()),
+        (json!(id), json!(5800), json!(5000))
+    );
+    assert_eq!(body["status"], "open");
+    let again = d.request("POST", &path, Some(r#"{"basket_total": 5800, "eligible_total": 5000}"#), &key);
+    assert_eq!((again.status, again.text.clone()), (200, fixed.text.clone()), "replayed");
+    let other = d.request("POST", &path, Some(r#"{"basket_total": 5900}"#), &key);
+    assert_eq!((other.status, other.error_code().as_str()), (422, "idempotency_key_reused"));
+    // No eligible amount: the whole basket, as when opening.
+    let whole = d.post(&path, r#"{"basket_total": 6000}"#).json();
+    assert_eq!((whole["basket_total"].clone(), whole["eligible_total"].clone()), (json!(6000), json!(6000)));
+
+    // A cashier session corrects its sale too.
+    let url = t.run(&["cashier-url"]).stdout.trim().to_owned();
+    let link = url.split_once("/cashier/").map(|(_, rest)| format!("/cashier/{rest}")).unwrap();
+    let opened = d.request("GET", &link, None, &[("cookie", "x=y")]);
+    let session = opened.headers["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let by_cashier = d.request("POST", &path, Some(r#"{"basket_total": 5800}"#), &[("cookie", &session)]);
+    assert_eq!(
+        (by_cashier.status, by_cashier.json()["basket_total"].clone()),
+        (200, json!(5800)),
+        "{}",
+        by_cashier.text
+    );
+
+    // With an accepted coupon: 409 checkout_has_coupons; voided, correctable again.
+    let decision = d.present(&id, &t.code("C-AMOUNTS", "DINING"));
+    assert_eq!(decision["decision"], "accepted", "{decision}");
+    let held = d.post(&path, r#"{"basket_total": 7000}"#);
+    assert_eq!((held.status, held.error_code().as_str()), (409, "checkout_has_coupons"), "{}", held.text);
+    let redemption = decision["redemption_id"].as_str().unwrap();
+    assert_eq!(d.post(&format!("/v1/redemptions/{redemption}/void"), "").status, 200);
+    assert_eq!(d.post(&path, r#"{"basket_total": 7000}"#).status, 200, "a voided coupon holds nothing");
+
+    // Closed: 409 checkout_closed.
+    assert_eq!(d.post(&format!("/v1/checkouts/{id}/close"), r#"{"status": "paid"}"#).status, 200);
+    let closed = d.post(&path, r#"{"basket_total": 100}"#);
+    assert_eq!((closed.status, closed.error_code().as_str()), (409, "checkout_closed"));
 }

@@ -1,8 +1,12 @@
 //! The Debian package's inputs: the committed udev rules equal what the firmware profiles
 //! give, the unit keeps its contract (notify, watchdog, condition on the config, serial
-//! devices only, no network deny), the sysusers file, the man pages and completions the
-//! real binary generates, and every asset `[package.metadata.deb]` names from the tree.
-//! `.ci/run` builds the package itself and installs it.
+//! devices only, no network deny), the kiosk's units theirs (the link socket for the group
+//! redeemd-kiosk only, its helper as the daemon's account on loopback, the user unit for
+//! the group's members), the sysusers file, the man pages and completions the real binary
+//! generates, every asset `[package.metadata.deb]` names from the tree (the binary
+//! stripped, its debug info in a -dbgsym package), the purge notice naming every file
+//! redeemd keeps in its data dir, and a failed provision leaving no ledger behind.
+//! `.ci/run` builds the package itself and installs it (`.ci/package-test`).
 
 mod common;
 
@@ -103,4 +107,150 @@ fn every_packaged_file_from_the_tree_exists() {
     assert!(conffiles.iter().any(|c| c.as_str() == Some("/etc/redeemd/redeemd.toml.example")));
     // The config the service needs is never shipped: provisioning writes it.
     assert!(!deb["assets"].as_array().unwrap().iter().any(|a| a[1].as_str() == Some("etc/redeemd/redeemd.toml")));
+}
+
+/// The lines of a unit file without comments, trimmed.
+fn unit_lines(path: &str) -> Vec<String> {
+    repo(path).lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_owned).collect()
+}
+
+#[test]
+fn the_kiosk_units_keep_their_contract() {
+    let socket_path = redeemd::kiosk::LINK_SOCKET;
+    let group = redeemd::kiosk::KIOSK_GROUP;
+    let socket = unit_lines("packaging/cashier-link/redeemd-cashier-link.socket");
+    for line in [
+        format!("ListenStream={socket_path}"),
+        "SocketUser=redeemd".into(),
+        format!("SocketGroup={group}"),
+        "SocketMode=0660".into(),
+        "Accept=yes".into(),
+        "WantedBy=sockets.target".into(),
+    ] {
+        assert!(socket.contains(&line), "the link socket lacks {line}");
+    }
+    let helper = unit_lines("packaging/cashier-link/redeemd-cashier-link@.service");
+    for line in [
+        "ExecStart=/usr/bin/redeemd --config /etc/redeemd/redeemd.toml kiosk --serve-link",
+        "StandardInput=socket",
+        "StandardOutput=socket",
+        "User=redeemd",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ReadWritePaths=/var/lib/redeemd",
+        "IPAddressAllow=localhost",
+        "IPAddressDeny=any",
+        "CapabilityBoundingSet=",
+    ] {
+        assert!(helper.iter().any(|l| l == line), "the link helper lacks {line}");
+    }
+    // StateDirectory= would chown the daemon's files on every link; RemoveIPC= would take
+    // the daemon's IPC objects when a helper ends.
+    for key in ["StateDirectory=", "RemoveIPC=", "PrivateNetwork="] {
+        assert!(!helper.iter().any(|l| l.starts_with(key)), "the link helper must not set {key}");
+    }
+    let exec = format!("/usr/bin/redeemd kiosk --link-socket {socket_path}");
+    let user = unit_lines("packaging/redeemd-kiosk.service");
+    for line in [
+        format!("ConditionGroup={group}"),
+        format!("ExecStart={exec}"),
+        "Restart=on-failure".into(),
+        "RestartPreventExitStatus=2".into(),
+        "WantedBy=graphical-session.target".into(),
+        "PartOf=graphical-session.target".into(),
+    ] {
+        assert!(user.contains(&line), "the kiosk's user unit lacks {line}");
+    }
+    let desktop = unit_lines("packaging/redeemd-kiosk.desktop");
+    for line in [format!("Exec={exec}"), "X-systemd-skip=true".into(), "X-GNOME-HiddenUnderSystemd=true".into()] {
+        assert!(desktop.contains(&line), "the autostart entry lacks {line}");
+    }
+    let sysusers = repo("packaging/redeemd.sysusers");
+    assert!(sysusers.lines().any(|l| l == format!("g {group} -")), "{sysusers}");
+    // cargo-deb takes any `<name>.<type>` or `redeemd.<type>` in a unit directory for a unit
+    // of the entry's name: the link socket's directory holds its two files and nothing else.
+    let mut files: Vec<String> =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/cashier-link"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+    files.sort();
+    assert_eq!(files, ["redeemd-cashier-link.socket", "redeemd-cashier-link@.service"]);
+    for script in ["packaging/postinst", "packaging/postrm"] {
+        assert!(repo(script).contains("--user"), "{script} does not handle the kiosk's user unit");
+    }
+}
+
+#[test]
+fn the_package_strips_the_binary_and_ships_the_kiosk() {
+    let manifest: toml::Value = toml::from_str(&repo("Cargo.toml")).unwrap();
+    let deb = &manifest["package"]["metadata"]["deb"];
+    assert_eq!(deb["dbgsym"].as_bool(), Some(true), "the binary is stripped, its debug info in redeemd-dbgsym");
+    let units: Vec<&str> =
+        deb["systemd-units"].as_array().unwrap().iter().filter_map(|u| u["unit-name"].as_str()).collect();
+    assert_eq!(units, ["redeemd", "redeemd-cashier-link"]);
+    let targets: Vec<(&str, &str)> =
+        deb["assets"].as_array().unwrap().iter().map(|a| (a[0].as_str().unwrap(), a[1].as_str().unwrap())).collect();
+    for asset in [
+        ("packaging/cashier-link/redeemd-cashier-link@.service", "usr/lib/systemd/system/"),
+        ("packaging/redeemd-kiosk.service", "usr/lib/systemd/user/"),
+        ("packaging/redeemd-kiosk.desktop", "etc/xdg/autostart/"),
+    ] {
+        assert!(targets.contains(&asset), "{asset:?} is not packaged");
+    }
+}
+
+#[test]
+fn purge_names_every_file_redeemd_keeps_in_its_data_dir() {
+    let postrm = repo("packaging/postrm");
+    let described = |name: &str| {
+        postrm.lines().map(str::trim_start).any(|l| {
+            l.split_once(')').is_some_and(|(names, what)| {
+                names.split('|').any(|n| n == name) && what.contains("echo") && !what.contains("not made by redeemd")
+            })
+        })
+    };
+    for name in [
+        redeemd::config::DATABASE_FILE,
+        &format!("{}-wal", redeemd::config::DATABASE_FILE),
+        &format!("{}-shm", redeemd::config::DATABASE_FILE),
+        redeemd::config::TOKEN_FILE,
+        redeemd::config::UPSTREAM_CA_FILE,
+        redeemd::config::TRUST_KEYS_FILE,
+        redeemd::secret::POS_TOKEN_FILE,
+        redeemd::secret::MANAGER_PIN_FILE,
+        redeemd::secret::CASHIER_LINK_FILE,
+        redeemd::local_daemon::LISTEN_FILE,
+        redeemd::local_daemon::KEY_FILE,
+        "enrollment.json",
+    ] {
+        assert!(described(name), "packaging/postrm does not say what {name} is when purge keeps it");
+    }
+    assert!(postrm.contains("purge kept /var/lib/redeemd"), "{postrm}");
+}
+
+#[test]
+fn a_failed_provision_leaves_no_ledger_behind() {
+    let t = common::TestTerminal::bare(3);
+    // Nothing listens there: the enrollment fails before any answer.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let data = t.dir.path().join("data");
+    let r = t.run(&[
+        "provision",
+        "--upstream",
+        &format!("http://{closed}/"),
+        "--enrollment-code",
+        "K7PX-93QD",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--language",
+        "en",
+    ]);
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    // (What it keeps for the next attempt, the enrollment's request id, is not a ledger.)
+    let left: Vec<String> = std::fs::read_dir(&data)
+        .map(|d| d.map(|e| e.unwrap().file_name().into_string().unwrap()).collect())
+        .unwrap_or_default();
+    assert!(!left.iter().any(|f| f.starts_with("ledger")), "a failed provision left {left:?} in {}", data.display());
+    assert!(!Path::new(&t.config()).exists(), "nor a config");
 }

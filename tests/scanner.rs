@@ -242,6 +242,195 @@ fn scanner_test_command_prints_json_lines() {
     );
 }
 
+/// The widths (bar, space, …) of Code 128 symbol values 0..=106 (ISO/IEC 15417 table 1),
+/// typed from the standard: a decoder independent of the `barcoders` encoder the sheet uses.
+const CODE128_WIDTHS: [&str; 107] = [
+    "212222", "222122", "222221", "121223", "121322", "131222", "122213", "122312", "132212", "221213", // 0
+    "221312", "231212", "112232", "122132", "122231", "113222", "123122", "123221", "223211", "221132", // 10
+    "221231", "213212", "223112", "312131", "311222", "321122", "321221", "312212", "322112", "322211", // 20
+    "212123", "212321", "232121", "111323", "131123", "131321", "112313", "132113", "132311", "211313", // 30
+    "231113", "231311", "112133", "112331", "132131", "113123", "113321", "133121", "313121", "211331", // 40
+    "231131", "213113", "213311", "213131", "311123", "311321", "331121", "312113", "312311", "332111", // 50
+    "314111", "221411", "431111", "111224", "111422", "121124", "121421", "141122", "141221", "112214", // 60
+    "112412", "122114", "122411", "142112", "142211", "241211", "221114", "413111", "241112", "134111", // 70
+    "111242", "121142", "121241", "114212", "124112", "124211", "411212", "421112", "421211", "212141", // 80
+    "214121", "412121", "111143", "111341", "131141", "114113", "114311", "411113", "411311", "113141", // 90
+    "114131", "311141", "411131", "211412", "211214", "211232", "2331112", // 100
+];
+
+/// Reads a Code 128 symbol back from the pixels of the sheet: the row through the middle
+/// of its bars, cut into runs, each run a whole number of modules; returns whether FNC3
+/// came first and the text (control characters included).
+fn decode_code128(img: &image::GrayImage, code: &redeemd::scanner::sheet::DrawnCode) -> (bool, String) {
+    let y = code.y + code.height / 2;
+    let mut runs: Vec<(bool, u32)> = Vec::new();
+    for x in code.x..code.x + code.width {
+        let black = img.get_pixel(x, y).0[0] < 128;
+        match runs.last_mut() {
+            Some((b, n)) if *b == black => *n += 1,
+            _ => runs.push((black, 1)),
+        }
+    }
+    // Quiet zones: the white runs at both ends.
+    let runs: Vec<u32> = runs.iter().skip_while(|(b, _)| !b).map(|(_, n)| *n).collect();
+    let mut widths: Vec<u32> = runs
+        .iter()
+        .map(|n| {
+            assert_eq!(n % code.module, 0, "a run of {n} px is not whole modules of {}", code.module);
+            n / code.module
+        })
+        .collect();
+    if widths.len() % 2 == 0 {
+        widths.pop(); // the trailing quiet zone: a symbol starts and ends with a bar
+    }
+    let mut values = Vec::new();
+    let mut rest = &widths[..];
+    while !rest.is_empty() {
+        let take = if rest.len() == 7 { 7 } else { 6 };
+        let w: String = rest[..take].iter().map(|d| char::from(b'0' + *d as u8)).collect();
+        let value = CODE128_WIDTHS.iter().position(|p| *p == w).unwrap_or_else(|| panic!("no symbol {w}"));
+        values.push(value);
+        rest = &rest[take..];
+    }
+    assert_eq!(values.first(), Some(&104), "Start B");
+    assert_eq!(values.last(), Some(&106), "Stop");
+    let data = &values[1..values.len() - 2];
+    let check = values[values.len() - 2];
+    let sum: usize = 104 + data.iter().enumerate().map(|(i, v)| (i + 1) * v).sum::<usize>();
+    assert_eq!(sum % 103, check, "check symbol");
+    let mut text = String::new();
+    let mut set_a = false;
+    let mut fnc3_first = false;
+    for (i, v) in data.iter().enumerate() {
+        match (*v, set_a) {
+            (96, _) => {
+                assert_eq!(i, 0, "FNC3 only first");
+                fnc3_first = true;
+            }
+            (101, false) => set_a = true,
+            (100, true) => set_a = false,
+            (v, false) if v < 96 => text.push(char::from(32 + v as u8)),
+            (v, true) if v < 64 => text.push(char::from(32 + v as u8)),
+            (v, true) if v < 96 => text.push(char::from(v as u8 - 64)),
+            (v, _) => panic!("symbol value {v} is not used by the sheet"),
+        }
+    }
+    (fnc3_first, text)
+}
+
+/// A QR symbol on the sheet is exactly the one `qrcode` makes of `content` at its size.
+fn assert_qr_carries(img: &image::GrayImage, code: &redeemd::scanner::sheet::DrawnCode, content: &str) {
+    let want = qrcode::QrCode::with_error_correction_level(content.as_bytes(), qrcode::EcLevel::M)
+        .unwrap()
+        .render::<image::Luma<u8>>()
+        .min_dimensions(code.width, code.height)
+        .max_dimensions(code.width, code.height)
+        .build();
+    for (x, y, p) in want.enumerate_pixels() {
+        assert_eq!(img.get_pixel(code.x + x, code.y + y), p, "QR pixel {x},{y} of {content:?}");
+    }
+}
+
+/// Issue 19 item 6: every shipped profile's setup sheet, in each language, prints the
+/// codes a source gives (each reads back to its profile's exact content), says the
+/// others in words, names the profile in its footer, carries no bare-IP link, and speaks
+/// the reader's language only (names, citations and the guides' own labels aside).
+#[test]
+fn every_setup_sheet_prints_documented_codes_in_the_readers_language() {
+    use redeemd::messages::Language;
+    use redeemd::scanner::profile::{bare_ip_link, Symbology};
+    use redeemd::scanner::sheet;
+    let sample = redeemd::issuer::Issuer::from_seed(42).code(&redeemd::issuer::CodeSpec::new(
+        "SAMPLE-0001",
+        "DEMO-DINING",
+        common::ts("2026-01-01T00:00:00Z"),
+    ));
+    for p in profile::builtin().unwrap() {
+        for language in Language::ALL {
+            let s = sheet::render_in(&p, &sample, language).unwrap();
+            let what = format!("{} ({})", p.id, language.tag());
+            // To look at them as an installer would: REDEEMD_SHEET_DIR=/tmp/sheets.
+            if let Some(dir) = std::env::var_os("REDEEMD_SHEET_DIR") {
+                let path = std::path::Path::new(&dir).join(format!("{}.{}.png", p.id, language.tag()));
+                std::fs::write(path, s.png().unwrap()).unwrap();
+            }
+            assert_eq!(s.image.dimensions(), (sheet::WIDTH, sheet::HEIGHT), "{what}: A4 at 150 dpi");
+            assert_eq!(s.left_out, 0, "{what}: every step on the page");
+            let all = s.text.join("\n");
+            assert!(!all.contains("NOT FOUND"), "{what}");
+            assert!(s.text.last().unwrap().contains(&p.id), "{what}: the footer names the profile");
+            assert!(!all.contains(&format!("{} {}", p.vendor, p.vendor)), "{what}: a doubled vendor");
+            for line in &s.text {
+                assert_eq!(bare_ip_link(line), None, "{what}: {line}");
+                assert!(
+                    !line.split("://").skip(1).any(|host| host.starts_with(|c: char| c.is_ascii_digit())),
+                    "{line}"
+                );
+            }
+
+            // Each code with a content is drawn once, in order, and reads back to it.
+            let printed: Vec<_> = p.setup_codes.iter().filter(|c| !c.content.is_empty()).collect();
+            assert_eq!(s.codes.len(), printed.len() + 1, "{what}: the printed codes and the sample");
+            for (code, drawn) in printed.iter().zip(&s.codes) {
+                assert_eq!(drawn.symbology, code.symbology, "{what}");
+                match code.symbology {
+                    Symbology::Code128 => {
+                        assert_eq!(decode_code128(&s.image, drawn), (code.fnc3, code.content.clone()), "{what}")
+                    }
+                    Symbology::Qr => assert_qr_carries(&s.image, drawn, &code.content),
+                }
+            }
+            let last = s.codes.last().unwrap();
+            assert_qr_carries(&s.image, last, &sample);
+
+            // A step without a content says where its code is, in words.
+            let in_guide = redeemd::messages::text(language, "sheet.in_guide");
+            let own_guide = redeemd::messages::text(language, "sheet.in_own_guide");
+            let words_steps = p.setup_codes.iter().filter(|c| c.content.is_empty()).count();
+            let said = s
+                .text
+                .iter()
+                .filter(|t| t.starts_with(in_guide.split('{').next().unwrap()) || t.as_str() == own_guide)
+                .count();
+            assert_eq!(said, words_steps, "{what}");
+
+            // Names and citations are data (as a merchant's name is); the rest is the
+            // reader's language. A guide's place is its labels, quoted, and numbers.
+            let mut rest = all.clone();
+            let mut verbatim = vec![sheet::scanner_name(&p, language), p.vendor.clone(), p.model.clone()];
+            for code in &p.setup_codes {
+                verbatim.extend([
+                    code.guide.clone(),
+                    code.source.trim().to_owned(),
+                    sheet::printable_content(&code.content),
+                ]);
+                let unquoted: String = code.place.split('"').step_by(2).collect();
+                assert!(
+                    common::words::english_words(&unquoted).is_empty(),
+                    "{}: place {:?} is prose",
+                    p.id,
+                    code.place
+                );
+                verbatim.push(code.place.clone());
+            }
+            verbatim.sort_by_key(|v| std::cmp::Reverse(v.len()));
+            for v in verbatim.iter().filter(|v| !v.is_empty()) {
+                rest = rest.replace(v.as_str(), " ");
+            }
+            match language {
+                Language::ZhCn => {
+                    let english = common::words::english_words(&rest);
+                    assert!(english.is_empty(), "{what}: English {english:?} on a Chinese sheet:\n{rest}");
+                }
+                Language::En => {
+                    let chinese: String = rest.chars().filter(|c| common::words::is_cjk(*c)).collect();
+                    assert!(chinese.is_empty(), "{what}: Chinese {chinese:?} on an English sheet");
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn scanner_sheet_and_list_commands() {
     let dir = tempfile::tempdir().unwrap();
@@ -252,6 +441,16 @@ fn scanner_sheet_and_list_commands() {
         .unwrap();
     assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
     assert_eq!(&std::fs::read(&out).unwrap()[..8], b"\x89PNG\r\n\x1a\n");
+    // Every shipped profile prints as an A4 page.
+    for p in profile::builtin().unwrap() {
+        let run = std::process::Command::new(common::binary())
+            .args(["scanner", "sheet", "--profile", &p.id, "--out", out.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(run.status.code(), Some(0), "{}: {}", p.id, String::from_utf8_lossy(&run.stderr));
+        let img = image::open(&out).unwrap();
+        assert_eq!((img.width(), img.height()), (1240, 1754), "{}", p.id);
+    }
     let run = std::process::Command::new(common::binary())
         .args(["scanner", "sheet", "--profile", "no-such-scanner", "--out", out.to_str().unwrap()])
         .output()

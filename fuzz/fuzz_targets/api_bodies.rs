@@ -24,6 +24,16 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(e) => refusal_ok(&e),
     }
+    match body::amounts(data) {
+        Ok(a) => {
+            assert!(object.is_ok());
+            assert!(a.basket_total.0 >= 0 && a.basket_total <= Money::MAX, "{a:?}");
+            if let Some(e) = a.eligible_total {
+                assert!(e.0 >= 0 && e <= a.basket_total, "{a:?}");
+            }
+        }
+        Err(e) => refusal_ok(&e),
+    }
     match body::code(data) {
         Ok(_) => assert!(object.is_ok()),
         Err(e) => refusal_ok(&e),

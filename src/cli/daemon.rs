@@ -55,10 +55,13 @@ pub(super) fn demo(args: DemoArgs) -> CliResult {
     present(&config_path, code_args("58.00"), None)?;
     step("demo_cli.step_report", &[]);
     report_daily(&config_path, None, ReportFormat::Table)?;
-    say!(
-        "{}",
+    // A temporary terminal is gone when the demo ends: its directory is not named as kept.
+    let files = if _tmp.is_some() {
+        tr("demo_cli.files_removed", &[])
+    } else {
         tr("demo_cli.files", &[("dir", &dir.display().to_string()), ("config", &config_path.display().to_string())])
-    );
+    };
+    say!("{files}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -81,11 +84,30 @@ pub(super) fn demo_live(args: DemoArgs) -> CliResult {
             (Some(tmp), dir)
         }
     };
+    let listen: std::net::SocketAddr = args
+        .listen
+        .parse()
+        .map_err(|_| usage(anyhow!(tr("error.listen", &[("value", &format!("{:?}", args.listen))]))))?;
+    if !listen.ip().is_loopback() {
+        // The demo's config never allows remote clients, so the daemon would refuse later.
+        return Err(usage(anyhow!(tr("demo_cli.listen_remote", &[("addr", &listen.to_string())]))));
+    }
+    // Bound before anything is made or said: a taken port fails here, with no links or PIN
+    // printed and no terminal left in --dir; the daemon serves this very socket.
+    let listener = std::net::TcpListener::bind(listen).map_err(|e| crate::daemon::listen_failed(listen, e))?;
+    // The address the links name (`--listen 127.0.0.1:0` picks a free port).
+    let listen = listener.local_addr().map_err(|e| crate::daemon::listen_failed(listen, e))?;
     std::fs::create_dir_all(&dir)
         .with_context(|| tr("error.cannot_create", &[("path", &dir.display().to_string())]))?;
     let issuer = Issuer::from_seed(DEMO_SEED);
     let now = SystemClock.now();
-    let upstream = DemoUpstream::start(&issuer, now).with_context(|| tr("demo_cli.upstream_failed", &[]))?;
+    // The demo's upstream is a sandbox (`redeemd sandbox`) in the demo's directory.
+    let upstream = DemoUpstream::start(
+        &dir.join("upstream"),
+        crate::issuer::IssuerKeys::from_seed(DEMO_SEED),
+        std::sync::Arc::new(SystemClock),
+    )
+    .with_context(|| tr("demo_cli.upstream_failed", &[]))?;
     let config_path = dir.join("redeemd.toml");
     let data_dir = dir.join("data");
     say!("== {}", tr("demo_cli.step_provision", &[("url", &upstream.url())]));
@@ -95,9 +117,9 @@ pub(super) fn demo_live(args: DemoArgs) -> CliResult {
             upstream: upstream.url(),
             enrollment_code: crate::demo::ENROLLMENT_CODE.into(),
             ca: None,
-            data_dir: data_dir.clone(),
+            data_dir: Some(data_dir.clone()),
             label: Some("demo".into()),
-            language: args.language,
+            language: Some(args.language),
         },
     )?;
     let config = load_config(&config_path)?;
@@ -137,10 +159,6 @@ pub(super) fn demo_live(args: DemoArgs) -> CliResult {
             (path, Some("generic-serial".into()), Box::new(master))
         }
     };
-    let listen: std::net::SocketAddr = args
-        .listen
-        .parse()
-        .map_err(|_| usage(anyhow!(tr("error.listen", &[("value", &format!("{:?}", args.listen))]))))?;
     let expires = now + jiff::SignedDuration::from_mins(10);
     let token = crate::secret::new_cashier_link(&data_dir, expires)
         .with_context(|| tr("error.cannot_write", &[("path", &data_dir.display().to_string())]))?;
@@ -168,6 +186,7 @@ pub(super) fn demo_live(args: DemoArgs) -> CliResult {
         profile,
         extra_routes: Some(crate::demo::routes(demo_state)),
         config_path: Some(config_path.clone()),
+        listener: Some(listener),
     };
     serve(&config, clock, options)
 }
@@ -181,6 +200,7 @@ pub(super) fn run_daemon(config_path: &Path, args: RunArgs) -> CliResult {
         profile: args.profile,
         extra_routes: None,
         config_path: Some(config_path.to_owned()),
+        listener: None,
     };
     // Checked before the ledger opens, so a refused address changes nothing.
     crate::daemon::listen_address(&config, options.listen.as_deref()).map_err(usage)?;
@@ -231,20 +251,38 @@ pub(super) fn manager_pin_set(config_path: &Path) -> CliResult {
     let path = config.data_dir.join(crate::secret::MANAGER_PIN_FILE);
     crate::secret::write_secret(&path, crate::secret::hash_pin(pin).as_bytes())
         .with_context(|| tr("error.cannot_write", &[("path", &path.display().to_string())]))?;
-    eprintln!("{}", tr("cli.pin_set", &[("path", &path.display().to_string())]));
+    // Whether a daemon of this data dir runs (and so uses the PIN at once) is asked, not assumed.
+    use crate::local_daemon::Found;
+    let shown = path.display().to_string();
+    let said = match crate::local_daemon::find(&config.data_dir, std::time::Duration::from_secs(1)) {
+        Found::Ours(_) => tr("cli.pin_set", &[("path", &shown)]),
+        Found::Silent { addr, .. } | Found::KeyUnreadable { addr, .. } => {
+            tr("cli.pin_set_unproven", &[("path", &shown), ("addr", &addr.to_string())])
+        }
+        Found::NeverRan | Found::NotListening(_) | Found::Other(_) => tr("cli.pin_set_no_daemon", &[("path", &shown)]),
+    };
+    // Not `eprintln!`: the PIN is set, and a closed stderr must not make that a panic's 101.
+    let _ = writeln!(std::io::stderr(), "{said}");
     Ok(ExitCode::SUCCESS)
 }
 
 pub(super) fn cashier_url(config_path: &Path) -> CliResult {
     let config = load_config(config_path)?;
     // The address the daemon really bound (`run --listen` may differ from the config).
-    let bound = std::fs::read_to_string(config.data_dir.join(crate::daemon::LISTEN_FILE))
+    let bound = std::fs::read_to_string(config.data_dir.join(crate::local_daemon::LISTEN_FILE))
         .ok()
         .and_then(|text| text.trim().parse::<std::net::SocketAddr>().ok());
     let addr = match bound {
         Some(addr) => addr,
         None => crate::daemon::listen_address(&config, None).map_err(usage)?,
     };
+    // A link is a session for whoever opens it: never point it at a process that holds
+    // the daemon's port without being this data dir's daemon.
+    if let crate::local_daemon::Found::Other(other) =
+        crate::local_daemon::find(&config.data_dir, std::time::Duration::from_secs(2))
+    {
+        return Err(anyhow!(tr("error.cashier_url_other", &[("addr", &other.to_string())])));
+    }
     let expires = SystemClock.now() + jiff::SignedDuration::from_mins(10);
     let token = crate::secret::new_cashier_link(&config.data_dir, expires).with_context(|| {
         tr(
@@ -252,9 +290,7 @@ pub(super) fn cashier_url(config_path: &Path) -> CliResult {
             &[("path", &config.data_dir.join(crate::secret::CASHIER_LINK_FILE).display().to_string())],
         )
     })?;
-    let host =
-        if addr.ip().is_unspecified() { std::net::SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr };
-    say!("http://{host}/cashier/open?token={token}");
+    say!("{}", crate::kiosk::link_url(addr, &token));
     Ok(ExitCode::SUCCESS)
 }
 

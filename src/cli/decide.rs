@@ -36,8 +36,8 @@ pub(super) fn amount(flag: &str, text: &str, digits: u32) -> CliResult<Money> {
 }
 
 pub(super) fn present(config_path: &Path, args: CodeArgs, check_at: Option<Option<String>>) -> CliResult {
-    // CODE takes hyphen values (so `-` reads stdin); a mistyped option must not become a
-    // code answered `malformed`.
+    // clap reports a mistyped option itself; a code given after `--` that looks like an
+    // option (`-- -x`) must still not become a code answered `malformed`.
     let config = load_config(config_path)?;
     if args.code.starts_with('-') && args.code != "-" {
         return Err(usage(anyhow!(tr("error.unknown_option", &[("option", &format!("{:?}", args.code))]))));

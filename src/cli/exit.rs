@@ -69,29 +69,15 @@ pub(super) fn exit_code(error: &anyhow::Error) -> Exit {
 /// The ledger this run opened, so an SQLite error deep in a chain can name its file.
 pub(super) static LEDGER: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
-/// Upstream's answers a person acts on, in their language; the rest (a server's own
-/// words, a retry reason) are said as they are.
-pub(super) fn upstream_text(error: &UpstreamError) -> Option<String> {
-    Some(match error {
-        UpstreamError::Unauthorized => tr("error.upstream_unauthorized", &[]),
-        UpstreamError::InvalidCode { code } => tr("error.upstream_invalid_code", &[("code", code)]),
-        UpstreamError::CodeUsed { code } => tr("error.upstream_code_used", &[("code", code)]),
-        UpstreamError::BadRequest(message) => tr("error.upstream_bad_request", &[("message", message)]),
-        UpstreamError::Tls(message) => tr("error.upstream_tls", &[("message", message)]),
-        UpstreamError::Unreachable { url, message } => {
-            tr("error.upstream_unreachable", &[("url", url), ("message", message)])
+/// What failed with upstream and what to do, in the reader's language. A paused sync's
+/// reason (a 401 seen earlier) is said as the 401 itself.
+pub(super) fn upstream_text(error: &UpstreamError) -> String {
+    match error {
+        UpstreamError::Local(reason) if reason == crate::sync::PAUSED_401 => {
+            UpstreamError::Unauthorized.text().render(lang())
         }
-        UpstreamError::InsecureUrl(url) => tr("error.upstream_insecure", &[("url", &format!("{url:?}"))]),
-        UpstreamError::Undelivered { pending, parked } => tr(
-            "error.undelivered",
-            &[
-                ("count", &(pending + parked).to_string()),
-                ("pending", &pending.to_string()),
-                ("parked", &parked.to_string()),
-            ],
-        ),
-        UpstreamError::Retryable { .. } | UpstreamError::Local(_) => return None,
-    })
+        other => other.text().render(lang()),
+    }
 }
 
 /// The error and its causes, with a [`Usage`] mark replaced by the error it marks (whose
@@ -148,21 +134,11 @@ pub(super) fn localized(error: &anyhow::Error) -> Option<String> {
         if let Some(e) = cause.downcast_ref::<crate::daemon::RunError>() {
             return Some(e.text().render(lang()));
         }
-        if let Some(ProfileError::Unknown(id)) = cause.downcast_ref::<ProfileError>() {
-            return Some(tr("error.profile_unknown", &[("profile", id)]));
+        if let Some(e) = cause.downcast_ref::<ProfileError>() {
+            return Some(e.text().render(lang()));
         }
         match cause.downcast_ref::<ConfigError>() {
-            Some(ConfigError::Missing(path)) => {
-                Some(tr("error.config_missing", &[("path", &path.display().to_string())]))
-            }
-            Some(ConfigError::Invalid { path, message, .. }) => Some(tr(
-                "error.config_invalid",
-                &[("path", &path.display().to_string()), ("message", &message.render(lang()))],
-            )),
-            // The TOML parser's own words (line, column, what it expected) are quoted as they are.
-            Some(ConfigError::Parse { path, message }) => {
-                Some(tr("error.config_invalid", &[("path", &path.display().to_string()), ("message", message)]))
-            }
+            Some(e) => Some(e.text().render(lang())),
             _ => match cause.downcast_ref::<StoreError>() {
                 Some(StoreError::Missing(path)) => {
                     Some(tr("error.ledger_missing", &[("path", &path.display().to_string())]))
@@ -173,7 +149,7 @@ pub(super) fn localized(error: &anyhow::Error) -> Option<String> {
                 Some(StoreError::TooNew { found, known }) => {
                     Some(tr("error.ledger_too_new", &[("found", &found.to_string()), ("known", &known.to_string())]))
                 }
-                _ => cause.downcast_ref::<UpstreamError>().and_then(upstream_text),
+                _ => cause.downcast_ref::<UpstreamError>().map(upstream_text),
             },
         }
     })
@@ -185,7 +161,12 @@ pub(super) fn one_line(error: &anyhow::Error) -> String {
     let mut out = String::new();
     let mut last = String::new();
     for cause in error.chain() {
-        let text = cause.to_string();
+        // The OS's words for a file that is missing, not permitted or on a full disk are
+        // said in the reader's language; others are quoted after the lead before them.
+        let text = match cause.downcast_ref::<std::io::Error>() {
+            Some(io) => crate::upstream::IoProblem::of(io).text().render(lang()),
+            None => cause.to_string(),
+        };
         let lower = text.to_lowercase();
         if out.to_lowercase().contains(&lower) || (!last.is_empty() && lower.contains(&last)) {
             continue;
@@ -256,6 +237,19 @@ pub(super) fn check_ledger_access(db: &Path) -> CliResult<()> {
         if access(&path, flags).is_err() {
             let owner = user_name(meta.uid());
             let me = user_name(nix::unistd::geteuid().as_raw());
+            // The right owner without the write bit: the mode is what to fix, not the owner.
+            if meta.uid() == nix::unistd::geteuid().as_raw() {
+                let bits = if meta.is_dir() { "u+rwx" } else { "u+rw" };
+                return Err(usage(anyhow!(tr(
+                    "error.ledger_mode",
+                    &[
+                        ("path", &path.display().to_string()),
+                        ("owner", &owner),
+                        ("mode", &format!("{:o}", meta.mode() & 0o7777)),
+                        ("command", &format!("chmod {bits} {}", path.display())),
+                    ]
+                ))));
+            }
             return Err(usage(anyhow!(tr(
                 "error.ledger_owner",
                 &[

@@ -40,11 +40,11 @@ pub(super) fn backup(config_path: &Path, file: &Path) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) fn restore(config_path: &Path, file: &Path, data_dir: Option<&Path>) -> CliResult {
+pub(super) fn restore(config_path: &Path, file: &Path, data_dir: Option<&Path>, force: bool) -> CliResult {
     // This terminal's language when it has a config (restore keeps it), else the
     // restored config's (the backup's terminal's) once it is written.
     language_from(config_path);
-    let r = crate::backup::restore(config_path, file, data_dir)?;
+    let r = crate::backup::restore(config_path, file, data_dir, force, &SystemClock)?;
     language_from(config_path);
     let s = &r.summary;
     let by_hand = tr("cli.restore_by_hand", &[]);
@@ -66,21 +66,41 @@ pub(super) fn restore(config_path: &Path, file: &Path, data_dir: Option<&Path>) 
     if !s.files.is_empty() {
         say!("  {}", tr("cli.restore_files", &[("files", &s.files.join(", "))]));
     }
+    if let Some((kept, backup)) = r.kept_ruleset {
+        let backup = backup.map_or_else(|| tr("cli.none", &[]), |v| v.to_string());
+        say!("  {}", tr("cli.restore_kept_ruleset", &[("version", &kept.to_string()), ("backup", &backup)]));
+    }
+    if let Some(addr) = r.port_taken {
+        say!("  {}", tr("cli.restore_port_taken", &[("addr", &addr.to_string()), ("port", &addr.port().to_string())]));
+    }
+    // The next commands exactly as they are to be typed, this config named in each (a
+    // replacement is often set up with another than the default); only CODE is left to
+    // fill in: the enrollment code the issuer gives for this terminal.
     say!("{}", tr("cli.restore_next", &[]));
+    let redeemd = format!("redeemd --config {}", shell_word(&config_path.display().to_string()));
     let step = |command: &str, key: &str, values: &[(&str, &str)]| {
-        say!("  {}  # {}", crate::report::pad(&format!("`{command}`"), 60, false), tr(key, values));
+        say!("  {}  # {}", crate::report::pad(&format!("`{redeemd} {command}`"), 60, false), tr(key, values));
     };
     if r.wrote_config && r.from_terminal.is_some() {
-        step("redeemd provision --upstream URL --enrollment-code CODE --ca FILE", "cli.restore_step_provision", &[]);
+        let mut provision = format!(
+            "provision --upstream {} --enrollment-code CODE",
+            shell_word(r.upstream_url.as_deref().unwrap_or("URL"))
+        );
+        if let Some(ca) = &r.ca_file {
+            provision.push_str(&format!(" --ca {}", shell_word(&ca.display().to_string())));
+        }
+        step(&provision, "cli.restore_step_provision", &[]);
     }
     if s.unanswered > 0 {
-        step("redeemd sync --once", "cli.restore_step_sync", &[("count", &s.unanswered.to_string())]);
+        step("sync --once", "cli.restore_step_sync", &[("count", &s.unanswered.to_string())]);
     }
-    step("redeemd manager-pin set", "cli.restore_step_pin", &[]);
-    step("redeemd doctor", "provision.step_doctor", &[]);
+    step("manager-pin set", "cli.restore_step_pin", &[]);
+    step("doctor", "provision.step_doctor", &[]);
     Ok(ExitCode::SUCCESS)
 }
 
+/// `word` as one shell word: as it is when it holds nothing a shell reads specially,
+/// else in single quotes. (`cli::sandbox` has the same rule for its own lines.)
 pub(super) fn init(config_path: &Path, args: InitArgs) -> CliResult {
     let _ = LANG.set(args.language.language());
     if config_path.exists() && !args.force {
@@ -95,6 +115,7 @@ pub(super) fn init(config_path: &Path, args: InitArgs) -> CliResult {
     let config = Config {
         data_dir: absolute(&args.data_dir),
         merchant_id: args.merchant_id,
+        merchant_name: None,
         merchant_category: args.merchant_category,
         timezone: Config::canonical_timezone(&args.timezone)
             .map_err(|m| usage(anyhow!(tr("error.timezone_option", &[("problem", &m.render(lang()))]))))?,
@@ -105,7 +126,7 @@ pub(super) fn init(config_path: &Path, args: InitArgs) -> CliResult {
         scanner: None,
     };
     config.check().map_err(|m| usage(anyhow!(m.render(lang()))))?;
-    std::fs::create_dir_all(&config.data_dir)
+    crate::secret::create_private_dir(&config.data_dir)
         .with_context(|| tr("error.cannot_create", &[("path", &config.data_dir.display().to_string())]))?;
     write_file(&config.trust_keys_path(), keys.as_bytes(), 0o644)?;
     lay_down_terminal(config_path, &config)?;
@@ -139,9 +160,6 @@ pub(super) fn scanner_list(json: bool) -> CliResult {
         say!("{}", serde_json::json!({"ports": ports, "profiles": profiles}));
         return Ok(ExitCode::SUCCESS);
     }
-    if ports.is_empty() {
-        say!("{}", tr("scanner.no_ports", &[]));
-    }
     for p in &ports {
         // Manufacturer and product are the device's own strings, shown as it reports them.
         let usb = p.usb.as_ref().map_or_else(
@@ -169,6 +187,10 @@ pub(super) fn scanner_list(json: bool) -> CliResult {
             say!("    {link}");
         }
     }
+    // Only a USB serial port can be a scanner redeemd reads; say so when there is none.
+    if !ports.iter().any(|p| p.usb.is_some()) {
+        say!("{}", tr("scanner.no_scanner", &[]));
+    }
     say!("\n{}", tr("scanner.profiles", &[]));
     for p in &profiles {
         say!("  {} `{} {}`", crate::report::pad(&format!("`{}`", p.id), 30, false), p.vendor, p.model);
@@ -177,7 +199,8 @@ pub(super) fn scanner_list(json: bool) -> CliResult {
 }
 
 pub(super) fn scanner_test(port: &str, profile_id: &str, count: Option<u64>, timeout: f64, json: bool) -> CliResult {
-    let profile = profile::find(profile_id).map_err(usage)?;
+    // An id or an edited copy, as `run` and `scanner sheet` take it.
+    let profile = profile::load(profile_id).map_err(usage)?;
     if !(timeout.is_finite() && timeout > 0.0) {
         return Err(usage(anyhow!(tr("scanner.bad_timeout", &[("timeout", &timeout.to_string())]))));
     }
@@ -233,23 +256,21 @@ pub(super) fn scanner_test(port: &str, profile_id: &str, count: Option<u64>, tim
             }
         }
     }
+    // Fewer frames than asked for is a failed test (exit 3): a script can trust the status.
     if let Some(n) = count.filter(|n| delivered < *n) {
-        eprintln!(
-            "{}",
-            tr(
-                "scanner.timeout",
-                &[("timeout", &timeout.to_string()), ("delivered", &delivered.to_string()), ("count", &n.to_string())]
-            )
-        );
+        return Err(anyhow!(tr(
+            "scanner.timeout",
+            &[("timeout", &timeout.to_string()), ("delivered", &delivered.to_string()), ("count", &n.to_string())]
+        )));
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub(super) fn scanner_sheet(profile_id: &str, out: &Path) -> CliResult {
-    let profile = profile::find(profile_id).map_err(usage)?;
+    let profile = profile::load(profile_id).map_err(usage)?;
     let sample = Issuer::from_seed(DEMO_SEED).code(&CodeSpec::new("SAMPLE-0001", "DEMO-DINING", SystemClock.now()));
-    let img = sheet::render(&profile, &sample)?;
-    img.save_with_format(out, image::ImageFormat::Png)
+    let sheet = sheet::render_in(&profile, &sample, lang())?;
+    std::fs::write(out, sheet.png()?)
         .with_context(|| tr("error.cannot_write", &[("path", &out.display().to_string())]))?;
     say!(
         "{}",

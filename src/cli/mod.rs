@@ -41,11 +41,15 @@ mod daemon;
 mod decide;
 mod exit;
 mod install;
+mod kiosk;
 mod report;
 mod ruleset;
+mod sandbox;
 mod sync;
 
-use self::{daemon::*, decide::*, exit::*, install::*, output::*, report::*, ruleset::*, sync::*};
+use self::{
+    daemon::*, decide::*, exit::*, install::*, kiosk::*, output::*, report::*, ruleset::*, sandbox::*, sync::*,
+};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -102,13 +106,18 @@ enum Command {
     /// Starts a throwaway terminal in a temporary directory, enrolled with a loopback demo
     /// upstream, and prints the cashier link, the manager link and PIN, and the virtual
     /// scanner's page; runs until Ctrl-C. `--once` runs the scripted round trip instead.
-    ///
-    /// Examples:
-    ///   redeemd demo
-    ///   redeemd demo --listen 127.0.0.1:8080 --language en
-    ///   redeemd demo --scanner /dev/ttyACM0 --profile generic-cdc
-    ///   redeemd demo --once
+    // The examples in `after_help`: clap rewraps a doc comment's lines into one.
+    #[command(
+        after_help = "Examples:\n  redeemd demo\n  redeemd demo --listen 127.0.0.1:8080 --language en\n  redeemd demo --scanner /dev/ttyACM0 --profile generic-cdc\n  redeemd demo --once"
+    )]
     Demo(DemoArgs),
+    /// A real upstream to try terminals against: HTTPS with its own CA, codes, campaigns, coupons
+    ///
+    /// `serve` runs the upstream API (enrollment, signed rule sets, redemptions with
+    /// conflicts between terminals, heartbeats) with its state in --dir; the other verbs
+    /// work on the same directory while it runs. The live demo's upstream is this code.
+    #[command(after_help = SANDBOX_HELP)]
+    Sandbox(SandboxArgs),
     /// Enroll with upstream, write the config and token, fetch the first rule set
     #[command(
         after_help = "Example:\n  redeemd --config /etc/redeemd/redeemd.toml provision --upstream https://coupons.example.cn/ \\\n      --enrollment-code K7PX-93QD --ca upstream-ca.pem --data-dir /var/lib/redeemd"
@@ -116,10 +125,10 @@ enum Command {
     Provision(ProvisionArgs),
     /// Heartbeat, rule-set refresh and forwarding of the outbox to upstream
     #[command(
-        after_help = "Examples:\n  redeemd sync --once   # exit 0 when nothing is left undelivered, else 3\n  redeemd sync          # until stopped (the daemon does this itself)"
+        after_help = "Examples:\n  redeemd sync --once   # exit 0 when nothing is left undelivered and a rule set is installed, else 3\n  redeemd sync          # until stopped (the daemon does this itself)"
     )]
     Sync {
-        /// One full round, then exit: 0 when nothing is left undelivered, else 3
+        /// One full round, then exit: 0 when nothing is left undelivered and a rule set is installed, else 3
         #[arg(long)]
         once: bool,
     },
@@ -148,6 +157,14 @@ enum Command {
     /// Print a one-time link (valid 10 minutes) that opens the cashier screen in this terminal's browser
     #[command(name = "cashier-url", after_help = "Example:\n  chromium --kiosk \"$(redeemd cashier-url)\"")]
     CashierUrl,
+    /// Open the cashier screen full screen in this terminal's browser by itself, and again whenever it closes
+    ///
+    /// Gets a one-time cashier link from the running daemon (waiting for it to start), starts
+    /// the browser in kiosk mode on it, and starts it again with a new link whenever it exits.
+    /// The package runs it in the desktop session of every account in the group
+    /// redeemd-kiosk, which may ask /run/redeemd-cashier-link.sock for links and nothing else.
+    #[command(after_help = KIOSK_HELP)]
+    Kiosk(KioskArgs),
     /// Check config, files, ledger, clock, rule set, upstream, scanner, disk and service; say what to fix
     #[command(
         after_help = "Examples:\n  redeemd doctor\n  redeemd doctor --json | jq '.findings[] | select(.status != \"ok\")'\n\nEach finding is ok, a warning or a problem. Exit status: 0 when nothing is a problem, 3 otherwise."
@@ -173,6 +190,9 @@ enum Command {
         /// Data directory when no config exists yet (the backup's config is written, pointing here)
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
+        /// Restore even though this terminal's config names another merchant than the backup
+        #[arg(long)]
+        force: bool,
     },
     /// Write the man pages, shell completions and udev rules for packaging into DIR
     #[command(hide = true)]
@@ -211,8 +231,8 @@ struct RunArgs {
     /// Scanner port: a path, `auto` (by the profile's USB ids) or `none` (default: [scanner] port, else auto)
     #[arg(long, value_name = "PATH|auto|none")]
     scanner: Option<String>,
-    /// Firmware profile id (default: [scanner] profile, else generic-serial)
-    #[arg(long, value_name = "ID")]
+    /// Firmware profile: an id or an edited copy `ID.toml` (default: [scanner] profile, else generic-serial)
+    #[arg(long, value_name = "ID|FILE")]
     profile: Option<String>,
 }
 
@@ -282,15 +302,15 @@ struct ProvisionArgs {
     /// Upstream's CA certificate (PEM), trusted in addition to the system roots
     #[arg(long, value_name = "FILE")]
     ca: Option<PathBuf>,
-    /// Directory for the ledger, token and trust anchors
-    #[arg(long, value_name = "DIR", default_value = "/var/lib/redeemd")]
-    data_dir: PathBuf,
+    /// Directory for the ledger, token and trust anchors (default: the existing config's, else /var/lib/redeemd)
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
     /// Terminal label sent to upstream (default: the host name)
     #[arg(long, value_name = "TEXT")]
     label: Option<String>,
-    /// Language of cashier messages
-    #[arg(long, value_enum, default_value = "zh-CN")]
-    language: LanguageArg,
+    /// Language of cashier messages (default: the existing config's, else zh-CN)
+    #[arg(long, value_enum)]
+    language: Option<LanguageArg>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -303,13 +323,15 @@ enum ScannerCommand {
         json: bool,
     },
     /// Read scans live and print each frame or discard
-    #[command(after_help = "Example:\n  redeemd scanner test --port auto --profile zebra-ds2208 --count 3 --json")]
+    #[command(
+        after_help = "Examples:\n  redeemd scanner test --port auto --profile zebra-ds2208 --count 3 --json\n  redeemd scanner test --port /dev/ttyACM0 --profile ./zebra-ds2208.toml --count 1   # an edited copy\n\nExit status: 0 when --count frames arrived, 3 when fewer did before --timeout, 2 usage error."
+    )]
     Test {
         /// Serial device path, a /dev/serial/by-id/... link, or `auto` (by the profile's USB ids)
         #[arg(long, value_name = "PATH|auto")]
         port: String,
-        /// Firmware profile id (see `redeemd scanner list`)
-        #[arg(long, value_name = "ID")]
+        /// Firmware profile: an id (see `redeemd scanner list`) or an edited copy `ID.toml`
+        #[arg(long, value_name = "ID|FILE")]
         profile: String,
         /// Stop after this many delivered frames
         #[arg(long, value_name = "N")]
@@ -324,8 +346,8 @@ enum ScannerCommand {
     /// Render the profile's setup codes and a sample coupon as a printable PNG
     #[command(after_help = "Example:\n  redeemd scanner sheet --profile honeywell-xenon-1950g --out xenon-setup.png")]
     Sheet {
-        /// Firmware profile id (see `redeemd scanner list`)
-        #[arg(long, value_name = "ID")]
+        /// Firmware profile: an id (see `redeemd scanner list`) or an edited copy `ID.toml`
+        #[arg(long, value_name = "ID|FILE")]
         profile: String,
         /// The PNG file to write
         #[arg(long, value_name = "FILE.png")]
@@ -397,7 +419,10 @@ enum RulesetCommand {
 #[derive(Debug, Args)]
 struct CodeArgs {
     /// The scanned code, exactly as read (quote it: codes contain spaces); `-` reads stdin
-    #[arg(value_name = "CODE", allow_hyphen_values = true)]
+    // No `allow_hyphen_values`: clap takes a lone `-` as a value anyway, CP1:/CP2: codes
+    // never start with '-', and with it a mistyped option (`--jsno CODE`) became the CODE
+    // and the real code an "unexpected argument", instead of clap naming the option.
+    #[arg(value_name = "CODE")]
     code: String,
     /// Basket total in major units, e.g. 58 or 58.50
     #[arg(long, value_name = "DEC", allow_hyphen_values = true)]
@@ -488,7 +513,9 @@ pub fn main() -> ExitCode {
     let cli = match command.try_get_matches().and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m)) {
         Ok(cli) => cli,
         Err(e) => {
-            let _ = e.print();
+            if !unknown_option_in_language(&e) {
+                let _ = e.print();
+            }
             return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
         }
     };
@@ -504,6 +531,41 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// clap's own errors are English. An unknown option (the common typo, `--jsno`) is said
+/// in the terminal's language instead when that is not English, with clap's suggestion;
+/// true when it was said.
+fn unknown_option_in_language(e: &clap::Error) -> bool {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::UnknownArgument {
+        return false;
+    }
+    // The config is not parsed yet: find `--config` (or its environment variable) by hand.
+    let args: Vec<String> = std::env::args().collect();
+    let from_args = args.iter().enumerate().find_map(|(i, a)| match a.strip_prefix("--config") {
+        Some("") => args.get(i + 1).cloned(),
+        Some(rest) => rest.strip_prefix('=').map(str::to_owned),
+        None => None,
+    });
+    let config = from_args.or_else(|| std::env::var("REDEEMD_CONFIG").ok()).unwrap_or(config::DEFAULT_PATH.into());
+    language_from(Path::new(&config));
+    if lang() == Language::En {
+        return false;
+    }
+    let text = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        Some(ContextValue::Strings(v)) => v.first().cloned(),
+        _ => None,
+    };
+    let Some(option) = text(ContextKind::InvalidArg) else {
+        return false;
+    };
+    let similar =
+        text(ContextKind::SuggestedArg).map(|s| tr("error.similar_option", &[("option", &s)])).unwrap_or_default();
+    let line = tr("error.unknown_argument", &[("option", &option), ("similar", &similar)]);
+    let _ = writeln!(std::io::stderr(), "redeemd: {line}");
+    true
+}
+
 /// The log on stderr. The long-running commands (`run`, the live demo, `sync` without
 /// `--once`) log warnings by default; a one-shot command says its own warnings to the
 /// user in their language, so its log shows only errors unless `REDEEMD_LOG` asks for
@@ -512,6 +574,7 @@ fn init_logging(command: &Command) {
     let long_running = match command {
         Command::Run(_) | Command::Sync { once: false } => true,
         Command::Demo(args) => !args.once,
+        Command::Sandbox(args) => args.serves(),
         _ => false,
     };
     let default = if long_running { tracing::Level::WARN } else { tracing::Level::ERROR };
@@ -537,6 +600,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Void(args) => void(&cli.config, &args),
         Command::Report(ReportCommand::Daily { date, format }) => report_daily(&cli.config, date.as_deref(), format),
         Command::Demo(args) => demo(args),
+        Command::Sandbox(args) => sandbox(args),
         Command::Provision(args) => provision(&cli.config, args),
         Command::Sync { once } => sync(&cli.config, once),
         Command::Scanner(ScannerCommand::List { json }) => {
@@ -559,9 +623,10 @@ pub fn run(cli: Cli) -> CliResult {
         Command::PosToken { rotate } => pos_token(&cli.config, rotate),
         Command::ManagerPin(ManagerPinCommand::Set) => manager_pin_set(&cli.config),
         Command::CashierUrl => cashier_url(&cli.config),
+        Command::Kiosk(args) => kiosk(&cli.config, args),
         Command::Doctor { json } => doctor(&cli.config, json),
         Command::Backup { file } => backup(&cli.config, &file),
-        Command::Restore { file, data_dir } => restore(&cli.config, &file, data_dir.as_deref()),
+        Command::Restore { file, data_dir, force } => restore(&cli.config, &file, data_dir.as_deref(), force),
         Command::Assets { out } => {
             let cmd = <Cli as clap::CommandFactory>::command();
             for path in crate::assets::write_all(cmd, &profile::builtin()?, &out)
@@ -697,5 +762,63 @@ mod help_tests {
             walk(sub, "redeemd", &mut missing);
         }
         assert!(missing.is_empty(), "{missing:#?}");
+    }
+
+    /// Issue 19 item 4: advice names only options that exist: in a command to type
+    /// (`` `redeemd scanner test --port …` ``) an option of that very command, elsewhere
+    /// (`--ca`) an option of some command.
+    #[test]
+    fn the_messages_name_only_options_that_exist() {
+        fn longs(cmd: &clap::Command, all: &mut std::collections::BTreeSet<String>) {
+            all.extend(cmd.get_arguments().filter_map(|a| a.get_long()).map(str::to_owned));
+            for sub in cmd.get_subcommands() {
+                longs(sub, all);
+            }
+        }
+        let mut root = Cli::command();
+        // Global options (`sandbox --dir`) are then the subcommands' own too.
+        root.build();
+        let mut all = std::collections::BTreeSet::from(["help".to_owned(), "version".to_owned()]);
+        longs(&root, &mut all);
+        let name = |word: &str| -> Option<String> {
+            let option = word.strip_prefix("--")?;
+            let name: String = option.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+            (!name.is_empty()).then_some(name)
+        };
+        let mut wrong = Vec::new();
+        for language in Language::ALL {
+            for (key, text) in crate::messages::table(language) {
+                for (i, part) in text.split('`').enumerate() {
+                    let words: Vec<&str> = part.split_whitespace().collect();
+                    if i % 2 == 1 && words.first() == Some(&"redeemd") {
+                        // The command's own options (and the global ones).
+                        let mut cmd = &root;
+                        let mut rest = &words[1..];
+                        while let Some(word) = rest.first() {
+                            match cmd.find_subcommand(word) {
+                                Some(sub) => cmd = sub,
+                                None if *word == "--config" => rest = rest.get(1..).unwrap_or_default(),
+                                None => break,
+                            }
+                            rest = rest.get(1..).unwrap_or_default();
+                        }
+                        for option in rest.iter().filter_map(|w| name(w)) {
+                            let known = cmd.get_arguments().any(|a| a.get_long() == Some(option.as_str()));
+                            if !known && !["config", "help"].contains(&option.as_str()) {
+                                wrong.push(format!("{key} ({}): `{part}` has no --{option}", language.tag()));
+                            }
+                        }
+                    } else if i % 2 == 0 || words.first().is_some_and(|w| w.starts_with("--")) {
+                        let separators = |c: char| c.is_whitespace() || "（）()，,;；：:、".contains(c);
+                        for option in part.split(separators).filter_map(name) {
+                            if !all.contains(&option) {
+                                wrong.push(format!("{key} ({}): no command has --{option}", language.tag()));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{wrong:#?}");
     }
 }

@@ -40,7 +40,20 @@ pub fn emit(args: std::fmt::Arguments<'_>) {
     if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             STDOUT_CLOSED.store(true, std::sync::atomic::Ordering::Relaxed);
+            silence_stdout();
         }
+    }
+}
+
+/// Points file descriptor 1 at /dev/null once stdout's reader has gone, so that nothing
+/// else this process prints can panic on EPIPE: not only `say!`, but any `println!` on
+/// the way, such as the daemon's "listening on" line when the live demo runs under
+/// `redeemd demo | head -1`. What std still buffers for stdout is written there too.
+fn silence_stdout() {
+    use std::os::fd::AsRawFd as _;
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        // On failure stdout stays the broken pipe: `say!` already stops writing to it.
+        let _ = nix::unistd::dup2(null.as_raw_fd(), std::io::stdout().as_raw_fd());
     }
 }
 
@@ -111,4 +124,14 @@ pub(super) fn bytes_bar(bar: &ProgressBar, total: u64, message: String) {
     bar.set_style(style);
     bar.set_length(total);
     bar.set_message(message);
+}
+
+/// A word of a command line printed for someone to paste into a shell: as it is when
+/// it is plainly safe, else single-quoted.
+pub(super) fn shell_word(word: &str) -> String {
+    if !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-:=@+".contains(&b)) {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }

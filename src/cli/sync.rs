@@ -5,9 +5,15 @@
 
 use super::*;
 
+/// An upstream failure as the command's error: what the installer typed or configured
+/// (the URL, the CA file, the token file) is a usage error (exit 2), the rest 3.
 pub(super) fn upstream_failure(e: UpstreamError) -> anyhow::Error {
     match e {
-        UpstreamError::InsecureUrl(_) => usage(e),
+        UpstreamError::InsecureUrl(_)
+        | UpstreamError::UrlInvalid { .. }
+        | UpstreamError::CaUnusable { .. }
+        | UpstreamError::CaUnreadable { .. }
+        | UpstreamError::TokenUnreadable { .. } => usage(e),
         other => anyhow!(other),
     }
 }
@@ -27,7 +33,15 @@ pub(super) fn read_ca(path: Option<&Path>) -> CliResult<Option<Vec<u8>>> {
 }
 
 pub(super) fn provision(config_path: &Path, mut args: ProvisionArgs) -> CliResult {
-    let _ = LANG.set(args.language.language());
+    // A terminal that has a config keeps its data dir (a restored one: its ledger and
+    // unanswered events), its language and its local settings.
+    let existing = if config_path.exists() { Some(Config::load(config_path)) } else { None };
+    let language = args
+        .language
+        .map(LanguageArg::language)
+        .or_else(|| existing.as_ref().and_then(|c| c.as_ref().ok()).map(|c| c.language))
+        .unwrap_or_default();
+    let _ = LANG.set(language);
     // Everything the installer typed is checked before any network.
     if !args.upstream.contains("://") {
         let example = format!("https://{}/", args.upstream.trim_end_matches('/'));
@@ -44,7 +58,37 @@ pub(super) fn provision(config_path: &Path, mut args: ProvisionArgs) -> CliResul
         say!("{}", tr("provision.url_normalized", &[("given", &args.upstream), ("used", &normalized)]));
         args.upstream = normalized;
     }
-    let data_dir = absolute(&args.data_dir);
+    let existing = match existing {
+        None => None,
+        Some(Ok(config)) => Some(config),
+        Some(Err(e)) if args.data_dir.is_none() => {
+            // The config's own problem in the reader's language, then what provision needs.
+            let e = anyhow::Error::new(e);
+            let problem = localized(&e).unwrap_or_else(|| one_line(&e));
+            return Err(usage(anyhow!(tr(
+                "error.provision_config_unreadable",
+                &[("path", &config_path.display().to_string()), ("error", &problem)]
+            ))));
+        }
+        // Replaced: the installer named the data dir.
+        Some(Err(_)) => None,
+    };
+    let data_dir = match (&args.data_dir, &existing) {
+        (Some(dir), Some(config)) if absolute(dir) != config.data_dir && config.database_path().exists() => {
+            return Err(usage(anyhow!(tr(
+                "error.provision_data_dir",
+                &[
+                    ("config", &config_path.display().to_string()),
+                    ("configured", &config.data_dir.display().to_string()),
+                    ("ledger", &config.database_path().display().to_string()),
+                    ("given", &dir.display().to_string()),
+                ]
+            ))));
+        }
+        (Some(dir), _) => absolute(dir),
+        (None, Some(config)) => config.data_dir.clone(),
+        (None, None) => PathBuf::from(DEFAULT_DATA_DIR),
+    };
     let ca_pem = read_ca(args.ca.as_deref())?;
     let endpoint = Endpoint {
         base_url: args.upstream.clone(),
@@ -55,54 +99,116 @@ pub(super) fn provision(config_path: &Path, mut args: ProvisionArgs) -> CliResul
     let client = Upstream::new(&endpoint, None).map_err(upstream_failure)?;
     let label = args.label.clone().unwrap_or_else(host_name);
     // Everything local is checked before the one-time code is spent: the data directory,
-    // the config's directory and the ledger must all be writable.
+    // the config's directory and the ledger must all be writable. The data directory is
+    // made 0700 (it holds the ledger and the tokens) before the check could make it.
+    crate::secret::create_private_dir(&data_dir)
+        .with_context(|| tr("error.cannot_create", &[("path", &data_dir.display().to_string())]))?;
     check_writable_dir(&data_dir)?;
     let config_dir = config_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     check_writable_dir(config_dir)?;
-    drop(Store::open(&data_dir.join(config::DATABASE_FILE))?);
+    // A ledger already there must be ours and writable. A new one is made only once
+    // enrolled (`lay_down_terminal`, which gives it to the data dir's owner), so a refused
+    // code leaves no empty ledger behind, root's, that purge would keep and the daemon
+    // could not open.
+    let ledger = data_dir.join(config::DATABASE_FILE);
+    if ledger.exists() {
+        drop(Store::open(&ledger)?);
+    }
     let rt = runtime()?;
-    // An earlier attempt that enrolled but failed afterwards left upstream's answer: the
-    // code is spent, so that answer completes this attempt.
-    let saved_path = data_dir.join(ENROLLMENT_FILE);
-    let saved = std::fs::read_to_string(&saved_path)
-        .ok()
-        .and_then(|text| serde_json::from_str::<SavedEnrollment>(&text).ok())
-        .filter(|s| s.upstream == args.upstream);
-    let enrollment = match saved {
-        Some(saved) => {
-            say!("{}", tr("provision.saved_answer", &[("path", &saved_path.display().to_string())]));
-            saved.answer
-        }
+    // The enrollment's request id is on disk before anything is sent; an answer upstream
+    // gave for this code (an earlier run that failed afterwards) completes this run.
+    let entry_path = crate::enrollment::path(&data_dir);
+    let entry = || entry_path.display().to_string();
+    let begun = crate::enrollment::begin(&data_dir, &args.upstream, &args.enrollment_code, &SystemClock)
+        .with_context(|| tr("error.cannot_write", &[("path", &entry())]))?;
+    if let Some(aside) = &begun.set_aside {
+        say!("{}", set_aside_text(aside));
+    }
+    let mut pending = begun.pending;
+    let ca_file = ca_pem.as_ref().map(|_| data_dir.join(config::UPSTREAM_CA_FILE));
+    let terminal = |answer: &crate::upstream::Enrollment| {
+        terminal_config(answer, &args.upstream, &data_dir, ca_file.clone(), language, existing.as_ref())
+    };
+    let saved = match pending.answer.clone() {
+        Some(answer) => match terminal(&answer) {
+            Ok(_) => {
+                say!("{}", tr("provision.saved_answer", &[("path", &entry())]));
+                Some(answer)
+            }
+            Err(problem) => {
+                // Not this run's to keep: asked for again under the same request id.
+                say!("{}", tr("provision.saved_answer_unusable", &[("path", &entry()), ("problem", &problem)]));
+                pending.answer = None;
+                crate::enrollment::save(&data_dir, &pending)
+                    .with_context(|| tr("error.cannot_write", &[("path", &entry())]))?;
+                None
+            }
+        },
         None => {
-            let answer = rt.block_on(client.enroll(&args.enrollment_code, &label)).map_err(upstream_failure)?;
-            let saved = SavedEnrollment { upstream: args.upstream.clone(), answer };
-            crate::secret::write_secret(&saved_path, serde_json::to_string(&saved)?.as_bytes())
-                .with_context(|| format!("enrolled, but cannot keep the answer in {}", saved_path.display()))?;
-            saved.answer
+            if begun.resumed {
+                say!("{}", tr("provision.resumed", &[("made", &pending.made_at), ("request_id", &pending.request_id)]));
+            }
+            None
         }
     };
-    let anchors = crate::ruleset::anchors_from_wire(&enrollment.ruleset_keys)
-        .context("the enrollment answer's ruleset_keys are not usable trust anchors")?;
-    let ca_file = match &ca_pem {
-        Some(pem) => {
-            let path = data_dir.join(config::UPSTREAM_CA_FILE);
-            write_file(&path, pem, 0o644)?;
-            Some(path)
+    let enrollment = match saved {
+        Some(answer) => answer,
+        None => {
+            let sent = rt.block_on(crate::enrollment::enroll(
+                &client,
+                &args.enrollment_code,
+                &label,
+                &pending.request_id,
+                &SystemClock,
+                |attempt, e| {
+                    let values = [
+                        ("reason", upstream_text(e)),
+                        ("attempt", attempt.to_string()),
+                        ("attempts", crate::enrollment::ATTEMPTS.to_string()),
+                    ];
+                    let values: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                    say!("{}", tr("provision.answer_retry", &values));
+                },
+            ));
+            match sent {
+                Ok(answer) => answer,
+                Err(
+                    e @ (UpstreamError::InvalidCode { .. }
+                    | UpstreamError::CodeUsed { .. }
+                    | UpstreamError::CodeExpired { .. }),
+                ) => {
+                    // Refused for good: the enrollment is over, its request id with it.
+                    crate::enrollment::refused(&data_dir);
+                    return Err(upstream_failure(e));
+                }
+                Err(e) if crate::enrollment::may_be_lost(&e) => {
+                    return Err(anyhow!(tr(
+                        "error.enrollment_answer_lost",
+                        &[
+                            ("attempts", &crate::enrollment::ATTEMPTS.to_string()),
+                            ("reason", &upstream_text(&e)),
+                            ("path", &entry()),
+                        ]
+                    )));
+                }
+                Err(e) => return Err(upstream_failure(e)),
+            }
         }
-        None => None,
     };
-    let config = Config {
-        data_dir: data_dir.clone(),
-        merchant_id: enrollment.merchant_id.clone(),
-        merchant_category: enrollment.merchant_category.clone(),
-        timezone: enrollment.timezone.clone(),
-        language: args.language.language(),
-        trust_keys: None,
-        upstream: Some(config::UpstreamConfig::new(&args.upstream, &enrollment.terminal_id, ca_file)),
-        api: None,
-        scanner: None,
-    };
-    config.check().map_err(|m| anyhow!(tr("error.enrollment_unusable", &[("problem", &m.render(lang()))])))?;
+    let (config, anchors) = terminal(&enrollment).map_err(|problem| {
+        anyhow!(tr(
+            "error.enrollment_unusable",
+            &[("problem", &problem), ("path", &entry()), ("request_id", &pending.request_id)]
+        ))
+    })?;
+    if pending.answer.is_none() {
+        pending.answer = Some(enrollment.clone());
+        crate::enrollment::save(&data_dir, &pending)
+            .with_context(|| tr("error.enrollment_not_kept", &[("path", &entry())]))?;
+    }
+    if let (Some(pem), Some(path)) = (&ca_pem, &ca_file) {
+        write_file(path, pem, 0o644)?;
+    }
     let token_path = config.token_path().unwrap_or_else(|| data_dir.join(config::TOKEN_FILE));
     crate::secret::write_secret(&token_path, enrollment.token.as_bytes())
         .with_context(|| tr("error.cannot_write", &[("path", &token_path.display().to_string())]))?;
@@ -111,8 +217,8 @@ pub(super) fn provision(config_path: &Path, mut args: ProvisionArgs) -> CliResul
     lay_down_terminal(config_path, &config)?;
     let mut agent = open_agent(&config)?;
     crate::sync::reset_after_provision(&agent)?;
-    // Written in full: the saved answer (it holds the token) is no longer needed.
-    let _ = std::fs::remove_file(&saved_path);
+    // Written in full: the entry (it holds the token) is no longer needed.
+    let others = crate::enrollment::finish(&data_dir);
     say!(
         "{}",
         tr(
@@ -139,6 +245,26 @@ pub(super) fn provision(config_path: &Path, mut args: ProvisionArgs) -> CliResul
     say!("  {}", tr("provision.config", &[("path", &config_path.display().to_string())]));
     say!("  {}", tr("provision.token", &[("path", &config.token_path().unwrap_or_default().display().to_string())]));
     say!("  {}", tr("provision.ledger", &[("path", &config.database_path().display().to_string())]));
+    if let Some(old) = existing.as_ref().filter(|old| old.merchant_id != enrollment.merchant_id) {
+        say!(
+            "  {}",
+            tr(
+                "provision.other_merchant",
+                &[
+                    ("old", &old.merchant_id),
+                    ("new", &enrollment.merchant_id),
+                    ("config", &config_path.display().to_string())
+                ]
+            )
+        );
+    }
+    if !others.is_empty() {
+        let files: Vec<String> = others.iter().map(|p| p.display().to_string()).collect();
+        say!(
+            "  {}",
+            tr("provision.others_kept", &[("count", &others.len().to_string()), ("files", &files.join(", "))])
+        );
+    }
     let bar = spinner(tr("progress.ruleset", &[]));
     let mut syncer = syncer(&config, &mut agent, &bar)?;
     let fetched = rt.block_on(async { syncer.step_refresh().await });
@@ -150,7 +276,68 @@ pub(super) fn provision(config_path: &Path, mut args: ProvisionArgs) -> CliResul
             print_next_steps(config_path);
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => Err(anyhow!(tr("provision.ruleset_failed", &[("error", &e.to_string())]))),
+        Err(e) => Err(anyhow!(tr("provision.ruleset_failed", &[("error", &upstream_text(&e))]))),
+    }
+}
+
+/// Where `provision` puts a terminal that has no config yet and no `--data-dir`.
+const DEFAULT_DATA_DIR: &str = "/var/lib/redeemd";
+
+/// The terminal an enrollment answer makes, or why it makes none (in the reader's
+/// language). An existing config's local settings ([api], [scanner], upstream periods,
+/// token file) are kept; identity, merchant and trust come from the answer.
+fn terminal_config(
+    answer: &crate::upstream::Enrollment,
+    upstream: &str,
+    data_dir: &Path,
+    ca_file: Option<PathBuf>,
+    language: crate::messages::Language,
+    existing: Option<&Config>,
+) -> Result<(Config, Vec<crate::ruleset::TrustAnchor>), String> {
+    let anchors = crate::ruleset::anchors_from_wire(&answer.ruleset_keys)
+        .map_err(|e| tr("error.enrollment_trust_keys", &[("error", &e.to_string())]))?;
+    let mut up = config::UpstreamConfig::new(upstream, &answer.terminal_id, ca_file);
+    if let Some(old) = existing.and_then(|c| c.upstream.as_ref()) {
+        up.system_roots = old.system_roots;
+        up.token_file = old.token_file.clone();
+        up.timeout_secs = old.timeout_secs;
+        up.refresh_minutes = old.refresh_minutes;
+        up.heartbeat_secs = old.heartbeat_secs;
+    }
+    let config = Config {
+        data_dir: data_dir.to_owned(),
+        merchant_id: answer.merchant_id.clone(),
+        merchant_name: Some(answer.merchant_name.trim().to_owned()).filter(|n| !n.is_empty()),
+        merchant_category: answer.merchant_category.clone(),
+        timezone: answer.timezone.clone(),
+        language,
+        trust_keys: None,
+        upstream: Some(up),
+        api: existing.and_then(|c| c.api.clone()),
+        scanner: existing.and_then(|c| c.scanner.clone()),
+    };
+    config.check().map_err(|m| m.render(lang()))?;
+    Ok((config, anchors))
+}
+
+/// What happened to the enrollment that stood in this code's way.
+fn set_aside_text(aside: &crate::enrollment::SetAside) -> String {
+    use crate::enrollment::SetAside;
+    match aside {
+        SetAside::OtherCode { path, made_at, request_id, terminal: None } => tr(
+            "provision.set_aside_other",
+            &[("path", &path.display().to_string()), ("made", made_at), ("request_id", request_id)],
+        ),
+        SetAside::OtherCode { path, made_at, terminal: Some(terminal), .. } => tr(
+            "provision.set_aside_enrolled",
+            &[("path", &path.display().to_string()), ("made", made_at), ("terminal", terminal)],
+        ),
+        SetAside::Unbound { path, terminal } => {
+            tr("provision.set_aside_unbound", &[("path", &path.display().to_string()), ("terminal", terminal)])
+        }
+        SetAside::Unreadable { path, error } => {
+            tr("provision.set_aside_unreadable", &[("path", &path.display().to_string()), ("error", error)])
+        }
     }
 }
 
@@ -195,16 +382,6 @@ pub(super) fn print_next_steps(config_path: &Path) {
         step(format!("{redeemd} run"), "step_run", &[("path", config::DEFAULT_PATH)]);
     }
     step(format!("{redeemd} cashier-url"), "step_cashier_url", &[]);
-}
-
-/// Upstream's enrollment answer, kept (mode 0600) until provisioning has written
-/// everything, so a retry after a local failure needs no new one-time code.
-pub(super) const ENROLLMENT_FILE: &str = "enrollment.json";
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct SavedEnrollment {
-    upstream: String,
-    answer: crate::upstream::Enrollment,
 }
 
 /// Creates `dir` if needed and proves a file can be written in it.
@@ -274,17 +451,22 @@ pub(super) fn sync(config_path: &Path, once: bool) -> CliResult {
     let s = &syncer.summary;
     if let Some(skew) = s.heartbeat_skew_s {
         let warn =
-            if skew.abs() > crate::sync::CLOCK_SKEW_LIMIT { tr("sync.clock_warning", &[]) } else { String::new() };
+            if skew.abs() > crate::clock::CLOCK_SKEW_LIMIT { tr("sync.clock_warning", &[]) } else { String::new() };
         say!("{}{warn}", tr("sync.heartbeat", &[("skew", &format!("{skew:+}"))]));
     }
     if let Some(r) = &s.ruleset {
         say!("{}", tr("provision.ruleset", &[("summary", &ruleset_summary(r))]));
     }
+    let mut said = None;
     for (step, error) in &s.warnings {
         let step = tr(&format!("sync.step_{}", step.key()), &[]);
-        // Upstream's own words (a 503's reason) stay as they came, quoted.
-        let why = super::exit::upstream_text(error).unwrap_or_else(|| format!("`{error}`"));
-        say!("{}", tr("sync.warning", &[("step", &step), ("warning", &why)]));
+        // The same failure again (every step meets an unreachable upstream) is not spelled out twice.
+        if said.as_ref() == Some(error) {
+            say!("{}", tr("sync.warning_same", &[("step", &step)]));
+        } else {
+            say!("{}", tr("sync.warning", &[("step", &step), ("warning", &super::exit::upstream_text(error))]));
+        }
+        said = Some(error.clone());
     }
     let [accepted, duplicate, conflict, rejected] = s.by_status;
     let parked = if s.parked > 0 { tr("sync.parked", &[("count", &s.parked.to_string())]) } else { String::new() };
@@ -301,13 +483,14 @@ pub(super) fn sync(config_path: &Path, once: bool) -> CliResult {
             ]
         )
     );
-    match result {
-        Ok(()) => {
-            say!("{}", tr("sync.done", &[]));
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e) => Err(anyhow!(e)),
+    result.map_err(|e| anyhow!(e))?;
+    say!("{}", tr("sync.done", &[]));
+    // Delivered, but a terminal without a rule set refuses every code: not a success.
+    drop(syncer);
+    if agent.store().ruleset_version()?.is_none() {
+        return Err(anyhow!(tr("sync.no_ruleset", &[])));
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub(super) fn outbox_list(config_path: &Path, state: Option<OutboxState>, json: bool) -> CliResult {
@@ -394,28 +577,16 @@ pub(super) fn outbox_retry(config_path: &Path, event_id: Option<&str>) -> CliRes
 }
 
 /// Tells a running daemon (if any) to look at the ledger now: one authorized status
-/// request to the address it bound. Its ledger owner then sees the change (a new rule
+/// request to the address it bound, once it has proven that it is this data dir's daemon
+/// (no other listener gets the token). Its ledger owner then sees the change (a new rule
 /// set, queued events), announces it and wakes the forwarder. Best effort, one second.
 pub(super) fn nudge_daemon(config: &Config) {
-    use std::io::Read as _;
-    let addr = std::fs::read_to_string(config.data_dir.join(crate::daemon::LISTEN_FILE))
-        .ok()
-        .and_then(|text| text.trim().parse::<std::net::SocketAddr>().ok());
-    let token = std::fs::read_to_string(crate::secret::pos_token_path(&config.data_dir)).ok();
-    let (Some(addr), Some(token)) = (addr, token) else {
+    let Ok(token) = std::fs::read_to_string(crate::secret::pos_token_path(&config.data_dir)) else {
         return;
     };
     let timeout = std::time::Duration::from_secs(1);
-    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, timeout) else {
-        return;
-    };
-    let _ = stream.set_read_timeout(Some(timeout));
-    let _ = stream.set_write_timeout(Some(timeout));
-    let request = format!(
-        "GET /v1/status HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
-        token.trim()
-    );
-    if stream.write_all(request.as_bytes()).is_ok() {
-        let _ = stream.read_to_end(&mut Vec::new());
+    // The token goes only to this data dir's daemon, proven on the same connection.
+    if let crate::local_daemon::Found::Ours(mut daemon) = crate::local_daemon::find(&config.data_dir, timeout) {
+        let _ = daemon.get("/v1/status", token.trim(), timeout);
     }
 }

@@ -10,16 +10,16 @@
 // would only add noise on a path that ends the request anyway.
 #![allow(clippy::result_large_err)]
 
+use super::body;
 use super::ledger::{Answer, Idempotency, LedgerHandle, Source};
 use super::metrics::Metrics;
-use super::{body, pages};
 use crate::clock::Clock;
 use crate::events::{EventBus, EventKind};
 use crate::secret::{self, WatchedFile};
 use crate::store;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -39,12 +39,18 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(40);
 pub const MAX_WAIT_SECONDS: f64 = 30.0;
 pub const SESSION_COOKIE: &str = "redeemd_session";
 /// Keep-alive comments on idle event streams (the spec: at least every 15 s; margin for
-/// a busy machine). A stream also ends this soon after its token is rotated away.
+/// a busy machine).
 pub const SSE_KEEP_ALIVE: Duration = Duration::from_secs(10);
+/// How often an event stream looks at its credential between events (the spec: a stream
+/// ends within 2 s of its token or session ceasing to be valid).
+const SSE_RECHECK: Duration = Duration::from_secs(1);
+/// Every this many rechecks a session stream asks the ledger even when no logout was
+/// seen (a session that simply expired).
+const SSE_SESSION_LOOKUP_EVERY: u32 = 60;
 const CASHIER_SESSION_DAYS: i64 = 365;
 const MANAGER_SESSION_HOURS: i64 = 12;
-const LOGIN_ATTEMPTS: u32 = 5;
-const LOGIN_LOCK: Duration = Duration::from_secs(300);
+
+pub use super::login::LoginThrottle;
 
 /// The scanner as `/v1/status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -83,13 +89,19 @@ pub struct AppState {
     pub data_dir: PathBuf,
     pub terminal_id: Option<String>,
     pub merchant_id: String,
+    /// The shop's name for the printed daily sheet (`merchant-name`), if the config has it.
+    pub merchant_name: Option<String>,
     pub language: crate::messages::Language,
     pub scanner: Mutex<ScannerStatus>,
     pub sync: Mutex<Option<SyncStatus>>,
     pub shutdown: CancellationToken,
     pub login: Mutex<LoginThrottle>,
+    /// Bumped whenever a page session is ended (logout): open event streams look again.
+    pub sessions_ended: std::sync::atomic::AtomicU64,
     /// The config file the daemon started with (`doctor` on the manager's page).
     pub config_path: Option<PathBuf>,
+    /// The key `GET /v1/whoami` proves this daemon with; set once the address is bound.
+    pub identity: std::sync::OnceLock<crate::local_daemon::Identity>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -98,43 +110,43 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-/// Five wrong PINs in a row lock the login for five minutes.
-#[derive(Debug, Default)]
-pub struct LoginThrottle {
-    wrong: u32,
-    locked_until: Option<std::time::Instant>,
-    checking: bool,
-}
-
-pub fn router(state: Arc<AppState>, extra: Option<Router<Arc<AppState>>>) -> Router {
-    let timed = Router::new()
+/// The local API's routes (the event stream apart: it is not held to the request
+/// timeout); [`super::app`] puts them together with the pages and the guards.
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
         .route("/v1/checkouts", post(open_checkout))
         .route("/v1/checkouts/{id}", get(get_checkout))
         .route("/v1/checkouts/{id}/codes", post(add_code))
         .route("/v1/checkouts/{id}/close", post(close_checkout))
+        .route("/v1/checkouts/{id}/amounts", post(set_amounts))
         .route("/v1/redemptions/{id}/void", post(void))
         .route("/v1/status", get(status))
         .route("/v1/reports/daily", get(report_daily))
         .route("/metrics", get(metrics))
-        .route("/manager/login", post(manager_login))
         .route("/cashier/open", get(cashier_open))
-        .merge(pages::router())
-        .merge(extra.unwrap_or_default())
-        .layer(axum::middleware::from_fn(request_timeout));
-    Router::new()
-        .route("/v1/events", get(events))
-        .merge(timed)
-        .fallback(|| async { error(404, "not_found", "no such path") })
-        .method_not_allowed_fallback(|| async {
-            error(405, "method_not_allowed", "this path does not take that method")
-        })
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(state)
+}
+
+/// The Host and origin checks of [`super::guard`], before routing, in the spec's error shape.
+pub async fn guard(
+    State(own): State<Arc<super::guard::OwnHosts>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use super::guard::{check, Refusal};
+    match check(&own, request.method(), request.uri().path(), request.headers(), SESSION_COOKIE) {
+        Ok(()) => next.run(request).await,
+        Err(Refusal::WrongHost) => error(
+            421,
+            "wrong_host",
+            "this daemon answers only to its own address (localhost, 127.0.0.1 or [::1] with its port)",
+        ),
+        Err(Refusal::CrossOrigin(why)) => error(403, "cross_origin", why),
+    }
 }
 
 /// Every call but the event stream ends within [`REQUEST_TIMEOUT`], body reading included,
 /// answered in the spec's error shape.
-async fn request_timeout(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+pub async fn request_timeout(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
         Ok(response) => response,
         Err(_) => error(408, "request_timeout", format!("the request took over {} s", REQUEST_TIMEOUT.as_secs())),
@@ -175,15 +187,65 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// The role of the request, or the 401 that answers it.
 async fn authorize(s: &AppState, headers: &HeaderMap) -> Result<Role, Response> {
+    credential(s, headers).await.map(|(role, _)| role)
+}
+
+/// What a request was let in with: kept by an event stream, which looks at it again on
+/// every event and every [`SSE_RECHECK`].
+#[derive(Debug, Clone)]
+enum Credential {
+    PosToken(String),
+    Session {
+        token_sha256: [u8; 32],
+        /// A manager session's start: a PIN written after it ends the session.
+        manager_since: Option<jiff::Timestamp>,
+        /// [`AppState::sessions_ended`] when the session was last found valid.
+        generation: u64,
+    },
+}
+
+impl Credential {
+    /// Whether the credential still holds. Cheap unless a logout happened since the last
+    /// look (or `lookup` asks): then the ledger says whether this session is still open.
+    async fn still_valid(&mut self, s: &AppState, lookup: bool) -> bool {
+        match self {
+            Credential::PosToken(token) => s.pos_token.matches(token),
+            Credential::Session { token_sha256, manager_since, generation } => {
+                if manager_since.is_some_and(|since| s.manager_pin.changed_since(since)) {
+                    return false;
+                }
+                let now_generation = s.sessions_ended.load(std::sync::atomic::Ordering::Acquire);
+                if now_generation == *generation && !lookup {
+                    return true;
+                }
+                let hash = *token_sha256;
+                let now = s.clock.now();
+                match s.ledger.call(move |l| l.agent.store().session(&hash, now)).await {
+                    Ok(Ok(Some(_))) => {
+                        *generation = now_generation;
+                        true
+                    }
+                    _ => false,
+                }
+            }
+        }
+    }
+}
+
+/// The role of the request and what let it in, or the 401 that answers it.
+async fn credential(s: &AppState, headers: &HeaderMap) -> Result<(Role, Credential), Response> {
     if let Some(offered) = bearer(headers) {
         if !offered.is_empty() && s.pos_token.matches(offered) {
-            return Ok(Role::Pos);
+            return Ok((Role::Pos, Credential::PosToken(offered.to_owned())));
         }
         return Err(unauthorized());
     }
     if let Some(token) = cookie(headers, SESSION_COOKIE) {
-        let hash = secret::sha256(token.as_bytes());
+        let token_sha256 = secret::sha256(token.as_bytes());
+        let hash = token_sha256;
         let now = s.clock.now();
+        // Read before the lookup: a logout that lands during it is seen by the next look.
+        let generation = s.sessions_ended.load(std::sync::atomic::Ordering::Acquire);
         let session = s.ledger.call(move |l| l.agent.store().session(&hash, now)).await;
         match session {
             // A new PIN ends the manager sessions opened with the old one.
@@ -191,9 +253,13 @@ async fn authorize(s: &AppState, headers: &HeaderMap) -> Result<Role, Response> 
                 if s.manager_pin.changed_since(created) {
                     return Err(unauthorized());
                 }
-                return Ok(Role::Manager);
+                let session = Credential::Session { token_sha256, manager_since: Some(created), generation };
+                return Ok((Role::Manager, session));
             }
-            Ok(Ok(Some(_))) => return Ok(Role::Cashier),
+            Ok(Ok(Some(_))) => {
+                let session = Credential::Session { token_sha256, manager_since: None, generation };
+                return Ok((Role::Cashier, session));
+            }
             Ok(_) => {}
             Err(_) => return Err(gone()),
         }
@@ -406,6 +472,25 @@ async fn close_checkout(
     )
 }
 
+async fn set_amounts(
+    State(s): State<Arc<AppState>>,
+    path: Result<Path<String>, PathRejection>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    either(
+        async {
+            let id = path_id(path)?;
+            let Post { request, idem, .. } = posted(&s, &method, &uri, &headers, body, body::amounts).await?;
+            let body::Amounts { basket_total, eligible_total } = request;
+            Ok(on_ledger(&s, move |l| l.set_amounts(&id, basket_total, eligible_total, idem.as_ref())).await)
+        }
+        .await,
+    )
+}
+
 async fn void(
     State(s): State<Arc<AppState>>,
     path: Result<Path<String>, PathRejection>,
@@ -418,8 +503,13 @@ async fn void(
         async {
             let id = path_id(path)?;
             let Post { role, request: reason, idem } = posted(&s, &method, &uri, &headers, body, body::void).await?;
-            let only_in_current = role == Role::Cashier;
-            Ok(on_ledger(&s, move |l| l.void(&id, reason, only_in_current, idem.as_ref())).await)
+            // Who voided, kept with the void; a cashier only inside the current checkout.
+            let by = match role {
+                Role::Pos => crate::store::VoidBy::Till,
+                Role::Cashier => crate::store::VoidBy::Cashier,
+                Role::Manager => crate::store::VoidBy::Manager,
+            };
+            Ok(on_ledger(&s, move |l| l.void(&id, reason, by, idem.as_ref())).await)
         }
         .await,
     )
@@ -490,45 +580,56 @@ async fn report_daily(
     }
 }
 
-async fn events(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let role = match authorize(&s, &headers).await {
-        Ok(role) => role,
+pub async fn events(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let credential = match credential(&s, &headers).await {
+        Ok((_, credential)) => credential,
         Err(r) => return r,
     };
     use futures_util::StreamExt as _;
     let rx = s.bus.subscribe();
-    // A stream opened with the POS token ends once that token is rotated away.
-    let token = (role == Role::Pos).then(|| bearer(&headers).unwrap_or_default().to_owned());
+    let mut recheck = tokio::time::interval(SSE_RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The stream ends once what opened it no longer holds (a rotated token, a logout, a
+    // new PIN): looked at before every event and every second between them, so neither a
+    // busy stream nor an idle one outlives it.
     let state = s.clone();
-    let stream = futures_util::stream::unfold(rx, move |mut rx| {
-        let token = token.clone();
-        let state = state.clone();
-        async move {
-            loop {
-                let received = tokio::select! {
-                    r = rx.recv() => r,
-                    _ = tokio::time::sleep(SSE_KEEP_ALIVE) => {
-                        if token.as_deref().is_some_and(|t| !state.pos_token.matches(t)) {
-                            return None;
+    let stream = futures_util::stream::unfold(
+        (rx, credential, recheck, 0u32),
+        move |(mut rx, mut credential, mut recheck, mut looks)| {
+            let state = state.clone();
+            async move {
+                loop {
+                    let received = tokio::select! {
+                        r = rx.recv() => r,
+                        _ = recheck.tick() => {
+                            looks = looks.wrapping_add(1);
+                            if !credential.still_valid(&state, looks % SSE_SESSION_LOOKUP_EVERY == 0).await {
+                                return None;
+                            }
+                            continue;
                         }
-                        continue;
+                    };
+                    match received {
+                        Ok(e) => {
+                            if !credential.still_valid(&state, false).await {
+                                return None;
+                            }
+                            let sse = SseEvent::default()
+                                .event(e.kind.as_str())
+                                .id(e.id.to_string())
+                                .data(e.data.to_string());
+                            return Some((Ok::<_, std::convert::Infallible>(sse), (rx, credential, recheck, looks)));
+                        }
+                        // A slow reader loses the oldest events rather than holding up the daemon.
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::warn!(lost = n, "an event stream fell behind");
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                     }
-                };
-                match received {
-                    Ok(e) => {
-                        let sse =
-                            SseEvent::default().event(e.kind.as_str()).id(e.id.to_string()).data(e.data.to_string());
-                        return Some((Ok::<_, std::convert::Infallible>(sse), rx));
-                    }
-                    // A slow reader loses the oldest events rather than holding up the daemon.
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(lost = n, "an event stream fell behind");
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                 }
             }
-        }
-    });
+        },
+    );
     // Ends on shutdown: axum's graceful shutdown waits for open streams otherwise.
     let stream = stream.take_until(s.shutdown.clone().cancelled_owned());
     Sse::new(stream).keep_alive(KeepAlive::new().interval(SSE_KEEP_ALIVE)).into_response()
@@ -546,7 +647,7 @@ async fn metrics(State(s): State<Arc<AppState>>) -> Response {
 }
 
 /// Starts a page session and answers with its cookie and a redirect.
-async fn start_session(s: &AppState, kind: &'static str, to: &str) -> Response {
+pub async fn start_session(s: &AppState, kind: &'static str, to: &str) -> Response {
     let token = secret::random_token();
     let hash = secret::sha256(token.as_bytes());
     let now = s.clock.now();
@@ -572,13 +673,63 @@ async fn start_session(s: &AppState, kind: &'static str, to: &str) -> Response {
     response
 }
 
-async fn cashier_open(State(s): State<Arc<AppState>>, Query(query): Query<HashMap<String, String>>) -> Response {
+/// A page of a few words for a browser that asked for HTML (a used cashier link, a page
+/// opened before the cashier link): a title, what to do, and the machine code for support;
+/// styled as the pages are.
+pub fn notice_page(
+    language: crate::messages::Language,
+    status: StatusCode,
+    title_key: &str,
+    text_key: &str,
+    code: &str,
+) -> Response {
+    use crate::messages;
+    let escape = |text: &str| text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let title = escape(messages::text(language, title_key));
+    let body = format!(
+        "<!doctype html>\n<html lang=\"{lang}\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{title} · redeemd</title>\n\
+         <link rel=\"stylesheet\" href=\"/assets/style.css\">\n<link rel=\"icon\" href=\"data:,\">\n</head>\n<body>\n\
+         <main><div class=\"card notice-page\" id=\"notice\"><h1>{title}</h1><p>{text}</p>\
+         <p class=\"muted\"><code>{code}</code></p></div></main>\n</body>\n</html>\n",
+        lang = language.tag(),
+        text = escape(messages::text(language, text_key)),
+        code = escape(code),
+    );
+    (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+}
+
+/// Whether the request is a browser's navigation (it asks for HTML).
+pub fn wants_html(headers: &HeaderMap) -> bool {
+    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("text/html"))
+}
+
+async fn cashier_open(
+    State(s): State<Arc<AppState>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
     let token = query.get("token").cloned().unwrap_or_default();
     let data_dir = s.data_dir.clone();
     let now = s.clock.now();
     let valid =
         tokio::task::spawn_blocking(move || secret::redeem_cashier_link(&data_dir, &token, now)).await.unwrap_or(false);
     if !valid {
+        if wants_html(&headers) {
+            // The page's language: the `redeemd_lang` cookie the pages set, else the terminal's.
+            let language = match cookie(&headers, "redeemd_lang").map(|v| v.to_ascii_lowercase()).as_deref() {
+                Some("zh-cn" | "zh") => crate::messages::Language::ZhCn,
+                Some("en") => crate::messages::Language::En,
+                _ => s.language,
+            };
+            return notice_page(
+                language,
+                StatusCode::UNAUTHORIZED,
+                "cashier.link_used_title",
+                "cashier.link_used",
+                "link_used_or_expired",
+            );
+        }
         return error(
             401,
             "link_used_or_expired",
@@ -586,75 +737,6 @@ async fn cashier_open(State(s): State<Arc<AppState>>, Query(query): Query<HashMa
         );
     }
     start_session(&s, "cashier", "/").await
-}
-
-async fn manager_login(
-    State(s): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let answer = check_manager_pin(&s, body).await;
-    // A browser's form post gets the login page again with the error, same status.
-    let wants_html = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("text/html"));
-    match answer {
-        Ok(()) => start_session(&s, "manager", "/manager").await,
-        Err((status, code, _)) if wants_html => {
-            let (language, _) = pages::page_language(&s, &headers, &HashMap::new());
-            pages::login_page(
-                language,
-                s.language,
-                StatusCode::from_u16(status).unwrap_or(StatusCode::UNAUTHORIZED),
-                Some(code),
-            )
-        }
-        Err((status, code, message)) => error(status, code, message),
-    }
-}
-
-/// Checks the posted PIN: Ok, or (status, code, message) of the refusal.
-async fn check_manager_pin(
-    s: &AppState,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<(), (u16, &'static str, &'static str)> {
-    let body = match body_bytes(body) {
-        Ok(b) => b,
-        Err(_) => return Err((400, "bad_form", "the form could not be read")),
-    };
-    let Some(pin) = url::form_urlencoded::parse(&body).find(|(k, _)| k == "pin").map(|(_, v)| v.into_owned()) else {
-        return Err((400, "bad_form", "the form has no `pin` field"));
-    };
-    let Some(hash) = s.manager_pin.current().filter(|h| !h.is_empty()) else {
-        return Err((401, "no_pin", "no manager PIN is set: run `redeemd manager-pin set` on the terminal"));
-    };
-    // The attempt counts as wrong before it is checked, and one check runs at a time:
-    // parallel guesses can neither slip past the lock nor pile up Argon2 work.
-    {
-        let mut throttle = s.login.lock().unwrap_or_else(|e| e.into_inner());
-        if throttle.locked_until.is_some_and(|until| std::time::Instant::now() < until) {
-            return Err((429, "login_locked", "five wrong PINs in a row: the login is locked for five minutes"));
-        }
-        if throttle.checking {
-            return Err((429, "login_busy", "another login is being checked; try again in a moment"));
-        }
-        throttle.checking = true;
-        throttle.wrong += 1;
-        if throttle.wrong >= LOGIN_ATTEMPTS {
-            throttle.locked_until = Some(std::time::Instant::now() + LOGIN_LOCK);
-        }
-    }
-    let ok = tokio::task::spawn_blocking(move || secret::verify_pin(&hash, &pin)).await.unwrap_or(false);
-    {
-        let mut throttle = s.login.lock().unwrap_or_else(|e| e.into_inner());
-        throttle.checking = false;
-        if !ok {
-            if throttle.locked_until.is_some() {
-                throttle.wrong = 0;
-            }
-            return Err((401, "wrong_pin", "wrong PIN"));
-        }
-        *throttle = LoginThrottle::default();
-    }
-    Ok(())
 }
 
 /// The role of a page request, without answering 401 (pages show a login instead).

@@ -36,10 +36,20 @@ pub fn amount(map: &Map<String, Value>, field: &str) -> Result<Option<Money>, Ba
         Some(Value::Number(n)) => match n.as_i64() {
             Some(v) if (0..=Money::MAX.0).contains(&v) => Ok(Some(Money(v))),
             Some(v) if v < 0 => Err(bad_field(field, "must not be negative")),
-            _ if n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.is_finite() && f.fract() == 0.0) => {
-                Err(bad_field(field, &format!("must be at most {} minor units", Money::MAX.0)))
-            }
-            _ => Err(bad_field(field, "must be an integer of minor units (fen), not a fraction")),
+            Some(_) => Err(bad_field(field, &format!("must be at most {} minor units", Money::MAX.0))),
+            None if n.is_u64() => Err(bad_field(field, &format!("must be at most {} minor units", Money::MAX.0))),
+            // Written with a point or an exponent: 58.0 is not an amount of fen, even when
+            // it is whole. Only an integer too long for 64 bits lands here as well.
+            None => match n.as_f64() {
+                Some(f) if f.abs() >= 9.2e18 && f.fract() == 0.0 => {
+                    Err(bad_field(field, &format!("must be at most {} minor units", Money::MAX.0)))
+                }
+                Some(f) if f.fract() == 0.0 => Err(bad_field(
+                    field,
+                    "must be an integer of minor units (fen), written without a decimal point or exponent",
+                )),
+                _ => Err(bad_field(field, "must be an integer of minor units (fen), not a fraction")),
+            },
         },
         Some(_) => Err(bad_field(field, "must be an integer of minor units (fen)")),
     }
@@ -69,6 +79,24 @@ pub fn open_checkout(bytes: &[u8]) -> Result<OpenCheckout, BadBody> {
         return Err(bad_field("eligible_total", "must not exceed basket_total"));
     }
     Ok(OpenCheckout { basket_total, eligible_total, pos_ref: string(&map, "pos_ref")? })
+}
+
+/// `POST /v1/checkouts/{id}/amounts` `{"basket_total", "eligible_total"?}`: the amounts
+/// checked as [`open_checkout`] checks them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Amounts {
+    pub basket_total: Money,
+    pub eligible_total: Option<Money>,
+}
+
+pub fn amounts(bytes: &[u8]) -> Result<Amounts, BadBody> {
+    let map = object(bytes, false)?;
+    let basket_total = amount(&map, "basket_total")?.ok_or_else(|| bad_field("basket_total", "is missing"))?;
+    let eligible_total = amount(&map, "eligible_total")?;
+    if eligible_total.is_some_and(|e| e > basket_total) {
+        return Err(bad_field("eligible_total", "must not exceed basket_total"));
+    }
+    Ok(Amounts { basket_total, eligible_total })
 }
 
 /// `POST /v1/checkouts/{id}/codes` `{"code"}`.
@@ -114,7 +142,28 @@ mod tests {
             let e = open_checkout(body.as_bytes()).unwrap_err();
             assert!(e.message.contains(field), "{body}: {e:?}");
         }
+        // A whole amount written with a point is refused for its form, not its size.
+        for (body, says) in [
+            (r#"{"basket_total": 58.0}"#, "without a decimal point"),
+            (r#"{"basket_total": 5.8e3}"#, "without a decimal point"),
+            (r#"{"basket_total": 58.5}"#, "not a fraction"),
+            (r#"{"basket_total": 100000000001}"#, "at most"),
+            (r#"{"basket_total": 18446744073709551616}"#, "at most"),
+            (r#"{"basket_total": 1e30}"#, "at most"),
+        ] {
+            let e = open_checkout(body.as_bytes()).unwrap_err();
+            assert!(e.message.contains(says), "{body}: {e:?}");
+        }
         assert_eq!(close(br#"{"status": "paid"}"#), Ok(CheckoutStatus::Paid));
+        assert_eq!(
+            amounts(br#"{"basket_total": 4800}"#),
+            Ok(Amounts { basket_total: Money(4800), eligible_total: None })
+        );
+        assert!(amounts(br#"{"basket_total": 10, "eligible_total": 11}"#)
+            .unwrap_err()
+            .message
+            .contains("eligible_total"));
+        assert!(amounts(br#"{"eligible_total": 11}"#).unwrap_err().message.contains("basket_total"));
         assert_eq!(void(b""), Ok(None));
         assert_eq!(object(b"[1]", false).unwrap_err().code, "bad_json");
     }
@@ -125,6 +174,10 @@ mod tests {
             if let Ok(c) = open_checkout(&bytes) {
                 prop_assert!(c.basket_total.0 >= 0 && c.basket_total <= Money::MAX);
                 prop_assert!(c.eligible_total.is_none_or(|e| e <= c.basket_total));
+            }
+            if let Ok(a) = amounts(&bytes) {
+                prop_assert!(a.basket_total.0 >= 0 && a.basket_total <= Money::MAX);
+                prop_assert!(a.eligible_total.is_none_or(|e| e <= a.basket_total));
             }
             let _ = (code(&bytes), close(&bytes), void(&bytes));
         }

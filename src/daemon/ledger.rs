@@ -13,7 +13,7 @@ use crate::agent::{Agent, Context};
 use crate::daemon::metrics::Metrics;
 use crate::events::{EventBus, EventKind};
 use crate::money::Money;
-use crate::store::{self, CheckoutRef, CheckoutRow, CheckoutStatus, StoreError, StoredAnswer, VoidOutcome};
+use crate::store::{self, CheckoutRef, CheckoutRow, CheckoutStatus, StoreError, StoredAnswer, VoidBy, VoidOutcome};
 use rusqlite::Connection;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -218,6 +218,8 @@ pub enum ScanOutcome {
 #[derive(Debug)]
 pub struct ManagerView {
     pub date: jiff::civil::Date,
+    /// Today in the rule set's zone (the page follows the events only for today).
+    pub today: jiff::civil::Date,
     pub report: crate::report::DailyReport,
     pub status: LedgerStatus,
     pub campaigns: Option<usize>,
@@ -364,6 +366,7 @@ impl Ledger {
             }
             let recorded = store::present_in(c, CheckoutRef::Existing(&id), code, ctx.terminal, ctx.rules, ctx.now)?;
             let mut record = ctx.record(&recorded.decision, recorded.redemption_id.clone());
+            let mut messages = serde_json::Map::new();
             if !recorded.decision.accepted() {
                 let coupon_id = recorded.decision.coupon.as_ref().map(|c| c.coupon_id.as_str());
                 let (redeemed_at, unsynced) = store::refusal_facts_in(c, coupon_id)?;
@@ -373,9 +376,37 @@ impl Ledger {
                     redeemed_at,
                     unsynced,
                 };
-                record.message = crate::advice::message(ctx.language, &recorded.decision, ctx.rules, &situation);
+                // The basket limit names the coupons that hold it.
+                let held = if recorded.decision.reason() == Some(crate::decision::Reason::BasketLimit) {
+                    held_coupons(c, &row)?
+                } else {
+                    Vec::new()
+                };
+                let words = |language| {
+                    let basket = crate::advice::basket_limit(language, ctx.rules, &held);
+                    basket
+                        .unwrap_or_else(|| crate::advice::message(language, &recorded.decision, ctx.rules, &situation))
+                };
+                record.message = words(ctx.language);
+                // The same advice in every language, so a page in another language than
+                // the terminal's keeps the details (amount short, expiry, time used).
+                for language in crate::messages::Language::ALL {
+                    messages.insert(language.tag().to_owned(), json!(words(language)));
+                }
             }
             let mut record = serde_json::to_value(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            if !messages.is_empty() {
+                record["messages"] = Value::Object(std::mem::take(&mut messages));
+            }
+            // The campaign's name in every language the pages speak, as the rule set has it.
+            let campaign = recorded.decision.coupon.as_ref().and_then(|c| ctx.rules?.campaigns.get(&c.campaign_id));
+            if let Some(campaign) = campaign {
+                let names = crate::messages::Language::ALL
+                    .iter()
+                    .map(|l| (l.tag().to_owned(), json!(campaign.display_name(l.tag()))))
+                    .collect::<serde_json::Map<_, _>>();
+                record["campaign_names"] = Value::Object(names);
+            }
             record["source"] = json!(source.as_str());
             record["at"] = json!(ctx.rfc3339(ctx.now));
             store::log_decision_in(c, &id, source.as_str(), ctx.now, &record.to_string())?;
@@ -398,6 +429,41 @@ impl Ledger {
             self.forwarder.notify_one();
         }
         (answer, outcome)
+    }
+
+    /// Corrects the amounts of an open checkout that holds no accepted, unvoided coupon
+    /// (`POST /v1/checkouts/{id}/amounts`).
+    pub fn set_amounts(
+        &mut self,
+        id: &str,
+        basket_total: Money,
+        eligible_total: Option<Money>,
+        idempotency: Option<&Idempotency>,
+    ) -> Answer {
+        self.transact(idempotency, |c, ctx| {
+            let Some(row) = store::checkout_in(c, id)? else {
+                return Ok((not_found("checkout", id), Vec::new()));
+            };
+            if row.status != CheckoutStatus::Open {
+                return Ok((closed(&row), Vec::new()));
+            }
+            if !store::live_redemptions_in(c, id)?.is_empty() {
+                return Ok((
+                    Answer::error(
+                        409,
+                        "checkout_has_coupons",
+                        format!("checkout {id} holds an accepted coupon: cancel it and open a new one"),
+                    ),
+                    Vec::new(),
+                ));
+            }
+            store::set_checkout_amounts_in(c, id, basket_total, eligible_total)?;
+            let row =
+                store::checkout_in(c, id)?.ok_or_else(|| StoreError::Corrupt(format!("checkout {id} vanished")))?;
+            let body = checkout_json(&row, ctx);
+            Ok((Answer::json(200, &body), vec![(EventKind::Checkout, body)]))
+        })
+        .answer
     }
 
     /// Closes a checkout; `only_current` (a cashier) may cancel only the current one,
@@ -436,7 +502,14 @@ impl Ledger {
             }
             if status == CheckoutStatus::Cancelled {
                 for redemption in store::live_redemptions_in(c, id)? {
-                    store::void_in(c, &redemption, Some("checkout cancelled"), &ctx.timezone, ctx.now)?;
+                    store::void_in(
+                        c,
+                        &redemption,
+                        Some("checkout cancelled"),
+                        VoidBy::Checkout,
+                        &ctx.timezone,
+                        ctx.now,
+                    )?;
                     voided_any = true;
                 }
             }
@@ -452,17 +525,17 @@ impl Ledger {
         answer.answer
     }
 
-    /// Voids a redemption; `only_in_current` limits a cashier to the current checkout.
+    /// Voids a redemption, recorded as `by`'s; a cashier's only inside the current checkout.
     pub fn void(
         &mut self,
         redemption_id: &str,
         reason: Option<String>,
-        only_in_current: bool,
+        by: VoidBy,
         idempotency: Option<&Idempotency>,
     ) -> Answer {
         let mut voided = false;
         let answer = self.transact(idempotency, |c, ctx| {
-            if only_in_current {
+            if by == VoidBy::Cashier {
                 let checkout = store::redemption_checkout_in(c, redemption_id)?;
                 if checkout.is_some() && checkout != store::current_checkout_in(c)? {
                     return Ok((
@@ -472,7 +545,7 @@ impl Ledger {
                 }
             }
             let body = json!({"redemption_id": redemption_id, "voided": true});
-            match store::void_in(c, redemption_id, reason.as_deref(), &ctx.timezone, ctx.now)? {
+            match store::void_in(c, redemption_id, reason.as_deref(), by, &ctx.timezone, ctx.now)? {
                 VoidOutcome::NotFound => Ok((not_found("redemption", redemption_id), Vec::new())),
                 VoidOutcome::AlreadyVoided { .. } => Ok((Answer::json(200, &body), Vec::new())),
                 VoidOutcome::Voided { .. } => {
@@ -502,10 +575,41 @@ impl Ledger {
     }
 
     /// What the manager's page shows: the day's report and the terminal's state.
+    /// The reports of `from..=to` (at most 62 days), for the spreadsheet export.
+    pub fn reports_between(
+        &mut self,
+        from: jiff::civil::Date,
+        to: jiff::civil::Date,
+    ) -> Result<Vec<crate::report::DailyReport>, String> {
+        if from > to {
+            return Err(format!("from {from} is after to {to}"));
+        }
+        let days = from.until(to).map(|span| span.get_days()).unwrap_or(i32::MAX);
+        if days >= 62 {
+            return Err(format!("{from} to {to} is over 62 days"));
+        }
+        let tz = self.agent.timezone();
+        let mut reports = Vec::new();
+        let mut date = from;
+        loop {
+            if date.to_zoned_datetime(tz.clone()).is_err()
+                || date.tomorrow().and_then(|d| d.to_zoned_datetime(tz.clone())).is_err()
+            {
+                return Err(format!("date {date} is out of range"));
+            }
+            reports.push(self.agent.daily_report(date).map_err(|e| e.to_string())?);
+            if date >= to {
+                return Ok(reports);
+            }
+            date = date.tomorrow().map_err(|e| e.to_string())?;
+        }
+    }
+
     pub fn manager_view(&mut self, date: Option<jiff::civil::Date>) -> Result<ManagerView, String> {
         let tz = self.agent.timezone();
         let now = self.agent.now();
-        let date = date.unwrap_or_else(|| now.to_zoned_datetime(tz.clone()).date());
+        let today = now.to_zoned_datetime(tz.clone()).date();
+        let date = date.unwrap_or(today);
         if date.to_zoned_datetime(tz.clone()).is_err()
             || date.tomorrow().and_then(|d| d.to_zoned_datetime(tz.clone())).is_err()
         {
@@ -525,6 +629,7 @@ impl Ledger {
         let installed = self.agent.installed().map(|i| &i.rules);
         Ok(ManagerView {
             date,
+            today,
             report,
             status,
             campaigns: installed.map(|r| r.campaigns.len()),
@@ -539,13 +644,13 @@ impl Ledger {
         let store = self.agent.store();
         let unsynced = store.unsynced()?;
         let last_contact = store.last_contact()?;
-        let skew = store.meta(crate::sync::META_CLOCK_SKEW)?.and_then(|s| s.parse::<i64>().ok());
+        let skew = store.meta(crate::store::META_CLOCK_SKEW)?.and_then(|s| s.parse::<i64>().ok());
         let current_checkout = store.current_checkout()?;
         let rules = self.agent.installed().map(|i| &i.rules);
         let mut clock_warning = skew.map(|s| {
             format!(
                 "this terminal's clock is {s:+} s off upstream's (more than {} s): fix the time",
-                crate::sync::CLOCK_SKEW_LIMIT
+                crate::clock::CLOCK_SKEW_LIMIT
             )
         });
         if let Some(r) = rules.filter(|r| now < r.issued_at - jiff::SignedDuration::from_secs(300)) {
@@ -573,6 +678,19 @@ impl Ledger {
             ruleset_problem: self.agent.ruleset_problem().map(str::to_owned),
         })
     }
+}
+
+/// The accepted, unvoided coupons of a checkout as (campaign id, discount), from its
+/// logged decisions.
+fn held_coupons(c: &Connection, row: &CheckoutRow) -> Result<Vec<(String, Money)>, StoreError> {
+    let live = store::live_redemptions_in(c, &row.id)?;
+    Ok(row
+        .decisions
+        .iter()
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter(|d| d["redemption_id"].as_str().is_some_and(|r| live.iter().any(|l| l == r)))
+        .filter_map(|d| Some((d["campaign_id"].as_str()?.to_owned(), Money(d["discount"].as_i64()?))))
+        .collect())
 }
 
 fn not_found(what: &str, id: &str) -> Answer {

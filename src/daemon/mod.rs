@@ -13,7 +13,10 @@
 
 pub mod api;
 pub mod body;
+pub mod guard;
+pub mod identity;
 pub mod ledger;
+pub mod login;
 pub mod metrics;
 pub mod pages;
 
@@ -29,21 +32,20 @@ use api::{AppState, ScannerStatus, SyncStatus};
 use ledger::{LedgerHandle, ScanOutcome, Source};
 use metrics::Metrics;
 use serde_json::json;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
-pub const DEFAULT_PROFILE: &str = "generic-serial";
-/// `<data-dir>/listen`: the address the running (or last) daemon bound.
-pub const LISTEN_FILE: &str = "listen";
+pub use crate::config::{DEFAULT_LISTEN, DEFAULT_PROFILE};
+pub use crate::local_daemon::LISTEN_FILE;
 /// How long shutdown may take before the process gives up waiting (the spec allows 5 s).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 
-/// `run`'s flags; each overrides the config.
-#[derive(Debug, Clone, Default)]
+/// `run`'s flags; each overrides the config. Not `Clone`: it may carry the listen socket.
+#[derive(Debug, Default)]
 pub struct RunOptions {
     pub listen: Option<String>,
     pub scanner: Option<String>,
@@ -52,6 +54,9 @@ pub struct RunOptions {
     pub extra_routes: Option<axum::Router<Arc<AppState>>>,
     /// The config file, for `doctor` from the manager's page.
     pub config_path: Option<std::path::PathBuf>,
+    /// A socket already bound to the listen address, served instead of binding one: the
+    /// live demo binds before it prints its links, so a taken port fails before them.
+    pub listener: Option<std::net::TcpListener>,
 }
 
 /// Why the daemon did not start (or stopped serving). A text of the message tables: the
@@ -71,6 +76,13 @@ impl RunError {
             RunError::Config(text) | RunError::Start(text) => text,
         }
     }
+}
+
+/// The listen address could not be bound (by `run`, or by the live demo beforehand).
+pub fn listen_failed(addr: SocketAddr, e: std::io::Error) -> RunError {
+    // An address in use is the common case (another daemon): said in full words.
+    let key = if e.kind() == std::io::ErrorKind::AddrInUse { "run.listen_in_use" } else { "run.listen" };
+    RunError::Start(Text::new(key, vec![("addr", addr.to_string()), ("error", e.to_string())]))
 }
 
 /// A start-up step that failed, with the system's own reason quoted as it is.
@@ -109,7 +121,7 @@ pub fn run(config: &Config, agent: Agent, clock: Arc<dyn Clock>, mut options: Ru
     } else {
         Some(
             profile::load(&profile_id)
-                .map_err(|e| RunError::Config(Text::new("run.profile", vec![("error", e.to_string())])))?,
+                .map_err(|e| RunError::Config(Text::new("run.profile", vec![]).with("error", e.text())))?,
         )
     };
     if crate::secret::ensure_pos_token(&config.data_dir).map_err(|e| {
@@ -121,7 +133,7 @@ pub fn run(config: &Config, agent: Agent, clock: Arc<dyn Clock>, mut options: Ru
     let upstream = match &config.upstream {
         Some(up) => Some((
             crate::upstream::client_for(config, up)
-                .map_err(|e| RunError::Config(Text::new("run.upstream", vec![("error", e.to_string())])))?,
+                .map_err(|e| RunError::Config(Text::new("run.upstream", vec![]).with("error", e.text())))?,
             up.terminal_id.clone(),
             Cadence {
                 heartbeat: Duration::from_secs(up.heartbeat_secs),
@@ -154,6 +166,7 @@ pub fn run(config: &Config, agent: Agent, clock: Arc<dyn Clock>, mut options: Ru
         data_dir: config.data_dir.clone(),
         terminal_id: config.upstream.as_ref().map(|u| u.terminal_id.clone()),
         merchant_id: config.merchant_id.clone(),
+        merchant_name: config.merchant_name.clone(),
         language: config.language,
         scanner: Mutex::new(ScannerStatus {
             state: if scanner_profile.is_some() { "disconnected" } else { "none" },
@@ -163,21 +176,35 @@ pub fn run(config: &Config, agent: Agent, clock: Arc<dyn Clock>, mut options: Ru
         sync: Mutex::new(None),
         shutdown: shutdown.clone(),
         login: Mutex::new(api::LoginThrottle::default()),
+        sessions_ended: Default::default(),
         config_path: options.config_path.clone(),
+        identity: std::sync::OnceLock::new(),
     });
     metrics.scanner_state(if scanner_profile.is_some() { "disconnected" } else { "none" });
 
     let result = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-            // An address in use is the common case (another daemon): said in full words.
-            let key = if e.kind() == std::io::ErrorKind::AddrInUse { "run.listen_in_use" } else { "run.listen" };
-            RunError::Start(Text::new(key, vec![("addr", addr.to_string()), ("error", e.to_string())]))
-        })?;
+        let listener = match options.listener.take() {
+            Some(bound) => bound
+                .set_nonblocking(true)
+                .and_then(|()| tokio::net::TcpListener::from_std(bound))
+                .map_err(|e| listen_failed(addr, e))?,
+            None => tokio::net::TcpListener::bind(addr).await.map_err(|e| listen_failed(addr, e))?,
+        };
         let bound = listener.local_addr().map_err(|e| start_failed("run.listen_address", e))?;
-        // The first line on stdout: scripts and tests read the port from it;
-        // `redeemd cashier-url` reads the address file.
-        println!("redeemd: listening on http://{bound}");
+        // A fresh key before the address: `doctor`, `restore` and the command line send
+        // the POS token only to a listener that proves it holds the key of this run, so
+        // a process that takes the port after we are gone gets nothing. A daemon whose
+        // key cannot be written would be taken for a stranger: it does not start.
+        let identity = crate::local_daemon::Identity::create(&config.data_dir, bound).map_err(|e| {
+            let path = crate::local_daemon::key_path(&config.data_dir).display().to_string();
+            RunError::Start(Text::new("run.daemon_key", vec![("path", path), ("error", e.to_string())]))
+        })?;
+        let _ = state.identity.set(identity);
         let _ = crate::secret::write_atomic(&config.data_dir.join(LISTEN_FILE), bound.to_string().as_bytes(), 0o644);
+        // The first line on stdout: scripts and tests read the port from it (the address
+        // file and the key are written by then); `redeemd cashier-url` reads the address file.
+        // Not `println!`: a reader that went away (`run | head -1`) must not panic us.
+        let _ = writeln!(std::io::stdout(), "redeemd: listening on http://{bound}");
         tracing::info!(%bound, "local API listening");
 
         let scanner = scanner_profile.map(|p| {
@@ -213,7 +240,8 @@ pub fn run(config: &Config, agent: Agent, clock: Arc<dyn Clock>, mut options: Ru
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         tokio::spawn(wait_for_signal(shutdown.clone()));
 
-        let app = api::router(state.clone(), options.extra_routes.take());
+        let own = guard::OwnHosts::new(bound, config.api.as_ref().is_some_and(|a| a.allow_remote));
+        let app = app(state.clone(), options.extra_routes.take(), own);
         let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let mut serving = tokio::spawn(async move { serve.await });
         let served = tokio::select! {
@@ -260,6 +288,28 @@ pub fn run(config: &Config, agent: Agent, clock: Arc<dyn Clock>, mut options: Ru
     let _ = owner.join();
     runtime.shutdown_timeout(Duration::from_millis(200));
     result
+}
+
+/// The whole HTTP surface: the local API, the pages, the identity proof and any extra
+/// routes (the live demo's), each call but the event stream within the request timeout,
+/// every body within the limit, and nothing routed before the Host and origin checks.
+fn app(state: Arc<AppState>, extra: Option<axum::Router<Arc<AppState>>>, own: guard::OwnHosts) -> axum::Router {
+    use axum::routing::get;
+    let timed = api::routes()
+        .merge(pages::router())
+        .merge(identity::router())
+        .merge(extra.unwrap_or_default())
+        .layer(axum::middleware::from_fn(api::request_timeout));
+    axum::Router::new()
+        .route("/v1/events", get(api::events))
+        .merge(timed)
+        .fallback(|| async { api::error(404, "not_found", "no such path") })
+        .method_not_allowed_fallback(|| async {
+            api::error(405, "method_not_allowed", "this path does not take that method")
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(api::BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(Arc::new(own), api::guard))
+        .with_state(state)
 }
 
 fn load_sync_state(agent: &Agent) -> crate::sync::SyncState {
@@ -344,10 +394,19 @@ fn bridge_scanner(scanner: Scanner, state: &AppState) {
                 ScannerStatus { state: "disconnected", port: port.clone(), profile: profile.clone() },
             ),
             ScannerEvent::Frame { text, .. } => {
-                let outcome = state.ledger.call_blocking(move |l| l.present(None, &text, Source::Scanner, None).1);
+                let code = text.clone();
+                let outcome = state.ledger.call_blocking(move |l| l.present(None, &code, Source::Scanner, None).1);
                 let feedback = match outcome {
                     Ok(ScanOutcome::Accepted) => Feedback::Good,
-                    Ok(ScanOutcome::Refused | ScanOutcome::NoCheckout) => Feedback::Bad,
+                    Ok(ScanOutcome::Refused) => Feedback::Bad,
+                    Ok(ScanOutcome::NoCheckout) => {
+                        // Not taken, so not a scan to suppress: the cashier who opens a
+                        // checkout after the bad-read (or just tries again) rescans at once,
+                        // and a duplicate would be dropped without a sound. Forgotten before
+                        // the beep, so before any rescan.
+                        scanner.forget(text);
+                        Feedback::Bad
+                    }
                     Err(_) => return,
                 };
                 scanner.feedback(feedback);

@@ -15,6 +15,8 @@ use crate::messages::{self, Language};
 use crate::money::Money;
 use crate::store::ForwardState;
 use askama::Template;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -31,8 +33,11 @@ pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/", get(cashier))
         .route("/manager", get(manager))
+        .route("/manager/login", post(manager_login))
         .route("/manager/logout", post(logout))
         .route("/manager/doctor", get(doctor))
+        .route("/manager/export.csv", get(export_csv))
+        .route("/manager/sheet", get(sheet))
         .route("/assets/{name}", get(asset))
         .layer(axum::middleware::map_response(page_headers))
 }
@@ -41,7 +46,10 @@ async fn page_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // Not `no-referrer`: under it a browser sends `Origin: null` with the pages' own form
+    // posts, and the origin check (`super::guard`) could not tell them from another site's.
+    // `same-origin` still tells other sites nothing.
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     response
 }
@@ -52,6 +60,8 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("cashier.js", "text/javascript; charset=utf-8", include_str!("../../assets/cashier.js")),
     ("manager.js", "text/javascript; charset=utf-8", include_str!("../../assets/manager.js")),
     ("demo.js", "text/javascript; charset=utf-8", include_str!("../../assets/demo.js")),
+    ("sheet.css", "text/css; charset=utf-8", include_str!("../../assets/sheet.css")),
+    ("sheet.js", "text/javascript; charset=utf-8", include_str!("../../assets/sheet.js")),
 ];
 
 async fn asset(Path(name): Path<String>) -> Response {
@@ -187,7 +197,7 @@ impl LoginPage {
 pub fn login_page(language: Language, terminal: Language, status: StatusCode, error_code: Option<&str>) -> Response {
     let common = Common::new(language, terminal);
     let error = error_code.map(|code| match code {
-        "login_locked" | "login_busy" => common.t("manager.locked"),
+        "login_locked" => common.t("manager.locked"),
         "no_pin" => common.t("manager.no_pin"),
         _ => common.t("manager.wrong_pin"),
     });
@@ -241,6 +251,56 @@ struct ManagerPage {
     scanner: String,
     profile: String,
     open_old: Vec<(String, String, Money)>,
+    /// Redemptions in `conflict`, `rejected` or `parked` (not voided), each with
+    /// upstream's words; and "to check: n · amount" for next to the totals.
+    flags: Vec<Flag>,
+    flag_summary: String,
+    /// The first and last day of the shown day's month (the month's export).
+    month_from: String,
+    month_to: String,
+    /// The page shows today: it follows the event stream.
+    live: bool,
+    /// A past day without a single redemption: the page says so.
+    empty_past: bool,
+}
+
+/// A redemption the manager should check: upstream flagged it.
+struct Flag {
+    id: String,
+    time: String,
+    coupon: String,
+    discount: String,
+    message: String,
+}
+
+fn needs_check(state: ForwardState) -> bool {
+    matches!(state, ForwardState::Conflict | ForwardState::Rejected | ForwardState::Parked)
+}
+
+/// What upstream said about a flagged redemption, in words (from its stored answer).
+fn upstream_words(language: Language, state: ForwardState, answer: Option<&str>) -> String {
+    let answer: serde_json::Value = answer.and_then(|a| serde_json::from_str(a).ok()).unwrap_or_default();
+    let field = |name: &str| answer[name].as_str().filter(|v| !v.is_empty()).map(str::to_owned);
+    let silent = || messages::text(language, "manager.upstream_silent").to_owned();
+    match state {
+        ForwardState::Conflict => messages::fill(
+            language,
+            "manager.upstream_conflict",
+            &[
+                ("terminal", &field("redeemed_by").unwrap_or_else(|| "?".into())),
+                ("at", &field("redeemed_at").unwrap_or_else(|| "?".into())),
+            ],
+        ),
+        ForwardState::Rejected => messages::fill(
+            language,
+            "manager.upstream_rejected",
+            &[("reason", &field("reason").unwrap_or_else(silent))],
+        ),
+        ForwardState::Parked => {
+            messages::fill(language, "manager.upstream_parked", &[("reason", &field("reason").unwrap_or_else(silent))])
+        }
+        _ => String::new(),
+    }
 }
 
 impl ManagerPage {
@@ -264,6 +324,29 @@ impl ManagerPage {
     fn state_words(&self, state: &ForwardState) -> &'static str {
         self.t(&format!("manager.state_{state}"))
     }
+
+    /// Who voided, in words (`voided_by` of the report; unknown for voids older than
+    /// the ledger's record of it).
+    fn by_words(&self, by: &Option<String>) -> &'static str {
+        let words = by.as_deref().map_or("", |b| self.t(&format!("manager.by_{b}")));
+        if words.is_empty() {
+            self.t("manager.by_unknown")
+        } else {
+            words
+        }
+    }
+
+    /// Upstream's words for a flagged row; empty for the others.
+    fn upstream_words(&self, line: &crate::report::RedemptionLine) -> String {
+        if line.voided || !needs_check(line.state) {
+            return String::new();
+        }
+        upstream_words(self.common.language, line.state, line.upstream_answer.as_deref())
+    }
+
+    fn reason_words(&self, reason: &Option<String>) -> String {
+        reason.clone().filter(|r| !r.trim().is_empty()).unwrap_or_else(|| self.t("manager.no_reason").to_owned())
+    }
 }
 
 fn bars(report: &crate::report::DailyReport, digits: u32) -> Vec<Bar> {
@@ -285,33 +368,64 @@ fn bars(report: &crate::report::DailyReport, digits: u32) -> Vec<Bar> {
         .collect()
 }
 
-async fn manager(
-    State(s): State<Arc<AppState>>,
-    Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Response {
-    let (language, cookie) = page_language(&s, &headers, &query);
-    match page_role(&s, &headers).await {
+/// A date the manager's pages cannot show: a page in the reader's language for a browser
+/// (with what to do), the spec's error shape for a script.
+fn bad_page_date(language: Language, headers: &HeaderMap, code: &str, message: impl Into<String>) -> Response {
+    if super::api::wants_html(headers) {
+        return super::api::notice_page(
+            language,
+            StatusCode::BAD_REQUEST,
+            "manager.bad_date_title",
+            "manager.bad_date",
+            code,
+        );
+    }
+    super::api::error(400, code, message)
+}
+
+/// What the day's pages share: the page's language (and the cookie that keeps it), the
+/// manager's session (else the PIN login), and the asked-for day's view (else why not).
+async fn manager_day(
+    s: &AppState,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+) -> Result<(Language, Option<HeaderValue>, ManagerView), Response> {
+    let (language, cookie) = page_language(s, headers, query);
+    match page_role(s, headers).await {
         Some(Role::Manager | Role::Pos) => {}
         _ => {
             let mut response = login_page(language, s.language, StatusCode::OK, None);
             if let Some(cookie) = cookie {
                 response.headers_mut().append(header::SET_COOKIE, cookie);
             }
-            return response;
+            return Err(response);
         }
     }
     let date = match query.get("date").filter(|d| !d.is_empty()) {
         None => None,
         Some(d) => match d.parse::<jiff::civil::Date>() {
             Ok(date) => Some(date),
-            Err(_) => return super::api::error(400, "bad_query", format!("date {d:?} is not a date like 2026-11-28")),
+            Err(_) => {
+                let why = format!("date {d:?} is not a date like 2026-11-28");
+                return Err(bad_page_date(language, headers, "bad_query", why));
+            }
         },
     };
-    let view = match s.ledger.call(move |l| l.manager_view(date)).await {
-        Ok(Ok(view)) => view,
-        Ok(Err(e)) => return super::api::error(400, "bad_date", e),
-        Err(_) => return super::api::error(503, "stopping", "the daemon is stopping"),
+    match s.ledger.call(move |l| l.manager_view(date)).await {
+        Ok(Ok(view)) => Ok((language, cookie, view)),
+        Ok(Err(e)) => Err(bad_page_date(language, headers, "bad_date", e)),
+        Err(_) => Err(super::api::error(503, "stopping", "the daemon is stopping")),
+    }
+}
+
+async fn manager(
+    State(s): State<Arc<AppState>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let (language, cookie, view) = match manager_day(&s, &headers, &query).await {
+        Ok(day) => day,
+        Err(answer) => return answer,
     };
     let status = status_json(&s).await.unwrap_or_default();
     let page = manager_page(language, s.language, view, &status);
@@ -329,6 +443,30 @@ fn manager_page(language: Language, terminal: Language, view: ManagerView, statu
         Some(l) => messages::fill(language, "manager.leverage_words", &[("ratio", &format!("{l:.2}"))]),
         None => common.t("manager.leverage_none").to_owned(),
     };
+    let flags: Vec<Flag> = view
+        .report
+        .redemptions
+        .iter()
+        .filter(|r| !r.voided && needs_check(r.state))
+        .map(|r| Flag {
+            id: r.redemption_id.clone(),
+            time: r.at.get(11..19).unwrap_or(&r.at).to_owned(),
+            coupon: r.coupon_id.clone(),
+            discount: Money(r.discount).display(view.digits),
+            message: upstream_words(language, r.state, r.upstream_answer.as_deref()),
+        })
+        .collect();
+    let at_stake = view
+        .report
+        .redemptions
+        .iter()
+        .filter(|r| !r.voided && needs_check(r.state))
+        .fold(0i64, |sum, r| sum.saturating_add(r.discount));
+    let flag_summary = messages::fill(
+        language,
+        "manager.check_summary",
+        &[("count", &flags.len().to_string()), ("amount", &Money(at_stake).display(view.digits))],
+    );
     let sync_state = status["sync"]["state"].as_str().unwrap_or("");
     let ruleset = &view.status.ruleset;
     let field = |name: &str| ruleset.as_ref().map_or_else(|| common.t("manager.none").to_owned(), |r| text(&r[name]));
@@ -354,13 +492,277 @@ fn manager_page(language: Language, terminal: Language, view: ManagerView, statu
         scanner: format!("{} {}", text(&status["scanner"]["state"]), text(&status["scanner"]["port"])),
         profile: text(&status["scanner"]["profile"]),
         open_old: view.open_old,
+        flags,
+        flag_summary,
+        month_from: view.date.first_of_month().to_string(),
+        month_to: view.date.last_of_month().to_string(),
+        live: view.date == view.today,
+        empty_past: view.date < view.today && view.report.redemptions.is_empty(),
         report: view.report,
         common,
     }
 }
 
+/// One line of the printed sheet's compact list of redemptions.
+struct SheetLine {
+    time: String,
+    campaign: String,
+    coupon: String,
+    basket: String,
+    discount: String,
+    voided: bool,
+}
+
+/// A void on the printed sheet: what was voided, by whom and why.
+struct SheetVoid {
+    time: String,
+    coupon: String,
+    discount: String,
+    by: &'static str,
+    reason: String,
+}
+
+/// The A4 daily sheet an accountant files: who, when, the totals, per campaign, voids,
+/// what to check and a signature line; none of the terminal's technical details.
+#[derive(Template)]
+#[template(path = "sheet.html")]
+struct SheetPage {
+    lang: &'static str,
+    common: Common,
+    date: String,
+    shop: String,
+    merchant_id: String,
+    terminal_id: String,
+    printed: String,
+    report: crate::report::DailyReport,
+    digits: u32,
+    leverage_words: String,
+    voids: Vec<SheetVoid>,
+    flags: Vec<Flag>,
+    flag_summary: String,
+    /// The list in two halves, printed side by side so a normal day fits one page.
+    halves: Vec<Vec<SheetLine>>,
+}
+
+impl SheetPage {
+    fn t(&self, key: &str) -> &'static str {
+        self.common.t(key)
+    }
+
+    fn money(&self, minor: &i64) -> String {
+        Money(*minor).display(self.digits)
+    }
+
+    fn ratio(&self, leverage: &Option<f64>) -> String {
+        leverage.map_or_else(|| "–".into(), |l| format!("{l:.2}"))
+    }
+}
+
+/// `GET /manager/sheet?date=YYYY-MM-DD`: the day's sheet for print (manager session or
+/// the till's token; the page's language as the other pages).
+async fn sheet(
+    State(s): State<Arc<AppState>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let (language, cookie, view) = match manager_day(&s, &headers, &query).await {
+        Ok(day) => day,
+        Err(answer) => return answer,
+    };
+    // The daemon's clock in the rule set's zone (the report's), so the printed time and
+    // the business day are read on the same clock; UTC only if the zone is unknown.
+    let zone = jiff::tz::TimeZone::get(&view.report.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+    let stamp = crate::clock::rfc3339(s.clock.now(), &zone);
+    let printed = match (stamp.get(..10), stamp.get(11..16)) {
+        (Some(day), Some(time)) => format!("{day} {time}"),
+        _ => stamp.clone(),
+    };
+    let page = sheet_page(language, s.language, view, &s, printed);
+    html(page.render(), StatusCode::OK, cookie)
+}
+
+fn sheet_page(language: Language, terminal: Language, view: ManagerView, s: &AppState, printed: String) -> SheetPage {
+    let common = Common::new(language, terminal);
+    let digits = view.digits;
+    let report = view.report;
+    let money = |minor: i64| Money(minor).display(digits);
+    let time_of = |at: &str| at.get(11..16).unwrap_or(at).to_owned();
+    let leverage_words = match report.totals.leverage {
+        Some(l) => messages::fill(language, "manager.leverage_words", &[("ratio", &format!("{l:.2}"))]),
+        None => common.t("manager.leverage_none").to_owned(),
+    };
+    let names: HashMap<&str, &str> =
+        report.campaigns.iter().map(|c| (c.campaign_id.as_str(), c.name.as_str())).collect();
+    let mut lines: Vec<SheetLine> = report
+        .redemptions
+        .iter()
+        .map(|r| SheetLine {
+            time: time_of(&r.at),
+            campaign: names.get(r.campaign_id.as_str()).copied().unwrap_or(&r.campaign_id).to_owned(),
+            coupon: r.coupon_id.clone(),
+            basket: money(r.basket_total),
+            discount: money(r.discount),
+            voided: r.voided,
+        })
+        .collect();
+    let right = lines.split_off(lines.len().div_ceil(2));
+    let voids = report
+        .redemptions
+        .iter()
+        .filter(|r| r.voided)
+        .map(|r| {
+            let by = r.voided_by.as_deref().map_or("", |b| common.t(&format!("manager.by_{b}")));
+            SheetVoid {
+                time: time_of(&r.at),
+                coupon: r.coupon_id.clone(),
+                discount: money(r.discount),
+                by: if by.is_empty() { common.t("manager.by_unknown") } else { by },
+                reason: r
+                    .void_reason
+                    .clone()
+                    .filter(|v| !v.trim().is_empty())
+                    .unwrap_or_else(|| common.t("manager.no_reason").to_owned()),
+            }
+        })
+        .collect();
+    let flagged: Vec<&crate::report::RedemptionLine> =
+        report.redemptions.iter().filter(|r| !r.voided && needs_check(r.state)).collect();
+    let at_stake = flagged.iter().fold(0i64, |sum, r| sum.saturating_add(r.discount));
+    let flag_summary = messages::fill(
+        language,
+        "manager.check_summary",
+        &[("count", &flagged.len().to_string()), ("amount", &money(at_stake))],
+    );
+    let flags = flagged
+        .iter()
+        .map(|r| Flag {
+            id: r.redemption_id.clone(),
+            time: time_of(&r.at),
+            coupon: r.coupon_id.clone(),
+            discount: money(r.discount),
+            message: upstream_words(language, r.state, r.upstream_answer.as_deref()),
+        })
+        .collect();
+    SheetPage {
+        lang: common.lang,
+        date: view.date.to_string(),
+        shop: s.merchant_name.clone().unwrap_or_else(|| s.merchant_id.clone()),
+        merchant_id: s.merchant_id.clone(),
+        terminal_id: s.terminal_id.clone().unwrap_or_else(|| common.t("manager.sheet_no_terminal").to_owned()),
+        printed,
+        digits,
+        leverage_words,
+        voids,
+        flags,
+        flag_summary,
+        halves: vec![lines, right],
+        report,
+        common,
+    }
+}
+
+/// `GET /manager/export.csv?from=YYYY-MM-DD&to=YYYY-MM-DD&lang=zh-CN|en`: the days'
+/// redemptions as one CSV for a spreadsheet (UTF-8 with BOM, headers and words in the
+/// language, a totals row). The API's `?format=csv` stays the machine CSV.
+async fn export_csv(
+    State(s): State<Arc<AppState>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    // The file's language: `lang`, else the page's; no cookie is set by a download.
+    let (language, _) = page_language(&s, &headers, &query);
+    match page_role(&s, &headers).await {
+        Some(Role::Manager | Role::Pos) => {}
+        _ => return super::api::error(401, "manager_required", "the manager's session is needed"),
+    }
+    let day = |name: &str| query.get(name).and_then(|d| d.parse::<jiff::civil::Date>().ok());
+    let (Some(from), Some(to)) = (day("from"), day("to")) else {
+        return super::api::error(400, "bad_query", "`from` and `to` must be dates like 2026-11-28");
+    };
+    let reports = match s.ledger.call(move |l| l.reports_between(from, to)).await {
+        Ok(Ok(reports)) => reports,
+        Ok(Err(e)) => return super::api::error(400, "bad_date", e),
+        Err(_) => return super::api::error(503, "stopping", "the daemon is stopping"),
+    };
+    let body = crate::report::spreadsheet_csv(&reports, language);
+    let name = if from == to { format!("redeemd-{from}.csv") } else { format!("redeemd-{from}_{to}.csv") };
+    let disposition = format!("attachment; filename=\"{name}\"");
+    let mut response = ([(header::CONTENT_TYPE, "text/csv; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], body)
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(&disposition) {
+        response.headers_mut().insert(header::CONTENT_DISPOSITION, value);
+    }
+    response
+}
+
 /// Ends the session on the terminal, not only in this browser: a copied cookie stops
 /// working too.
+/// `POST /manager/login` (the PIN form): a manager session, or the form again with the
+/// refusal (a script gets the spec's error shape).
+async fn manager_login(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let answer = check_manager_pin(&s, body).await;
+    // A browser's form post gets the login page again with the error, same status.
+    let wants_html = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("text/html"));
+    match answer {
+        Ok(()) => super::api::start_session(&s, "manager", "/manager").await,
+        Err((status, code, _)) if wants_html && status != 413 => {
+            let (language, _) = page_language(&s, &headers, &HashMap::new());
+            login_page(
+                language,
+                s.language,
+                StatusCode::from_u16(status).unwrap_or(StatusCode::UNAUTHORIZED),
+                Some(code),
+            )
+        }
+        Err((status, code, message)) => super::api::error(status, code, message),
+    }
+}
+
+/// Checks the posted PIN: Ok, or (status, code, message) of the refusal.
+async fn check_manager_pin(
+    s: &Arc<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(), (u16, &'static str, &'static str)> {
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Err((413, "body_too_large", "the body is over 64 KiB"))
+        }
+        Err(_) => return Err((400, "bad_form", "the form could not be read")),
+    };
+    let Some(pin) = url::form_urlencoded::parse(&body).find(|(k, _)| k == "pin").map(|(_, v)| v.into_owned()) else {
+        return Err((400, "bad_form", "the form has no `pin` field"));
+    };
+    let Some(hash) = s.manager_pin.current().filter(|h| !h.is_empty()) else {
+        return Err((401, "no_pin", "no manager PIN is set: run `redeemd manager-pin set` on the terminal"));
+    };
+    // Counted as wrong when admitted; nothing is held while the hash is checked, so a
+    // client that goes away mid-check leaves the login as it would a wrong PIN.
+    let admitted = s.login.lock().unwrap_or_else(|e| e.into_inner()).admit(s.clock.now());
+    if admitted.is_err() {
+        return Err((429, "login_locked", "five wrong PINs in a row: the login is locked for five minutes"));
+    }
+    let state = s.clone();
+    let ok = tokio::task::spawn_blocking(move || {
+        let ok = crate::secret::verify_pin(&hash, &pin);
+        // Inside the task, so a right PIN counts even if its client is gone by now.
+        if ok {
+            state.login.lock().unwrap_or_else(|e| e.into_inner()).succeeded();
+        }
+        ok
+    })
+    .await
+    .unwrap_or(false);
+    if !ok {
+        return Err((401, "wrong_pin", "wrong PIN"));
+    }
+    Ok(())
+}
+
 async fn logout(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if let Some(token) = super::api::cookie(&headers, super::api::SESSION_COOKIE) {
         let hash = crate::secret::sha256(token.as_bytes());
@@ -370,6 +772,8 @@ async fn logout(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response 
         if !matches!(ended, Ok(Ok(()))) {
             return super::api::error(503, "unavailable", "the session could not be ended; try again");
         }
+        // Event streams opened with a session look again at once.
+        s.sessions_ended.fetch_add(1, std::sync::atomic::Ordering::Release);
     }
     let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, "/manager")]).into_response();
     let cookie = format!("{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0", super::api::SESSION_COOKIE);

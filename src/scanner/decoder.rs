@@ -101,6 +101,16 @@ impl Decoder {
         self.stats
     }
 
+    /// Makes the next read of `text` a new scan rather than a duplicate, if `text` was the
+    /// last frame delivered. For a frame the host did not take (no checkout was open): the
+    /// cashier heard a bad-read and scans again at once, and silence would then say nothing.
+    /// A later, different frame is left alone: its own duplicate window still holds.
+    pub fn forget(&mut self, text: &str) {
+        if self.last_delivered.as_ref().is_some_and(|(last, _)| last == text) {
+            self.last_delivered = None;
+        }
+    }
+
     /// True while part of a frame is waiting for more bytes.
     pub fn is_partial(&self) -> bool {
         !self.buf.is_empty() || self.overflow > 0 || self.noise > 0 || self.message_type.is_some()
@@ -460,6 +470,32 @@ mod tests {
             &[(b"CP1:A\rCP1:B\rCP1:A\r", 0)],
             10,
             &[frame("CP1:A", None), frame("CP1:B", None), frame("CP1:A", None)],
+        );
+    }
+
+    #[test]
+    fn a_forgotten_frame_is_delivered_again_inside_the_window() {
+        let p = profile::find("generic-serial").unwrap();
+        let mut d = Decoder::new(&p.framing);
+        let mut out = Vec::new();
+        d.push(b"CP1:A\r", 0, &mut out);
+        d.forget("CP1:A");
+        d.push(b"CP1:A\r", 100, &mut out);
+        // Forgetting another text, or one no longer the last, changes nothing.
+        d.forget("CP1:B");
+        d.push(b"CP1:A\r", 200, &mut out);
+        d.push(b"CP1:B\r", 300, &mut out);
+        d.forget("CP1:A");
+        d.push(b"CP1:B\r", 400, &mut out);
+        assert_eq!(
+            out,
+            [
+                frame("CP1:A", None),
+                frame("CP1:A", None),
+                dropped(Duplicate, 5),
+                frame("CP1:B", None),
+                dropped(Duplicate, 5)
+            ]
         );
     }
 

@@ -221,6 +221,102 @@ pub struct SetupCode {
     /// How the vendor prints it: a QR code (default) or Code 128.
     #[serde(default)]
     pub symbology: Symbology,
+    /// What the step sets, as one of [`SETTINGS`]: the sheet says it in the reader's
+    /// language (`sheet.setting_<key>`). Empty in an installer's own profile, whose
+    /// `label` is then printed as written.
+    #[serde(default)]
+    pub setting: String,
+    /// Code 128 only: FNC3 comes first, which makes the symbol a reader-programming one
+    /// (ISO/IEC 15417 §4.3.4.2(c)) that a scanner acts on instead of sending it.
+    #[serde(default)]
+    pub fnc3: bool,
+    /// Where the vendor prints the code when `content` is empty: the guide's title and
+    /// the place in it (chapter, page, the label's name), verbatim from the English guide
+    /// so the installer finds the same words there.
+    #[serde(default)]
+    pub guide: String,
+    #[serde(default)]
+    pub place: String,
+    /// Notes for the installer, each one of [`HINTS`] (`sheet.hint_<key>`).
+    #[serde(default)]
+    pub hints: Vec<String>,
+}
+
+/// The settings a setup step can name; each has a text in both message tables.
+pub const SETTINGS: &[&str] = &[
+    "enter_programming",
+    "exit_programming",
+    "interface_usb_serial",
+    "interface_rs232",
+    "suffix_cr",
+    "data_suffix",
+    "qr_on",
+    "aim_on",
+    "host_ssi",
+    "ssi_packeted",
+];
+
+/// The notes a setup step can carry; each has a text in both message tables.
+pub const HINTS: &[&str] = &["pnp_crlf", "name_unconfirmed", "sibling", "default_unknown", "same_code"];
+
+/// The first link in `text` whose host is a bare IP address (`http://10.1.2.3/…`), if
+/// any. Such mirrors come and go and cannot be told from a private machine, so nothing
+/// printed for people may carry one.
+pub fn bare_ip_link(text: &str) -> Option<&str> {
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let start = rest[..at].rfind(|c: char| !c.is_ascii_alphabetic()).map_or(0, |i| i + 1);
+        let after = &rest[at + 3..];
+        let host_end =
+            after.find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace()).unwrap_or(after.len());
+        let authority = &after[..host_end];
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let host = if host.starts_with('[') { host } else { host.rsplit_once(':').map_or(host, |(h, _)| h) };
+        if host.starts_with('[') || host.parse::<std::net::Ipv4Addr>().is_ok() {
+            let end = after.find(char::is_whitespace).unwrap_or(after.len());
+            return Some(&rest[start..at + 3 + end]);
+        }
+        rest = after;
+    }
+    None
+}
+
+impl SetupCode {
+    /// What the setup sheet needs to print this step honestly: a known setting, a source
+    /// for every content (no fact without one), content a Code 128 symbol can carry, and
+    /// no bare-IP link.
+    pub fn check(&self) -> Result<(), String> {
+        if self.setting.is_empty() && self.label.trim().is_empty() {
+            return Err("needs a setting or a label".into());
+        }
+        if !self.setting.is_empty() && !SETTINGS.contains(&self.setting.as_str()) {
+            return Err(format!("setting {:?} is not one of {SETTINGS:?}", self.setting));
+        }
+        if let Some(hint) = self.hints.iter().find(|h| !HINTS.contains(&h.as_str())) {
+            return Err(format!("hint {hint:?} is not one of {HINTS:?}"));
+        }
+        if self.fnc3 && self.symbology != Symbology::Code128 {
+            return Err("fnc3 belongs to symbology = \"code-128\"".into());
+        }
+        if !self.content.is_empty() && self.source.trim().is_empty() {
+            return Err("a content needs its source".into());
+        }
+        if self.symbology == Symbology::Code128 {
+            // Set B prints ASCII 32..126; CR, LF and TAB go through a switch to set A.
+            if let Some(c) = self.content.chars().find(|c| !(matches!(c, ' '..='~' | '\r' | '\n' | '\t'))) {
+                return Err(format!("content holds {c:?}, which this Code 128 encoder does not print"));
+            }
+        }
+        if self.place.is_empty() != self.guide.is_empty() {
+            return Err("guide and place go together".into());
+        }
+        for text in [&self.source, &self.guide, &self.place] {
+            if let Some(link) = bare_ip_link(text) {
+                return Err(format!("{link} is a bare-IP link: cite the document by title or another copy"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The symbology a setup code is drawn in.
@@ -242,6 +338,21 @@ pub enum ProfileError {
     Invalid { name: String, message: String },
     #[error("no firmware profile {0:?}; `redeemd scanner list` shows the known ones")]
     Unknown(String),
+}
+
+impl ProfileError {
+    /// For people, in their language: a translated lead, then the profile's own words (its
+    /// checks are English) quoted.
+    pub fn text(&self) -> crate::messages::Text {
+        use crate::messages::Text;
+        match self {
+            ProfileError::Unknown(id) => Text::new("error.profile_unknown", vec![("profile", id.clone())]),
+            ProfileError::Parse { name, message } | ProfileError::Invalid { name, message } => Text::new(
+                "error.profile_invalid",
+                vec![("name", name.clone()), ("message", message.replace('`', "'").replace('\n', " "))],
+            ),
+        }
+    }
 }
 
 impl Profile {
@@ -313,6 +424,9 @@ impl Profile {
             if u.vid == 0 {
                 return Err(format!("usb vid 0000 (pid {:04x}) is not a vendor id", u.pid));
             }
+        }
+        for code in &self.setup_codes {
+            code.check().map_err(|message| format!("setup code {:?}: {message}", code.label))?;
         }
         Ok(())
     }
@@ -449,6 +563,58 @@ mod tests {
         assert!(parse_hex("1").is_err());
         assert!(parse_hex("zz").is_err());
         assert_eq!(to_hex(&[0x1b, 0x36, 0x2c]), "1B 36 2C");
+    }
+
+    #[test]
+    fn bare_ip_links_are_found() {
+        assert_eq!(
+            bare_ip_link("see http://38.142.81.21:8001/manual/x.html p. 56"),
+            Some("http://38.142.81.21:8001/manual/x.html")
+        );
+        assert_eq!(bare_ip_link("https://[::1]/x"), Some("https://[::1]/x"));
+        assert_eq!(bare_ip_link("https://docs.zebra.com/a; https://easymanua.ls/b?p=1"), None);
+        assert_eq!(bare_ip_link("usb.ids, 05E0:1701 Bar Code Scanner (CDC)"), None);
+    }
+
+    #[test]
+    fn a_setup_step_the_sheet_cannot_print_honestly_is_refused() {
+        let good = || find("datalogic-quickscan-qd2430").unwrap();
+        let mut p = good();
+        p.setup_codes[1].source.clear(); // a content without its source
+        assert!(p.check().is_err());
+        let mut p = good();
+        p.setup_codes[1].symbology = Symbology::Qr; // FNC3 exists in Code 128 only
+        assert!(p.check().is_err());
+        let mut p = good();
+        p.setup_codes[0].source = "a mirror, http://10.0.0.7/guide.pdf".into();
+        assert!(p.check().is_err());
+        let mut p = good();
+        p.setup_codes[0].setting = "beep_loudly".into();
+        assert!(p.check().is_err());
+        let mut p = good();
+        p.setup_codes[0].hints = vec!["trust_me".into()];
+        assert!(p.check().is_err());
+        let mut p = good();
+        p.setup_codes[1].content = "$P\u{1b}".into(); // no Code 128 set prints ESC here
+        assert!(p.check().is_err());
+        let mut p = good();
+        p.setup_codes[0].place.clear(); // a guide without the place in it
+        assert!(p.check().is_err());
+        assert!(good().check().is_ok());
+    }
+
+    #[test]
+    fn every_setting_and_hint_has_words_in_both_languages() {
+        use crate::messages::{table, Language};
+        for language in Language::ALL {
+            for key in SETTINGS
+                .iter()
+                .map(|s| format!("sheet.setting_{s}"))
+                .chain(HINTS.iter().map(|h| format!("sheet.hint_{h}")))
+            {
+                assert!(table(language).contains_key(&key), "{key} missing in {}", language.tag());
+            }
+        }
     }
 
     #[test]

@@ -260,6 +260,8 @@ pub enum ScannerEvent {
 
 enum Command {
     Feedback(Feedback),
+    /// See [`Scanner::forget`].
+    Forget(String),
     Stop,
 }
 
@@ -312,6 +314,14 @@ impl Scanner {
     /// Beeps good or bad, as the profile says (nothing when it does not know how).
     pub fn feedback(&self, feedback: Feedback) {
         self.send(Command::Feedback(feedback));
+    }
+
+    /// Tells the decoder that the frame `text` was not taken (no checkout was open), so a
+    /// rescan of it inside the duplicate window is delivered again instead of dropped in
+    /// silence. Send it before the feedback: commands are handled in order, so by the time
+    /// the cashier hears the bad-read and scans again, the decoder has forgotten the frame.
+    pub fn forget(&self, text: String) {
+        self.send(Command::Forget(text));
     }
 
     pub fn stop(mut self) {
@@ -445,12 +455,13 @@ fn run(spec: PortSpec, profile: Profile, events: Sender<ScannerEvent>, commands:
         }
         // Wait out the backoff on the channel itself (the wake-up bytes pile up unread until
         // the next connection drains them), still answering Stop promptly. Feedback has no
-        // scanner to go to: it is dropped, and does not cut the wait short.
+        // scanner to go to: it is dropped, and does not cut the wait short. So is a frame to
+        // forget: the next connection's decoder starts with no memory of frames.
         let retry_at = Instant::now() + backoff;
         loop {
             match commands.recv_timeout(retry_at.saturating_duration_since(Instant::now())) {
                 Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => return,
-                Ok(Command::Feedback(_)) => {}
+                Ok(Command::Feedback(_) | Command::Forget(_)) => {}
                 Err(RecvTimeoutError::Timeout) => break,
             }
         }
@@ -520,6 +531,7 @@ fn connected(
                             }
                         }
                     }
+                    Ok(Command::Forget(text)) => decoder.forget(&text),
                     Err(TryRecvError::Empty) => break,
                 }
             }

@@ -41,21 +41,77 @@ pub fn screenshot_dir() -> PathBuf {
     dir
 }
 
+/// Chromium and chromedriver, or None (skip, with a notice) when either is missing and
+/// the environment does not require them.
+pub fn binaries() -> Option<(PathBuf, PathBuf)> {
+    let chromium = find("REDEEMD_CHROMIUM", &["/usr/bin/chromium", "/usr/bin/chromium-browser"]);
+    let driver = find("REDEEMD_CHROMEDRIVER", &["/usr/bin/chromedriver"]);
+    let (Some(chromium), Some(driver)) = (chromium, driver) else {
+        if std::env::var("REDEEMD_REQUIRE_BROWSER").as_deref() == Ok("1") {
+            panic!("REDEEMD_REQUIRE_BROWSER=1 but chromium or chromedriver is missing (apt-get install chromium chromium-driver)");
+        }
+        eprintln!("NOTICE: chromium/chromedriver not found: browser test skipped (install chromium chromium-driver)");
+        return None;
+    };
+    Some((chromium, driver))
+}
+
+/// The flags every test's chromium runs with (headless, no sandbox as root, nothing that
+/// reaches the network), without a profile or window size.
+pub const HEADLESS_FLAGS: &[&str] = &[
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--hide-scrollbars",
+];
+
+fn start_driver(driver: &Path) -> (Child, u16) {
+    let port = free_port();
+    let driver = Command::new(driver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting chromedriver");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (driver, port)
+}
+
 impl Browser {
+    /// A WebDriver session with a chromium someone else started (with
+    /// `--remote-debugging-port`), at `debugger` (`127.0.0.1:PORT`): its first page. The
+    /// browser is left running when this is dropped.
+    pub fn attach(debugger: &str) -> Option<Browser> {
+        let (_, driver) = binaries()?;
+        let (driver, port) = start_driver(&driver);
+        let capabilities = json!({"goog:chromeOptions": {"debuggerAddress": debugger}});
+        let serde_json::Value::Object(capabilities) = capabilities else { unreachable!() };
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let client = rt.block_on(async {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            ClientBuilder::new(connector)
+                .capabilities(capabilities)
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await
+                .expect("a WebDriver session with the running chromium")
+        });
+        Some(Browser { rt, client, driver, port, _profile: tempfile::tempdir().unwrap() })
+    }
+
     /// A headless chromium with a `width`×`height` window, or None (skip) when there is
     /// none and the environment does not require one.
     pub fn start(width: u32, height: u32) -> Option<Browser> {
-        let chromium = find("REDEEMD_CHROMIUM", &["/usr/bin/chromium", "/usr/bin/chromium-browser"]);
-        let driver = find("REDEEMD_CHROMEDRIVER", &["/usr/bin/chromedriver"]);
-        let (Some(chromium), Some(driver)) = (chromium, driver) else {
-            if std::env::var("REDEEMD_REQUIRE_BROWSER").as_deref() == Ok("1") {
-                panic!("REDEEMD_REQUIRE_BROWSER=1 but chromium or chromedriver is missing (apt-get install chromium chromium-driver)");
-            }
-            eprintln!(
-                "NOTICE: chromium/chromedriver not found: browser test skipped (install chromium chromium-driver)"
-            );
-            return None;
-        };
+        let (chromium, driver) = binaries()?;
         let port = free_port();
         let driver = Command::new(driver)
             .arg(format!("--port={port}"))
@@ -149,6 +205,14 @@ impl Browser {
         })
     }
 
+    /// The element's text, or None while it is not there (a page still navigating).
+    pub fn try_text(&self, css: &str) -> Option<String> {
+        self.rt.block_on(async {
+            let element = self.client.find(Locator::Css(css)).await.ok()?;
+            element.text().await.ok()
+        })
+    }
+
     pub fn visible(&self, css: &str) -> bool {
         self.rt.block_on(async {
             match self.client.find(Locator::Css(css)).await {
@@ -187,6 +251,21 @@ impl Browser {
             std::fs::write(&path, png).unwrap();
             println!("screenshot: {}", path.display());
             path
+        })
+    }
+
+    /// The page printed to PDF on A4 (WebDriver's Print Page, 12 mm margins as the
+    /// sheet's `@page` asks; no shrinking, so a page count is the page's own).
+    pub fn print_pdf(&self) -> Vec<u8> {
+        use fantoccini::wd::{PrintConfiguration, PrintMargins, PrintSize};
+        self.rt.block_on(async {
+            let config = PrintConfiguration::builder()
+                .size(PrintSize::A4)
+                .margins(PrintMargins { top: 1.2, bottom: 1.2, left: 1.2, right: 1.2 })
+                .shrink_to_fit(false)
+                .build()
+                .unwrap();
+            self.client.print(config).await.unwrap_or_else(|e| panic!("print to PDF: {e}"))
         })
     }
 

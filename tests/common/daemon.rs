@@ -107,19 +107,44 @@ impl Daemon {
         daemon
     }
 
+    /// A request with the POS token, unless `headers` carry credentials of their own; a
+    /// session's (cookie) `POST` comes from the daemon's own origin, as from its pages,
+    /// unless `headers` say where it comes from.
     pub fn request(&self, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> Reply {
+        let has = |name: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
+        let mut all: Vec<(&str, &str)> = headers.to_vec();
+        if has("cookie") && method != "GET" && !has("origin") && !has("sec-fetch-site") {
+            all.push(("origin", &self.base));
+        }
+        let pos_token = !has("authorization") && !has("cookie");
+        self.request_as_is(method, path, body, &all, pos_token)
+    }
+
+    /// A request with exactly these headers (and the POS token if asked), with JSON's
+    /// content type when there is a body and `headers` give none.
+    pub fn request_as_is(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+        pos_token: bool,
+    ) -> Reply {
         let url = format!("{}{path}", self.base);
         let mut req = self.client.request(method.parse().unwrap(), url);
-        let mut has_auth = false;
+        let mut typed = false;
         for (k, v) in headers {
-            has_auth |= k.eq_ignore_ascii_case("authorization") || k.eq_ignore_ascii_case("cookie");
+            typed |= k.eq_ignore_ascii_case("content-type");
             req = req.header(*k, *v);
         }
-        if !has_auth {
+        if pos_token {
             req = req.bearer_auth(&self.token);
         }
         if let Some(b) = body {
-            req = req.header("content-type", "application/json").body(b.to_owned());
+            if !typed {
+                req = req.header("content-type", "application/json");
+            }
+            req = req.body(b.to_owned());
         }
         self.runtime.block_on(async {
             let resp = req.send().await.expect("request");
@@ -148,6 +173,34 @@ impl Daemon {
         let r = self.post(&format!("/v1/checkouts/{checkout}/codes"), &serde_json::json!({"code": code}).to_string());
         assert_eq!(r.status, 200, "{}", r.text);
         r.json()
+    }
+
+    /// `count` logins with wrong PINs (`prefix` and four digits) sent at once, each on a
+    /// connection of its own: their statuses.
+    pub fn parallel_logins(&self, count: usize, prefix: &str) -> Vec<u16> {
+        let threads: Vec<_> = (0..count)
+            .map(|i| {
+                let (base, pin) = (self.base.clone(), format!("{prefix}{i:04}"));
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                    rt.block_on(async {
+                        client()
+                            .redirect(reqwest::redirect::Policy::none())
+                            .build()
+                            .unwrap()
+                            .post(format!("{base}/manager/login"))
+                            .header("content-type", "application/x-www-form-urlencoded")
+                            .body(format!("pin={pin}"))
+                            .send()
+                            .await
+                            .unwrap()
+                            .status()
+                            .as_u16()
+                    })
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
     }
 
     /// A live event stream.
@@ -212,16 +265,21 @@ pub enum Sse {
 
 impl EventStream {
     pub fn open(base: &str, token: &str) -> EventStream {
+        EventStream::open_with(base, "authorization", &format!("Bearer {token}"))
+    }
+
+    /// A stream opened with one header as its credential (a session's `cookie`, say).
+    pub fn open_with(base: &str, header: &str, value: &str) -> EventStream {
         let (tx, rx) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::channel();
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let url = format!("{base}/v1/events");
-        let token = token.to_owned();
+        let (header, value) = (header.to_owned(), value.to_owned());
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async move {
                 let client = client().build().unwrap();
-                let mut resp = client.get(url).bearer_auth(token).send().await.expect("event stream");
+                let mut resp = client.get(url).header(header, value).send().await.expect("event stream");
                 let _ = ready_tx.send(resp.status().as_u16());
                 let mut buf = String::new();
                 let mut stop_rx = stop_rx;

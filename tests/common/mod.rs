@@ -4,7 +4,9 @@
 
 pub mod browser;
 pub mod daemon;
+pub mod impostor;
 pub mod init;
+pub mod sandbox;
 pub mod scanner;
 pub mod upstream;
 pub mod vectors;

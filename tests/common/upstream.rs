@@ -3,7 +3,10 @@
 //! `event_id` idempotency, and injects faults on request: 5xx, 429 with `Retry-After`,
 //! a delay past the client's timeout, a reset mid-response, a garbage or short body,
 //! 401, 400, and per-coupon `conflict` / `rejected`. It can also present a certificate
-//! from another CA. Used by tests/sync.rs and benches/sync.rs.
+//! from another CA. Enrollment keeps each code's `request_id` and answers it again (the
+//! same 200) when the same code comes with the same id; `Reset`, `Delay` and `Garbage`
+//! on `enroll` commit the enrollment first and then lose its answer; an expired code is
+//! a 410. Used by tests/sync.rs, tests/enroll.rs, tests/backup.rs and benches/sync.rs.
 #![allow(dead_code)]
 
 use axum::body::Body;
@@ -21,11 +24,14 @@ use std::time::Duration;
 pub enum Fault {
     Status(u16),
     RetryAfter(u64),
-    /// Process the batch, then answer only after this (past the client's timeout).
+    /// Process the batch (or commit the enrollment), then answer only after this (past
+    /// the client's timeout).
     Delay(Duration),
-    /// Process the batch, then break the connection in the middle of the answer.
+    /// Process the batch (or commit the enrollment), then break the connection in the
+    /// middle of the answer.
     Reset,
-    /// Process the batch, then answer 200 with a body that is not JSON.
+    /// Process the batch (or commit the enrollment), then answer 200 with a body that is
+    /// not JSON.
     Garbage,
     /// Process the batch, then answer with one result too few.
     Short,
@@ -64,6 +70,12 @@ pub struct UpstreamState {
     pub ruleset_gets_with_etag: u64,
     /// enrollment code → the terminal id it enrolls (default T-0042).
     pub enroll_ids: HashMap<String, String>,
+    /// enrollment code → the `request_id` it was taken with and the answer given.
+    pub enrolled: HashMap<String, (Option<String>, Value)>,
+    /// Every enrollment request's body, in arrival order (faulted ones included).
+    pub enroll_requests: Vec<Value>,
+    /// Enrollment codes past their expiry (410 `code_expired`).
+    pub expired: HashSet<String>,
     /// The `terminal_id` of every accepted batch, in arrival order, with its event ids.
     pub batches: Vec<(String, Vec<String>)>,
 }
@@ -125,24 +137,56 @@ fn fault_response(fault: &Fault) -> Option<Response> {
 }
 
 async fn enroll(State(state): State<Shared>, Json(body): Json<Value>) -> Response {
-    if let Some(r) = take_fault(&state, "enroll").as_ref().and_then(fault_response) {
+    state.lock().unwrap().enroll_requests.push(body.clone());
+    let fault = take_fault(&state, "enroll");
+    if let Some(r) = fault.as_ref().and_then(fault_response) {
         return r;
     }
     let code = body["enrollment_code"].as_str().unwrap_or_default().to_owned();
-    let mut s = state.lock().unwrap();
-    match s.codes.get(&code).copied() {
-        None => error(StatusCode::UNAUTHORIZED, "invalid_code"),
-        Some(true) => error(StatusCode::CONFLICT, "code_used"),
-        Some(false) => {
-            s.codes.insert(code.clone(), true);
-            let terminal_id = s.enroll_ids.get(&code).cloned().unwrap_or_else(|| "T-0042".into());
-            Json(json!({
-                "terminal_id": terminal_id, "merchant_id": "M-000123", "merchant_name": "Lianhua Qingchun",
-                "merchant_category": "dining", "token": s.token, "timezone": "Asia/Shanghai",
-                "ruleset_keys": s.ruleset_keys,
-            }))
-            .into_response()
+    let request_id = body["request_id"].as_str().map(str::to_owned);
+    let answer = {
+        let mut s = state.lock().unwrap();
+        if s.expired.contains(&code) {
+            return error(StatusCode::GONE, "code_expired");
         }
+        match s.codes.get(&code).copied() {
+            None => return error(StatusCode::UNAUTHORIZED, "invalid_code"),
+            // The same code with the same request id: its answer was lost; the same again.
+            Some(true) => match s.enrolled.get(&code) {
+                Some((Some(id), answer)) if request_id.as_ref() == Some(id) => answer.clone(),
+                _ => return error(StatusCode::CONFLICT, "code_used"),
+            },
+            Some(false) => {
+                s.codes.insert(code.clone(), true);
+                let terminal_id = s.enroll_ids.get(&code).cloned().unwrap_or_else(|| "T-0042".into());
+                let answer = json!({
+                    "terminal_id": terminal_id, "merchant_id": "M-000123", "merchant_name": "Lianhua Qingchun",
+                    "merchant_category": "dining", "token": s.token, "timezone": "Asia/Shanghai",
+                    "ruleset_keys": s.ruleset_keys,
+                });
+                s.enrolled.insert(code.clone(), (request_id, answer.clone()));
+                answer
+            }
+        }
+    };
+    // Committed: a fault now loses the answer on the way.
+    match fault {
+        Some(Fault::Delay(d)) => {
+            tokio::time::sleep(d).await;
+            Json(answer).into_response()
+        }
+        Some(Fault::Reset) => {
+            let text = answer.to_string();
+            let head = text[..text.len() / 2].to_owned();
+            let chunks: Vec<Result<bytes::Bytes, std::io::Error>> =
+                vec![Ok(bytes::Bytes::from(head)), Err(std::io::Error::other("reset mid-response"))];
+            Response::builder()
+                .header("content-type", "application/json")
+                .body(Body::from_stream(futures_util::stream::iter(chunks)))
+                .unwrap()
+        }
+        Some(Fault::Garbage) => (StatusCode::OK, "<html>upstream proxy error</html>").into_response(),
+        _ => Json(answer).into_response(),
     }
 }
 
@@ -341,6 +385,17 @@ impl TestUpstream {
 
     pub fn add_code(&self, code: &str) {
         self.state.lock().unwrap().codes.insert(code.into(), false);
+    }
+
+    /// `code` is past its expiry: enrolling with it is a 410 `code_expired`.
+    pub fn expire_code(&self, code: &str) {
+        self.state.lock().unwrap().expired.insert(code.into());
+    }
+
+    /// The `request_id` of every enrollment request, in arrival order.
+    pub fn enroll_request_ids(&self) -> Vec<Option<String>> {
+        let s = self.state.lock().unwrap();
+        s.enroll_requests.iter().map(|b| b["request_id"].as_str().map(str::to_owned)).collect()
     }
 
     pub fn fail_next(&self, path: &'static str, faults: &[Fault]) {

@@ -27,6 +27,12 @@ pub fn english_words(text: &str) -> Vec<String> {
         if i % 2 == 1 {
             continue; // a command to type
         }
+        // A URL is machine output as a whole (its query has `?token=` and the like).
+        let part: String = part
+            .split(char::is_whitespace)
+            .map(|chunk| if chunk.contains("://") { "" } else { chunk })
+            .collect::<Vec<_>>()
+            .join(" ");
         for token in part.split(|c: char| !(c.is_ascii_alphanumeric() || "-_./:[]".contains(c))) {
             let token = token.trim_matches(|c| c == '[' || c == ']');
             if token.is_empty()
@@ -35,6 +41,7 @@ pub fn english_words(text: &str) -> Vec<String> {
                 || token.chars().any(|c| c.is_ascii_digit() || "_./:".contains(c))
                 || token.contains('-') && token.chars().any(|c| c.is_ascii_uppercase())
                 || ALLOWED.contains(&token)
+                || token == host_name()
             {
                 continue;
             }
@@ -42,6 +49,12 @@ pub fn english_words(text: &str) -> Vec<String> {
         }
     }
     words
+}
+
+/// This machine's name: `provision`'s default terminal label, data a zh-CN user may see.
+fn host_name() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| std::fs::read_to_string("/etc/hostname").unwrap_or_default().trim().to_owned())
 }
 
 /// One language for the reader: no English word on a zh-CN terminal, no Chinese on an en one.
