@@ -21,6 +21,8 @@ pub struct Situation {
     /// taken over from (for `already_redeemed`).
     pub redeemed_at: Option<crate::store::Redeemed>,
     pub unsynced: Unsynced,
+    /// The decision's time: a use at another lane today reads as its time of day only.
+    pub now: Option<Timestamp>,
 }
 
 /// The decision's message: the accepted text, or the refusal's words followed by what
@@ -41,6 +43,21 @@ pub fn message(language: Language, decision: &Decision, rules: Option<&RuleSet>,
     }
 }
 
+/// `14:02` for a use earlier today, `2026-12-07 14:02` for an older one, in the rule
+/// set's zone; the claim's text as it is when it is not a time.
+fn elsewhere_time(at: &str, rules: &RuleSet, now: Option<Timestamp>) -> String {
+    let Ok(at) = at.parse::<Timestamp>() else {
+        return at.to_owned();
+    };
+    let local = at.to_zoned_datetime(rules.timezone.clone());
+    let today = now.map(|n| n.to_zoned_datetime(rules.timezone.clone()).date());
+    if today == Some(local.date()) {
+        local.strftime("%H:%M").to_string()
+    } else {
+        local.strftime("%Y-%m-%d %H:%M").to_string()
+    }
+}
+
 fn advice(
     language: Language,
     reason: Reason,
@@ -53,6 +70,15 @@ fn advice(
     let rules = rules?;
     let local_date = |t: Timestamp| t.to_zoned_datetime(rules.timezone.clone()).strftime("%Y-%m-%d %H:%M").to_string();
     let campaign = decision.coupon.as_ref().and_then(|c| rules.campaigns.get(&c.campaign_id));
+    // Another lane holds the coupon or the holder's slots (store hub): say where and when.
+    if let Some(elsewhere) = &decision.elsewhere {
+        let key = match reason {
+            Reason::HolderDailyLimit => "advice.holder_elsewhere",
+            _ => "advice.elsewhere",
+        };
+        let time = elsewhere_time(&elsewhere.at, rules, situation.now);
+        return Some(fill(key, &[("lane", &elsewhere.lane), ("time", &time)]));
+    }
     match reason {
         Reason::BelowMinSpend => {
             let campaign = campaign?;

@@ -339,6 +339,7 @@ impl Agent {
                 accepted_discount: crate::money::Money(0),
                 redeemed_at,
                 unsynced,
+                now: None,
             };
             let rules = self.installed.as_ref().map(|i| &i.rules);
             record.message = crate::advice::message(self.language, decision, rules, &situation);

@@ -48,6 +48,101 @@ pub struct Config {
     /// The daemon's barcode scanner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scanner: Option<ScannerConfig>,
+    /// The store hub (`spec/store-hub.md`); absent: the lane decides alone, as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreConfig>,
+}
+
+/// One URL or a list of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Urls {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Urls {
+    pub fn list(&self) -> Vec<String> {
+        match self {
+            Urls::One(url) => vec![url.clone()],
+            Urls::Many(urls) => urls.clone(),
+        }
+    }
+}
+
+/// `[store]`: the store hub this lane claims coupons at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `nats://` or `tls://` URL(s) of the store's NATS server.
+    pub hub: Urls,
+    /// The store's id on the hub; default: the merchant id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The lane's name; default: the terminal id (required without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lane: Option<String>,
+    /// A NATS `.creds` file (mode 0600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<PathBuf>,
+    /// Or a user and a password file (mode 0600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// The hub's CA (PEM), for `tls://`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+    /// The budget for all claim steps of one decision, 20..=1000 ms (default 150).
+    #[serde(default = "default_claim_timeout")]
+    pub claim_timeout_ms: u64,
+    /// What a lane does when the hub does not answer: accept (guard local) or refuse.
+    #[serde(default)]
+    pub when_hub_down: crate::claim::WhenHubDown,
+}
+
+fn default_claim_timeout() -> u64 {
+    150
+}
+
+impl StoreConfig {
+    /// What is wrong with the section, in English (the key names are the file's).
+    pub fn problem(&self, terminal_id: Option<&str>) -> Option<String> {
+        let urls = self.hub.list();
+        if urls.is_empty() {
+            return Some("hub: give at least one URL (nats://HOST:4222 or tls://HOST:4222)".into());
+        }
+        for url in &urls {
+            let scheme = url.split_once("://").map(|(s, _)| s);
+            if !matches!(scheme, Some("nats" | "tls")) || url::Url::parse(url).is_err() {
+                return Some(format!("hub: {url:?} is not a nats:// or tls:// URL"));
+            }
+        }
+        if let Some(id) = &self.id {
+            if !crate::claim::is_name(id, 64) {
+                return Some(format!("id: {id:?} must be 1..64 characters of A-Z a-z 0-9 _ -"));
+            }
+        }
+        match &self.lane {
+            Some(lane) if !crate::claim::is_name(lane, 32) => {
+                return Some(format!("lane: {lane:?} must be 1..32 characters of A-Z a-z 0-9 _ -"));
+            }
+            None if terminal_id.is_none() => {
+                return Some("lane: required on a terminal provisioned by hand (no terminal id)".into());
+            }
+            _ => {}
+        }
+        if !(20..=1000).contains(&self.claim_timeout_ms) {
+            return Some(format!("claim-timeout-ms: {} is outside 20..1000", self.claim_timeout_ms));
+        }
+        if self.credentials.is_some() && (self.user.is_some() || self.password_file.is_some()) {
+            return Some("give credentials, or user and password-file, not both".into());
+        }
+        if self.user.is_some() != self.password_file.is_some() {
+            return Some("user and password-file go together".into());
+        }
+        None
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -452,6 +547,12 @@ impl Config {
                 .parse::<std::net::SocketAddr>()
                 .map_err(|_| Text::new("config.listen", vec![("value", format!("{listen:?}"))]))?;
         }
+        if let Some(store) = &self.store {
+            let terminal_id = self.upstream.as_ref().map(|u| u.terminal_id.as_str());
+            if let Some(problem) = store.problem(terminal_id) {
+                return Err(Text::new("config.store", vec![("problem", problem)]));
+            }
+        }
         if let Some(u) = &self.upstream {
             check_upstream_url(&u.url).map_err(|e| {
                 // The scheme refusal has its own words; a URL that does not parse is
@@ -631,6 +732,30 @@ mod tests {
     }
 
     #[test]
+    fn store_sections_are_checked() {
+        let base = "data-dir = \"/d\"\nmerchant-id = \"M-1\"\nmerchant-category = \"dining\"\n";
+        let ok = format!("{base}[store]\nhub = \"nats://10.0.0.5:4222\"\nlane = \"3\"\n");
+        let config = Config::parse(&ok).unwrap();
+        let store = config.store.as_ref().unwrap();
+        assert_eq!(store.claim_timeout_ms, 150);
+        assert_eq!(store.when_hub_down, crate::claim::WhenHubDown::Accept);
+        assert_eq!(store.hub.list(), vec!["nats://10.0.0.5:4222".to_owned()]);
+        for (section, what) in [
+            ("hub = \"http://x:4222\"\nlane = \"3\"", "hub"),
+            ("hub = \"nats://x:4222\"", "lane"),
+            ("hub = \"nats://x:4222\"\nlane = \"3.1\"", "lane"),
+            ("hub = \"nats://x:4222\"\nlane = \"3\"\nclaim-timeout-ms = 5", "claim-timeout-ms"),
+            ("hub = \"nats://x:4222\"\nlane = \"3\"\nuser = \"u\"", "password-file"),
+            ("hub = \"nats://x:4222\"\nlane = \"3\"\nid = \"a b\"", "id"),
+        ] {
+            let text = format!("{base}[store]\n{section}\n");
+            let problem = Config::parse(&text).map(|c| c.check().err().map(|t| t.render(Language::En)));
+            let shown = format!("{problem:?}");
+            assert!(shown.contains(what), "{section}: {shown}");
+        }
+    }
+
+    #[test]
     fn round_trips() {
         let config = Config {
             data_dir: "/var/lib/redeemd".into(),
@@ -647,6 +772,17 @@ mod tests {
             )),
             api: Some(ApiConfig { listen: Some("127.0.0.1:7979".into()), allow_remote: false }),
             scanner: Some(ScannerConfig { port: Some("auto".into()), profile: Some("zebra-ds2208".into()) }),
+            store: Some(StoreConfig {
+                hub: Urls::Many(vec!["nats://10.0.0.5:4222".into(), "nats://10.0.0.6:4222".into()]),
+                id: None,
+                lane: Some("3".into()),
+                credentials: None,
+                user: Some("lane3".into()),
+                password_file: Some("/etc/redeemd/hub-password".into()),
+                ca: None,
+                claim_timeout_ms: 150,
+                when_hub_down: crate::claim::WhenHubDown::Refuse,
+            }),
         };
         assert_eq!(toml::from_str::<Config>(&config.to_toml()).unwrap(), config);
     }

@@ -39,6 +39,8 @@ pub enum Reason {
     BasketLimit,
     HolderDailyLimit,
     OfflineLimit,
+    /// Only with a store hub set to refuse when it does not answer (`spec/store-hub.md`).
+    StoreUnreachable,
 }
 
 impl Reason {
@@ -47,7 +49,7 @@ impl Reason {
         crate::messages::text(language, &format!("reason.{}", self.as_str()))
     }
 
-    pub const ALL: [Reason; 22] = [
+    pub const ALL: [Reason; 23] = [
         Reason::Malformed,
         Reason::NoRuleset,
         Reason::UnknownKey,
@@ -70,6 +72,7 @@ impl Reason {
         Reason::BasketLimit,
         Reason::HolderDailyLimit,
         Reason::OfflineLimit,
+        Reason::StoreUnreachable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -96,11 +99,22 @@ impl Reason {
             Reason::BasketLimit => "basket_limit",
             Reason::HolderDailyLimit => "holder_daily_limit",
             Reason::OfflineLimit => "offline_limit",
+            Reason::StoreUnreachable => "store_unreachable",
         }
     }
 }
 
 /// The terminal's identity as the campaign rules see it.
+impl From<crate::claim::Refusal> for Reason {
+    fn from(refusal: crate::claim::Refusal) -> Reason {
+        match refusal {
+            crate::claim::Refusal::AlreadyRedeemed => Reason::AlreadyRedeemed,
+            crate::claim::Refusal::HolderDailyLimit => Reason::HolderDailyLimit,
+            crate::claim::Refusal::StoreUnreachable => Reason::StoreUnreachable,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Terminal {
     pub merchant_id: String,
@@ -157,6 +171,11 @@ pub struct Decision {
     pub coupon: Option<Coupon>,
     /// How the coupon was shown: a CP1 code or a CP2 presentation (with its signed time).
     pub presentation: Option<Shown>,
+    /// With a store hub: how an acceptance was guarded (`spec/store-hub.md`); set by the
+    /// store after the claim, never by [`decide`].
+    pub guard: Option<crate::claim::Guard>,
+    /// With a store hub: the lane that holds the coupon (or the holder's last slot).
+    pub elsewhere: Option<crate::claim::Elsewhere>,
 }
 
 impl Decision {
@@ -178,6 +197,8 @@ fn reject(reason: Reason, verified: Option<(&Coupon, Shown)>) -> Decision {
         outcome: Err(reason),
         coupon: verified.map(|(c, _)| c.clone()),
         presentation: verified.map(|(_, shown)| shown),
+        guard: None,
+        elsewhere: None,
     }
 }
 
@@ -339,7 +360,7 @@ pub fn decide(
             return verdict(Reason::OfflineLimit);
         }
     }
-    Decision { outcome: Ok(discount), coupon: Some(c.clone()), presentation: Some(shown) }
+    Decision { outcome: Ok(discount), coupon: Some(c.clone()), presentation: Some(shown), guard: None, elsewhere: None }
 }
 
 /// `[start, end)` of the local calendar day holding `local` (23 or 25 hours on DST days).

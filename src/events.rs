@@ -20,6 +20,7 @@ pub enum EventKind {
     Scan,
     Sync,
     Ruleset,
+    Hub,
 }
 
 impl EventKind {
@@ -31,6 +32,7 @@ impl EventKind {
             EventKind::Scan => "scan",
             EventKind::Sync => "sync",
             EventKind::Ruleset => "ruleset",
+            EventKind::Hub => "hub",
         }
     }
 }

@@ -18,6 +18,12 @@ pub struct DecisionRecord {
     pub presentation: Option<String>,
     pub redemption_id: Option<String>,
     pub message: String,
+    /// With a store hub only (`spec/store-hub.md`): `store` or `local` on an acceptance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<String>,
+    /// With a store hub only: the lane that holds the coupon, on a refusal because of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elsewhere: Option<crate::claim::Elsewhere>,
 }
 
 impl DecisionRecord {
@@ -38,6 +44,8 @@ impl DecisionRecord {
             presentation: coupon.and(decision.presentation).map(|p| p.as_str().to_owned()),
             redemption_id,
             message,
+            guard: decision.guard.map(|g| g.as_str().to_owned()),
+            elsewhere: decision.elsewhere.clone(),
         }
     }
 }

@@ -76,6 +76,9 @@ pub struct RedemptionLine {
     /// not part of the report's JSON.
     #[serde(skip)]
     pub upstream_answer: Option<String>,
+    /// With a store hub (`spec/store-hub.md`): `confirmed`, `unconfirmed` or `conflict`;
+    /// null on a terminal without one. A voided redemption keeps its last value.
+    pub store: Option<String>,
 }
 
 impl Totals {
@@ -133,6 +136,7 @@ pub fn daily(store: &Store, date: Date, ctx: &ReportContext<'_>) -> Result<Daily
             void_reason: row.void_reason.clone(),
             voided_by: row.voided_by.clone(),
             upstream_answer: row.upstream_answer.clone(),
+            store: row.store_state.clone(),
         });
     }
     Ok(DailyReport {

@@ -7,6 +7,7 @@
 //! it); states are marked. It does not decide anything — [`crate::decision::decide`] does,
 //! through the [`LedgerView`] this module implements over an open transaction.
 
+use crate::claim::{self, ClaimRequest, Claimer, HolderSlots};
 use crate::clock::rfc3339;
 use crate::coupon::{Coupon, Shown};
 use crate::decision::{self, Checkout, Decision, LedgerView, Terminal, Unsynced};
@@ -30,6 +31,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0005_unsynced_in_events", include_str!("../migrations/0005_unsynced_in_events.sql")),
     ("0006_outbox_cursor", include_str!("../migrations/0006_outbox_cursor.sql")),
     ("0007_void_by", include_str!("../migrations/0007_void_by.sql")),
+    ("0008_store_hub", include_str!("../migrations/0008_store_hub.sql")),
 ];
 
 #[derive(Debug, Error)]
@@ -213,6 +215,8 @@ pub struct RedemptionRow {
     /// Upstream's answer to the redeem event when it flagged it (`conflict`, `rejected`,
     /// or parked with its reason), as stored (JSON); None otherwise.
     pub upstream_answer: Option<String>,
+    /// With a store hub: `confirmed`, `unconfirmed` or `conflict`; None without one.
+    pub store_state: Option<String>,
 }
 
 /// Who voided a redemption (the `void.by` column and the report's `voided_by`).
@@ -668,7 +672,7 @@ impl Store {
         rules: Option<&RuleSet>,
         now: Timestamp,
     ) -> Result<Recorded> {
-        self.write(|tx| present_in(tx, checkout, code, terminal, rules, now))
+        self.write(|tx| present_in(tx, checkout, code, terminal, rules, now, None))
     }
 
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction, committed when it returns `Ok`
@@ -871,6 +875,7 @@ impl Store {
                 void_reason: r.get(11)?,
                 voided_by: r.get(12)?,
                 upstream_answer: r.get(13)?,
+                store_state: r.get(14)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -987,7 +992,8 @@ const REDEMPTIONS_BETWEEN_SQL: &str =
             (SELECT v.by FROM void v WHERE v.redemption_id = r.id),
             (SELECT o.answer FROM outbox o
              WHERE o.redemption_id = r.id AND o.state IN ('conflict', 'rejected', 'parked') AND o.type = 'redeem'
-             LIMIT 1)
+             LIMIT 1),
+            r.store_state
      FROM redemption r
      WHERE r.id >= ?3 AND r.id < ?4 AND r.at_ms >= ?1 AND r.at_ms < ?2 ORDER BY r.at_ms, r.id";
 
@@ -1000,13 +1006,32 @@ pub fn present_in(
     terminal: &Terminal,
     rules: Option<&RuleSet>,
     now: Timestamp,
+    claimer: Option<&mut dyn Claimer>,
 ) -> Result<Recorded> {
     let (view, checkout_id) = checkout_view(tx, &checkout)?;
-    let decision = decide_in(tx, code, &view, terminal, rules, now)?;
+    let mut decision = decide_in(tx, code, &view, terminal, rules, now)?;
     let (Ok(discount), Some(coupon), Some(rules)) = (decision.outcome, &decision.coupon, rules) else {
         // Nothing is written for a refusal.
         return Ok(Recorded { decision, redemption_id: None, checkout_id });
     };
+    let coupon = &coupon.clone();
+    let redemption_id = new_uuid(now);
+    let at = rfc3339(now, &rules.timezone);
+    // With a store hub, the rules' acceptance is claimed at the hub before the commit
+    // (`spec/store-hub.md`); the lane's own ledger has already refused a second use here.
+    let mut hub = None;
+    if let Some(claimer) = claimer {
+        let request = claim_request(coupon, rules, &redemption_id, &at, now);
+        match claim::verdict(claimer.claim(&request), claimer.when_down()) {
+            claim::Verdict::Commit { guard, state, holder_slot } => hub = Some((guard, state, holder_slot)),
+            claim::Verdict::Refuse { reason, elsewhere } => {
+                decision.outcome = Err(reason.into());
+                decision.elsewhere = elsewhere;
+                return Ok(Recorded { decision, redemption_id: None, checkout_id });
+            }
+        }
+    }
+    decision.guard = hub.as_ref().map(|(guard, _, _)| *guard);
     // `decide` sets both together; an acceptance without it must not be reported.
     let shown = decision
         .presentation
@@ -1029,15 +1054,19 @@ pub fn present_in(
             id
         }
     };
-    let redemption_id = new_uuid(now);
     let presented_at = match shown {
         Shown::Static => None,
         Shown::Dynamic { presented_at } => Some(i64::try_from(presented_at).unwrap_or(i64::MAX)),
     };
+    let (guard, store_state, holder_slot) = match &hub {
+        Some((guard, state, slot)) => (Some(guard.as_str()), Some(state.as_str()), slot.as_deref()),
+        None => (None, None, None),
+    };
     tx.prepare_cached(
         "INSERT INTO redemption (id, checkout_id, coupon_id, campaign_id, holder, code, discount,
-             basket_total, eligible_total, currency, ruleset_version, at_ms, presentation, presented_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+             basket_total, eligible_total, currency, ruleset_version, at_ms, presentation, presented_at,
+             guard, store_state, holder_slot)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
     )?
     .execute(params![
         redemption_id,
@@ -1053,9 +1082,11 @@ pub fn present_in(
         rules.version,
         ms(now),
         shown.as_str(),
-        presented_at
+        presented_at,
+        guard,
+        store_state,
+        holder_slot
     ])?;
-    let at = rfc3339(now, &rules.timezone);
     let event = RedeemEvent { redemption_id: &redemption_id, coupon, shown, code, view: &view, discount, rules, at };
     append_event(tx, "redeem", &redemption_id, Some(discount), |event_id, seq| event.to_json(event_id, seq), now)?;
     Ok(Recorded { decision, redemption_id: Some(redemption_id), checkout_id: Some(checkout_id) })
@@ -1082,7 +1113,12 @@ pub fn void_in(
     if let Some(at) = voided {
         return Ok(VoidOutcome::AlreadyVoided { at: from_ms(at) });
     }
-    tx.execute("UPDATE redemption SET voided_ms = ?2 WHERE id = ?1", params![redemption_id, ms(now)])?;
+    // A redemption claimed at the store hub (or waiting to be) gives its claims back.
+    tx.execute(
+        "UPDATE redemption SET voided_ms = ?2, hub_release = CASE WHEN guard IS NULL THEN NULL ELSE 'pending' END
+         WHERE id = ?1",
+        params![redemption_id, ms(now)],
+    )?;
     tx.execute(
         "INSERT INTO void (redemption_id, reason, at_ms, by) VALUES (?1, ?2, ?3, ?4)",
         params![redemption_id, reason, ms(now), by.as_str()],
@@ -1103,6 +1139,115 @@ pub fn void_in(
         now,
     )?;
     Ok(VoidOutcome::Voided { coupon_id, discount: Money(discount) })
+}
+
+// ------------------------------------------------------------ the store hub's rows
+
+/// A redemption the hub must still hear about: accepted with `"guard": "local"` and
+/// not settled, or voided with claims to give back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubWorkRow {
+    pub redemption_id: String,
+    pub coupon_id: String,
+    pub campaign_id: String,
+    pub holder: Vec<u8>,
+    pub at: Timestamp,
+    pub holder_slot: Option<String>,
+}
+
+/// What the hub's work loop does next: settle, then release; both bounded by `limit`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HubWork {
+    pub unconfirmed: Vec<HubWorkRow>,
+    pub releases: Vec<HubWorkRow>,
+}
+
+const HUB_UNCONFIRMED_SQL: &str = "SELECT id, coupon_id, campaign_id, holder, at_ms, holder_slot FROM redemption
+     WHERE (store_state = 'unconfirmed' OR hub_release = 'pending')
+       AND store_state = 'unconfirmed' AND voided_ms IS NULL AND at_ms >= ?2 ORDER BY id LIMIT ?1";
+const HUB_RELEASES_SQL: &str = "SELECT id, coupon_id, campaign_id, holder, at_ms, holder_slot FROM redemption
+     WHERE (store_state = 'unconfirmed' OR hub_release = 'pending') AND hub_release = 'pending'
+       AND ?2 = ?2 ORDER BY id LIMIT ?1";
+
+/// `WHERE` repeats the partial index's condition so that SQLite uses it.
+fn hub_rows(c: &Connection, sql: &str, since_ms: i64, limit: usize) -> Result<Vec<HubWorkRow>> {
+    let mut stmt = c.prepare_cached(sql)?;
+    let rows = stmt.query_map(params![limit as i64, since_ms], |r| {
+        Ok(HubWorkRow {
+            redemption_id: r.get(0)?,
+            coupon_id: r.get(1)?,
+            campaign_id: r.get(2)?,
+            holder: r.get(3)?,
+            at: from_ms(r.get(4)?),
+            holder_slot: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The unconfirmed, unvoided redemptions since `since` and the voided ones whose claims
+/// are still at the hub.
+pub fn hub_work_in(c: &Connection, since: Timestamp, limit: usize) -> Result<HubWork> {
+    let unconfirmed = hub_rows(c, HUB_UNCONFIRMED_SQL, ms(since), limit)?;
+    let releases = hub_rows(c, HUB_RELEASES_SQL, 0, limit)?;
+    Ok(HubWork { unconfirmed, releases })
+}
+
+/// Settling's answer for one redemption: confirmed (with the slot it holds), or a store
+/// conflict with the claim that stood against it.
+pub fn set_store_state_in(
+    c: &Connection,
+    redemption_id: &str,
+    state: claim::StoreState,
+    holder_slot: Option<&str>,
+    conflict: Option<&str>,
+) -> Result<()> {
+    c.prepare_cached(
+        "UPDATE redemption SET store_state = ?2, holder_slot = COALESCE(?3, holder_slot),
+             store_conflict = COALESCE(?4, store_conflict)
+         WHERE id = ?1",
+    )?
+    .execute(params![redemption_id, state.as_str(), holder_slot, conflict])?;
+    Ok(())
+}
+
+/// A voided redemption's claims are gone from the hub.
+pub fn mark_released_in(c: &Connection, redemption_id: &str) -> Result<()> {
+    c.prepare_cached("UPDATE redemption SET hub_release = 'done' WHERE id = ?1 AND hub_release = 'pending'")?
+        .execute([redemption_id])?;
+    Ok(())
+}
+
+/// Whether the ledger holds this redemption (a claim naming one it does not hold is
+/// dangling: the lane died between claim and commit).
+pub fn has_redemption_in(c: &Connection, redemption_id: &str) -> Result<bool> {
+    Ok(c.prepare_cached("SELECT 1 FROM redemption WHERE id = ?1")?.exists([redemption_id])?)
+}
+
+/// Outbox events not yet on the store's stream, oldest first: (seq, event_id, body).
+pub fn unpublished_in(c: &Connection, limit: usize) -> Result<Vec<(i64, String, String)>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT seq, event_id, body FROM outbox WHERE seq > (SELECT published FROM hub_cursor WHERE id = 1)
+         ORDER BY seq LIMIT ?1",
+    )?;
+    let rows = stmt.query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Every event up to `seq` is on the stream.
+pub fn set_published_in(c: &Connection, seq: i64) -> Result<()> {
+    c.prepare_cached("UPDATE hub_cursor SET published = MAX(published, ?1) WHERE id = 1")?.execute([seq])?;
+    Ok(())
+}
+
+/// (unconfirmed redemptions, unpublished events) for status and metrics.
+pub fn hub_counts_in(c: &Connection) -> Result<(u64, u64)> {
+    Ok(c.query_row(
+        "SELECT (SELECT COUNT(*) FROM redemption WHERE store_state = 'unconfirmed' AND voided_ms IS NULL),
+                (SELECT COUNT(*) FROM outbox WHERE seq > (SELECT published FROM hub_cursor WHERE id = 1))",
+        [],
+        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+    )?)
 }
 
 // ------------------------------------------------------------ checkouts of the daemon
@@ -1509,6 +1654,24 @@ fn checkout_view(conn: &Connection, checkout: &CheckoutRef<'_>) -> Result<(Check
             };
             Ok((view, Some(id.to_owned())))
         }
+    }
+}
+
+/// The claims an acceptance asks the hub for: the coupon, and a holder slot of the
+/// business day when the campaign limits holders.
+fn claim_request(coupon: &Coupon, rules: &RuleSet, redemption_id: &str, at: &str, now: Timestamp) -> ClaimRequest {
+    let campaign = rules.campaigns.get(&coupon.campaign_id);
+    let not_after = coupon.not_after.and_then(|s| i64::try_from(s).ok()).and_then(|s| Timestamp::from_second(s).ok());
+    let valid_until = campaign.map_or(now, |c| c.valid_until);
+    let day = now.to_zoned_datetime(rules.timezone.clone()).date();
+    ClaimRequest {
+        coupon_key: claim::coupon_key(coupon.coupon_id.as_str()),
+        coupon_ttl: claim::coupon_claim_ttl(now, not_after, valid_until),
+        holder_slots: campaign
+            .and_then(|c| c.max_per_holder_per_day)
+            .map(|limit| HolderSlots::new(&coupon.holder, &coupon.campaign_id, day, limit)),
+        redemption_id: redemption_id.to_owned(),
+        at: at.to_owned(),
     }
 }
 

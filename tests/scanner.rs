@@ -280,7 +280,7 @@ fn decode_code128(img: &image::GrayImage, code: &redeemd::scanner::sheet::DrawnC
             n / code.module
         })
         .collect();
-    if widths.len() % 2 == 0 {
+    if widths.len().is_multiple_of(2) {
         widths.pop(); // the trailing quiet zone: a symbol starts and ends with a bar
     }
     let mut values = Vec::new();

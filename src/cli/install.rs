@@ -124,6 +124,7 @@ pub(super) fn init(config_path: &Path, args: InitArgs) -> CliResult {
         upstream: None,
         api: None,
         scanner: None,
+        store: None,
     };
     config.check().map_err(|m| usage(anyhow!(m.render(lang()))))?;
     crate::secret::create_private_dir(&config.data_dir)

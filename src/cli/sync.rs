@@ -315,6 +315,7 @@ fn terminal_config(
         upstream: Some(up),
         api: existing.and_then(|c| c.api.clone()),
         scanner: existing.and_then(|c| c.scanner.clone()),
+        store: existing.and_then(|c| c.store.clone()),
     };
     config.check().map_err(|m| m.render(lang()))?;
     Ok((config, anchors))

@@ -102,6 +102,9 @@ pub struct AppState {
     pub config_path: Option<PathBuf>,
     /// The key `GET /v1/whoami` proves this daemon with; set once the address is bound.
     pub identity: std::sync::OnceLock<crate::local_daemon::Identity>,
+    /// The store hub (`[store]`), and the last `hub` object the work loop announced.
+    pub hub: Option<Arc<crate::hub::Hub>>,
+    pub hub_status: Arc<Mutex<Value>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -537,7 +540,23 @@ pub async fn status_json(s: &AppState) -> Result<Value, Response> {
         "clock_warning": ledger.clock_warning,
         "current_checkout": ledger.current_checkout,
         "sync": sync.map(|s| json!({"state": s.state, "last_error": s.last_error})),
+        "hub": hub_object(s),
     }))
+}
+
+/// The `hub` object: the work loop's last one; `none` without `[store]`.
+fn hub_object(s: &AppState) -> Value {
+    match &s.hub {
+        None => super::hubwork::status_object(None, (0, 0)),
+        Some(hub) => {
+            let last = s.hub_status.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if last.is_null() {
+                super::hubwork::status_object(Some(hub), (0, 0))
+            } else {
+                last
+            }
+        }
+    }
 }
 
 async fn status(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {

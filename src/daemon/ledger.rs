@@ -38,6 +38,8 @@ pub struct Ledger {
     pub metrics: Arc<Metrics>,
     /// Woken after every commit that adds an outbox event.
     pub forwarder: Arc<tokio::sync::Notify>,
+    /// The store hub, when `[store]` is configured: asked before every acceptance commits.
+    pub hub: Option<super::hubwork::HubLink>,
     stop: bool,
 }
 
@@ -90,11 +92,12 @@ pub fn spawn(
     bus: Arc<EventBus>,
     metrics: Arc<Metrics>,
     forwarder: Arc<tokio::sync::Notify>,
+    hub: Option<super::hubwork::HubLink>,
 ) -> std::io::Result<(LedgerHandle, std::thread::JoinHandle<()>)> {
     let (jobs, rx) = mpsc::channel::<Job>();
     let done = Arc::new(AtomicU64::new(0));
     let counter = done.clone();
-    let mut ledger = Ledger { agent, bus, metrics, forwarder, stop: false };
+    let mut ledger = Ledger { agent, bus, metrics, forwarder, hub, stop: false };
     let thread = std::thread::Builder::new().name("ledger".into()).spawn(move || {
         let mut dirty = false;
         loop {
@@ -244,6 +247,13 @@ pub struct LedgerStatus {
 }
 
 impl Ledger {
+    /// The hub's work loop looks at once: a new event to publish, a claim to settle or release.
+    fn wake_hub(&self) {
+        if let Some(link) = &self.hub {
+            link.wake.notify_one();
+        }
+    }
+
     /// A rule set imported by the command line beside the running daemon takes effect
     /// at the next job.
     fn notice_changes_elsewhere(&mut self) {
@@ -252,6 +262,7 @@ impl Ledger {
             // the forwarder looks at once instead of at its next heartbeat.
             Ok(true) => {
                 self.forwarder.notify_one();
+                self.wake_hub();
                 if let Err(e) = self.agent.reload_if_changed_elsewhere() {
                     tracing::warn!(error = %e, "cannot reload the rule set changed by another process");
                 }
@@ -343,6 +354,7 @@ impl Ledger {
         let mut outcome = ScanOutcome::NoCheckout;
         let mut wrote_event = false;
         let mut reason: Option<&'static str> = None;
+        let mut claimer = self.hub.as_ref().map(|link| link.claimer(self.metrics.clone()));
         let answer = self.transact(idempotency, |c, ctx| {
             let id = match checkout_id {
                 Some(id) => id.to_owned(),
@@ -364,7 +376,9 @@ impl Ledger {
             if row.status != CheckoutStatus::Open {
                 return Ok((closed(&row), Vec::new()));
             }
-            let recorded = store::present_in(c, CheckoutRef::Existing(&id), code, ctx.terminal, ctx.rules, ctx.now)?;
+            let claimer = claimer.as_mut().map(|c| c as &mut dyn crate::claim::Claimer);
+            let recorded =
+                store::present_in(c, CheckoutRef::Existing(&id), code, ctx.terminal, ctx.rules, ctx.now, claimer)?;
             let mut record = ctx.record(&recorded.decision, recorded.redemption_id.clone());
             let mut messages = serde_json::Map::new();
             if !recorded.decision.accepted() {
@@ -375,6 +389,7 @@ impl Ledger {
                     accepted_discount: row.discount_total,
                     redeemed_at,
                     unsynced,
+                    now: Some(ctx.now),
                 };
                 // The basket limit names the coupons that hold it.
                 let held = if recorded.decision.reason() == Some(crate::decision::Reason::BasketLimit) {
@@ -427,6 +442,7 @@ impl Ledger {
         }
         if wrote_event {
             self.forwarder.notify_one();
+            self.wake_hub();
         }
         (answer, outcome)
     }
@@ -521,6 +537,7 @@ impl Ledger {
         });
         if voided_any && answer.committed {
             self.forwarder.notify_one();
+            self.wake_hub();
         }
         answer.answer
     }
@@ -556,6 +573,7 @@ impl Ledger {
         });
         if voided && answer.committed {
             self.forwarder.notify_one();
+            self.wake_hub();
         }
         answer.answer
     }

@@ -26,6 +26,10 @@ pub struct Metrics {
     pub unsynced_value: Gauge,
     pub last_sync_age: Gauge<f64, AtomicU64>,
     pub ruleset_age: Gauge<f64, AtomicU64>,
+    hub_claims: Family<Labels, Counter>,
+    hub_claim_seconds: Histogram,
+    hub_unconfirmed: Gauge,
+    hub_unpublished: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -73,6 +77,27 @@ impl Default for Metrics {
             "Seconds since the rule set in force was issued (NaN: none)",
             ruleset_age.clone(),
         );
+        let hub_claims = Family::<Labels, Counter>::default();
+        registry.register(
+            "hub_claims",
+            "Claim steps at the store hub, by outcome (won, lost, timeout, skipped_down), settling included",
+            hub_claims.clone(),
+        );
+        // 20 µs to ~1.3 s.
+        let hub_claim_seconds = Histogram::new(exponential_buckets(0.000_02, 2.0, 17));
+        registry.register(
+            "hub_claim_seconds",
+            "One claim step at the store hub, end to end",
+            hub_claim_seconds.clone(),
+        );
+        let hub_unconfirmed = Gauge::default();
+        registry.register(
+            "hub_unconfirmed",
+            "Redemptions accepted without the store hub's answer, not yet settled",
+            hub_unconfirmed.clone(),
+        );
+        let hub_unpublished = Gauge::default();
+        registry.register("hub_unpublished", "Outbox events not yet on the store's stream", hub_unpublished.clone());
         let metrics = Metrics {
             registry,
             decisions,
@@ -83,6 +108,10 @@ impl Default for Metrics {
             unsynced_value,
             last_sync_age,
             ruleset_age,
+            hub_claims,
+            hub_claim_seconds,
+            hub_unconfirmed,
+            hub_unpublished,
         };
         metrics.scanner_state("none");
         metrics
@@ -108,6 +137,20 @@ impl Metrics {
         for s in SCANNER_STATES {
             self.scanner.get_or_create(&label("state", s)).set(i64::from(s == state));
         }
+    }
+
+    /// One claim step at the store hub; `took` when the hub was asked.
+    pub fn hub_claim(&self, outcome: &str, took: Option<Duration>) {
+        self.hub_claims.get_or_create(&label("outcome", outcome)).inc();
+        if let Some(took) = took {
+            self.hub_claim_seconds.observe(took.as_secs_f64());
+        }
+    }
+
+    /// (unconfirmed redemptions, unpublished events).
+    pub fn hub_counts(&self, (unconfirmed, unpublished): (u64, u64)) {
+        self.hub_unconfirmed.set(i64::try_from(unconfirmed).unwrap_or(i64::MAX));
+        self.hub_unpublished.set(i64::try_from(unpublished).unwrap_or(i64::MAX));
     }
 
     pub fn render(&self) -> String {

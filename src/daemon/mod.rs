@@ -14,6 +14,7 @@
 pub mod api;
 pub mod body;
 pub mod guard;
+pub mod hubwork;
 pub mod identity;
 pub mod ledger;
 pub mod login;
@@ -153,8 +154,23 @@ pub fn run(config: &Config, agent: Agent, clock: Arc<dyn Clock>, mut options: Ru
     let metrics = Arc::new(Metrics::default());
     let wake_forwarder = Arc::new(tokio::sync::Notify::new());
     let sync_state = load_sync_state(&agent);
-    let (ledger, owner) = ledger::spawn(agent, bus.clone(), metrics.clone(), wake_forwarder.clone())
+    // The store hub: connecting goes on in the background; until it answers, the lane
+    // decides as if it were down.
+    let store_problem = |problem: String| RunError::Config(Text::new("config.store", vec![("problem", problem)]));
+    let hub_link = match hubwork::settings(config).map_err(store_problem)? {
+        None => None,
+        Some(settings) => {
+            let hub = runtime.block_on(crate::hub::Hub::connect(settings)).map_err(|e| store_problem(e.to_string()))?;
+            Some(hubwork::HubLink {
+                hub,
+                runtime: runtime.handle().clone(),
+                wake: Arc::new(tokio::sync::Notify::new()),
+            })
+        }
+    };
+    let (ledger, owner) = ledger::spawn(agent, bus.clone(), metrics.clone(), wake_forwarder.clone(), hub_link.clone())
         .map_err(|e| start_failed("run.ledger_owner", e))?;
+    let hub_status = Arc::new(Mutex::new(serde_json::Value::Null));
     let shutdown = CancellationToken::new();
     let state = Arc::new(AppState {
         ledger: ledger.clone(),
@@ -179,6 +195,8 @@ pub fn run(config: &Config, agent: Agent, clock: Arc<dyn Clock>, mut options: Ru
         sessions_ended: Default::default(),
         config_path: options.config_path.clone(),
         identity: std::sync::OnceLock::new(),
+        hub: hub_link.as_ref().map(|link| link.hub.clone()),
+        hub_status: hub_status.clone(),
     });
     metrics.scanner_state(if scanner_profile.is_some() { "disconnected" } else { "none" });
 
@@ -235,6 +253,18 @@ pub fn run(config: &Config, agent: Agent, clock: Arc<dyn Clock>, mut options: Ru
             tokio::spawn(sync_loop(state.clone(), syncer, cadence, wake_forwarder.clone(), shutdown.clone()))
         });
 
+        let hub_task = hub_link.clone().map(|link| {
+            let work = hubwork::work_loop(
+                link,
+                ledger.clone(),
+                bus.clone(),
+                metrics.clone(),
+                hub_status.clone(),
+                shutdown.clone(),
+            );
+            tokio::spawn(work)
+        });
+
         let bridge_alive = scanner.as_ref().map(|(_, _, finished)| finished.clone());
         let watchdog = tokio::spawn(watchdog(ledger.clone(), shutdown.clone(), bridge_alive));
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
@@ -278,6 +308,9 @@ pub fn run(config: &Config, agent: Agent, clock: Arc<dyn Clock>, mut options: Ru
         }
         if let Some(bridge) = bridge {
             let _ = tokio::time::timeout(SHUTDOWN_GRACE / 4, bridge).await;
+        }
+        if let Some(task) = hub_task {
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE / 4, task).await;
         }
         match served {
             Ok(result) => result.map_err(|e| start_failed("run.serve", e)),

@@ -464,7 +464,7 @@ pub fn load(id_or_path: &str) -> Result<Profile, ProfileError> {
 /// Hex text like "16 54 0D" (spaces optional) ⇄ bytes.
 pub fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
     let digits: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(format!("hex {text:?} has an odd number of digits"));
     }
     (0..digits.len())

@@ -6,6 +6,7 @@ pub mod browser;
 pub mod daemon;
 pub mod impostor;
 pub mod init;
+pub mod nats;
 pub mod sandbox;
 pub mod scanner;
 pub mod upstream;
