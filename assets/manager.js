@@ -2,7 +2,8 @@
 // printing uses the print stylesheet (an A4 daily sheet).
 "use strict";
 const T = JSON.parse(document.getElementById("messages").textContent);
-document.getElementById("print").addEventListener("click", () => window.print());
+// The store view (`?scope=store`) has the print button but neither the voids nor doctor.
+document.getElementById("print")?.addEventListener("click", () => window.print());
 // One listener for every void form, also those a live refresh brings.
 document.addEventListener("submit", async (ev) => {
   const form = ev.target;
@@ -61,7 +62,7 @@ if (main && main.dataset.livePage === "1" && window.EventSource) {
 }
 
 // `redeemd doctor` on demand: each finding with its level (icon and word) and what to do.
-document.getElementById("doctor-run").addEventListener("click", async () => {
+document.getElementById("doctor-run")?.addEventListener("click", async () => {
   const list = document.getElementById("doctor");
   list.replaceChildren();
   const wait = document.createElement("li");

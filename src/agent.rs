@@ -10,7 +10,7 @@ use crate::decision::{Decision, Terminal};
 use crate::messages::Language;
 use crate::money::currency_digits;
 use crate::record::DecisionRecord;
-use crate::report::{self, DailyReport, ReportContext};
+use crate::report::{self, DailyReport};
 use crate::ruleset::{self, Refusal, RuleSet, TrustAnchor};
 use crate::store::{CheckoutRef, DerivedProof, Install, Installed, Recorded, Store, StoreError, VoidOutcome};
 use jiff::tz::TimeZone;
@@ -295,27 +295,28 @@ impl Agent {
         self.store.write(|c| f(c, &ctx))
     }
 
-    /// The daily write-off report of `date` (a business day in the rule set's zone).
-    pub fn daily_report(&self, date: jiff::civil::Date) -> Result<DailyReport, StoreError> {
+    /// What reports need from the rule set in force (zone, currency, names, limits).
+    pub fn report_parts(&self) -> crate::report::ReportParts {
         let rules = self.installed.as_ref().map(|i| &i.rules);
-        let tz = self.timezone();
-        let tz_name = rules.map_or_else(
+        let timezone_name = rules.map_or_else(
             || self.fallback_timezone.iana_name().unwrap_or("UTC").to_owned(),
             |r| r.timezone_name.clone(),
         );
-        let names = rules
-            .map(|r| {
-                r.campaigns.values().map(|c| (c.id.clone(), c.display_name(self.language.tag()).to_owned())).collect()
-            })
-            .unwrap_or_default();
-        let ctx = ReportContext {
-            timezone_name: &tz_name,
-            timezone: &tz,
-            currency: self.currency().unwrap_or("CNY"),
+        let campaigns = || rules.into_iter().flat_map(|r| r.campaigns.values());
+        crate::report::ReportParts {
+            timezone_name,
+            timezone: self.timezone(),
+            currency: self.currency().unwrap_or("CNY").to_owned(),
             digits: self.currency_digits(),
-            names,
-        };
-        report::daily(&self.store, date, &ctx)
+            names: campaigns().map(|c| (c.id.clone(), c.display_name(self.language.tag()).to_owned())).collect(),
+            holder_limits: campaigns().filter_map(|c| Some((c.id.clone(), c.max_per_holder_per_day?))).collect(),
+        }
+    }
+
+    /// The daily write-off report of `date` (a business day in the rule set's zone).
+    pub fn daily_report(&self, date: jiff::civil::Date) -> Result<DailyReport, StoreError> {
+        let parts = self.report_parts();
+        report::daily(&self.store, date, &parts.ctx())
     }
 
     /// The decision record for output, in the configured language; a refusal's message

@@ -5,7 +5,8 @@
 //! in, findings out, unit-tested here. [`examine`] gathers the values: the config, file
 //! modes and owners, the ledger opened read-only (`quick_check`, stamp, derived tables
 //! against the signed text), a running daemon's `/v1/status`, upstream step by step
-//! (DNS, TCP, TLS with the configured CA, the token, by one heartbeat), the scanner port,
+//! (DNS, TCP, TLS with the configured CA, the token, by one heartbeat), the store hub
+//! (`[store]`: its secrets, login, server, bucket and stream, a test claim), the scanner port,
 //! disk space and the systemd service. It never opens the ledger for writing, never
 //! opens the scanner port, never prints a secret, and works on a half-set-up terminal:
 //! each check that cannot run says why and the others go on.
@@ -45,6 +46,13 @@ pub enum Level {
 macro_rules! t {
     ($key:literal $(, $name:ident = $value:expr)* $(,)?) => {
         Text::new(concat!("doctor.", $key), vec![$((stringify!($name), $value.to_string())),*])
+    };
+}
+
+/// `th!("key", name = value, …)`: the text `doctor_hub.key` (the store hub's checks).
+macro_rules! th {
+    ($key:literal $(, $name:ident = $value:expr)* $(,)?) => {
+        Text::new(concat!("doctor_hub.", $key), vec![$((stringify!($name), $value.to_string())),*])
     };
 }
 
@@ -173,7 +181,11 @@ fn level_word(language: Language, level: Level) -> &'static str {
 
 /// The check's name in `language`; its id when the tables have no name for it.
 fn check_name(language: Language, check: &str) -> String {
-    let name = crate::messages::text(language, &format!("doctor.check_{}", check.replace('.', "_")));
+    let id = check.replace('.', "_");
+    let mut name = crate::messages::text(language, &format!("doctor.check_{id}"));
+    if name.is_empty() {
+        name = crate::messages::text(language, &format!("doctor_hub.check_{id}"));
+    }
     if name.is_empty() {
         check.to_owned()
     } else {
@@ -264,6 +276,46 @@ pub fn judge_disk(path: &Path, available: u64, total: u64) -> Finding {
         Finding::warning("disk", text, t!("fix_disk_soon"))
     } else {
         Finding::ok("disk", text)
+    }
+}
+
+/// The oldest nats-server whose KV buckets keep a TTL per key (limit markers).
+const HUB_MIN_SERVER: (u32, u32) = (2, 11);
+
+/// `(major, minor)` of a nats-server version (`2.15.1`, `v2.11.0-RC.1`).
+fn server_version(text: &str) -> Option<(u32, u32)> {
+    let mut parts = text.trim().trim_start_matches('v').split(['.', '-']);
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// The store hub's server: JetStream answers (`jetstream` is the server's words when
+/// not), and it is nats-server 2.11 or later.
+pub fn judge_hub_server(version: Option<&str>, jetstream: Result<(), String>) -> Finding {
+    let shown = version.unwrap_or("?");
+    if let Err(error) = jetstream {
+        return Finding::problem(
+            "hub.server",
+            th!("no_jetstream", version = shown, error = error),
+            th!("fix_jetstream"),
+        );
+    }
+    match version.and_then(server_version) {
+        None => Finding::warning("hub.server", th!("server_unknown"), th!("fix_server_old")),
+        Some(v) if v < HUB_MIN_SERVER => {
+            Finding::problem("hub.server", th!("server_old", version = shown), th!("fix_server_old"))
+        }
+        Some(_) => Finding::ok("hub.server", th!("server_ok", version = shown)),
+    }
+}
+
+/// The lane's redemptions not yet confirmed at the hub and events not yet published to
+/// it: unconfirmed ones while the hub answers are a warning (the daemon settles them).
+pub fn judge_hub_lane(unconfirmed: u64, unpublished: u64, reachable: bool) -> Finding {
+    let text = th!("lane_counts", unconfirmed = unconfirmed, unpublished = unpublished);
+    if unconfirmed > 0 && reachable {
+        Finding::warning("hub.lane", text, th!("fix_lane_unconfirmed"))
+    } else {
+        Finding::ok("hub.lane", text)
     }
 }
 
@@ -409,6 +461,7 @@ pub fn examine(config_path: &Path, clock: &dyn Clock) -> Report {
     files(&config, &runner, &mut report);
     let ledger = ledger(&config, daemon.as_ref(), clock, &mut report);
     upstream(&config, &rt, daemon.as_ref(), ledger.as_ref(), clock, &mut report);
+    hub(&config, &runner, &rt, daemon.as_ref(), clock, &mut report);
     scanner(&config, &runner, daemon.as_ref(), &mut report);
     disk(&config.data_dir, &mut report);
     service(&mut report, daemon.as_ref());
@@ -906,6 +959,205 @@ fn upstream(
     }
 }
 
+/// How long doctor waits for the store hub's link to come up.
+const HUB_WAIT: Duration = Duration::from_secs(3);
+
+/// The store hub, when `[store]` names one (a lane without one gets no hub findings):
+/// `[store]` and its secrets' modes, reach and login, the server (JetStream, ≥ 2.11), the
+/// bucket's and stream's settings (created when missing, as the daemon does), a test
+/// claim created and deleted, and the lane's unconfirmed and unpublished counts.
+fn hub(
+    config: &Config,
+    runner: &Runner,
+    rt: &tokio::runtime::Runtime,
+    daemon: Option<&DaemonStatus>,
+    clock: &dyn Clock,
+    report: &mut Report,
+) {
+    use crate::hub::HubSettings;
+    let Some(store) = &config.store else {
+        return;
+    };
+    let settings = match HubSettings::from_config(config) {
+        Ok(Some(settings)) => settings,
+        Ok(None) => return,
+        Err(problem) => {
+            report.push(Finding::problem("hub", th!("config", problem = problem), th!("fix_config")));
+            return;
+        }
+    };
+    report.push(Finding::ok(
+        "hub",
+        th!(
+            "settings_ok",
+            urls = settings.urls.join(", "),
+            store = settings.store_id,
+            lane = settings.lane,
+            terminal = settings.terminal_id
+        ),
+    ));
+    // The daemon refuses secrets other accounts can read; doctor says so and goes on.
+    let mut readable = true;
+    for (name, path) in [("credentials", store.credentials.as_ref()), ("password-file", store.password_file.as_ref())] {
+        let Some(path) = path else { continue };
+        match std::fs::metadata(path) {
+            Ok(m) => report.push(Finding { check: "hub", ..judge_secret(name, path, m.mode(), m.uid(), runner) }),
+            Err(e) => {
+                readable = false;
+                report.push(Finding::problem(
+                    "hub",
+                    th!("secret_missing", name = name, path = path.display(), error = e),
+                    th!("fix_secret_missing", name = name, path = path.display()),
+                ));
+            }
+        }
+    }
+    let reachable = readable && rt.block_on(hub_steps(settings, &config.timezone(), clock, report));
+    match hub_counts(config, daemon) {
+        Some(Ok((unconfirmed, unpublished))) => report.push(judge_hub_lane(unconfirmed, unpublished, reachable)),
+        Some(Err(e)) => {
+            report.push(Finding::warning("hub.lane", th!("lane_unknown", error = e), th!("fix_lane_unknown")))
+        }
+        None => {}
+    }
+}
+
+/// The hub step by step, each step only when the one before passed; true when the hub
+/// answered and accepted the lane's login.
+async fn hub_steps(
+    settings: crate::hub::HubSettings,
+    tz: &jiff::tz::TimeZone,
+    clock: &dyn Clock,
+    report: &mut Report,
+) -> bool {
+    use crate::hub::{Hub, HubAuth, HubError};
+    let urls = settings.urls.join(", ");
+    let bucket = crate::claim::bucket_name(&settings.store_id);
+    let stream = crate::claim::stream_name(&settings.store_id);
+    let auth = match &settings.auth {
+        HubAuth::None => th!("auth_none"),
+        HubAuth::UserPassword { user, .. } => th!("auth_user", user = user),
+        HubAuth::Credentials(path) => th!("auth_credentials", path = path.display()),
+    };
+    let hub = match Hub::connect(settings).await {
+        Ok(hub) => hub,
+        Err(e) => {
+            report.push(Finding::problem(
+                "hub.link",
+                th!("connect_failed", urls = urls, error = e),
+                th!("fix_connect"),
+            ));
+            return false;
+        }
+    };
+    // A refused login is final (the client stops retrying it); anything else may still
+    // come up within the wait.
+    let refused = |error: &Option<String>| {
+        error.as_deref().is_some_and(|e| {
+            let e = e.to_lowercase();
+            e.contains("authorization") || e.contains("authentication")
+        })
+    };
+    let deadline = tokio::time::Instant::now() + HUB_WAIT;
+    while !hub.link_up() && !refused(&hub.state().last_error) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if !hub.link_up() {
+        let error = hub.state().last_error;
+        if let Some(e) = error.as_deref().filter(|_| refused(&error)) {
+            report.push(Finding::problem(
+                "hub.link",
+                th!("refused", urls = urls, error = e).with("auth", auth),
+                th!("fix_refused"),
+            ));
+            return false;
+        }
+        // The client says only "IO error": the network's own words are more use.
+        let seconds = HUB_WAIT.as_secs();
+        let message = match (tcp_error(&hub.settings.urls).await, error) {
+            (Some(e), _) => th!("unreachable", urls = urls, error = e),
+            (None, Some(e)) => th!("no_session", urls = urls, seconds = seconds, error = e),
+            (None, None) => th!("no_session", urls = urls, seconds = seconds).with("error", th!("no_error")),
+        };
+        report.push(Finding::problem("hub.link", message, th!("fix_unreachable")));
+        return false;
+    }
+    report.push(Finding::ok("hub.link", th!("link_ok", urls = urls).with("auth", auth)));
+    let version = hub.server_version();
+    let jetstream = hub.jetstream_account().await.map_err(|e| e.to_string());
+    let server = judge_hub_server(version.as_deref(), jetstream);
+    let usable = server.level != Level::Problem;
+    report.push(server);
+    if !usable {
+        return true;
+    }
+    match hub.ensure().await {
+        Ok(()) => report.push(Finding::ok("hub.bucket", th!("bucket_ok", bucket = bucket, stream = stream))),
+        Err(e @ HubError::Contract { .. }) => {
+            report.push(Finding::problem(
+                "hub.bucket",
+                th!("bucket_other", error = e),
+                th!("fix_bucket_other", bucket = bucket, stream = stream),
+            ));
+            return true;
+        }
+        Err(e) => {
+            report.push(Finding::problem(
+                "hub.bucket",
+                th!("bucket_failed", bucket = bucket, stream = stream, error = e),
+                th!("fix_bucket_failed"),
+            ));
+            return true;
+        }
+    }
+    report.push(match hub.test_claim(&rfc3339(clock.now(), tz)).await {
+        Ok(()) => Finding::ok("hub.claim", th!("claim_ok", bucket = bucket)),
+        Err(e) => Finding::problem(
+            "hub.claim",
+            th!("claim_failed", bucket = bucket, error = e),
+            th!("fix_claim", bucket = bucket),
+        ),
+    });
+    true
+}
+
+/// Why the hub's addresses do not answer, as TCP says it (`127.0.0.1:4222: Connection
+/// refused`): the first address's error, or None when one of them accepts.
+async fn tcp_error(urls: &[String]) -> Option<String> {
+    let mut first = None;
+    for url in urls.iter().filter_map(|u| url::Url::parse(u).ok()) {
+        let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_owned();
+        let port = url.port().unwrap_or(4222);
+        let connect = tokio::net::TcpStream::connect((host.as_str(), port));
+        let error = match tokio::time::timeout(Duration::from_secs(2), connect).await {
+            Ok(Ok(_)) => return None,
+            Ok(Err(e)) => format!("{host}:{port}: {e}"),
+            Err(_) => format!("{host}:{port}: no answer within 2 s"),
+        };
+        first.get_or_insert(error);
+    }
+    first
+}
+
+/// The lane's unconfirmed and unpublished counts: the running daemon's, else the
+/// ledger's (read only); None without a ledger (its own finding says so).
+fn hub_counts(config: &Config, daemon: Option<&DaemonStatus>) -> Option<Result<(u64, u64), String>> {
+    if let Some(d) = daemon {
+        let hub = &d.body["hub"];
+        if let (Some(unconfirmed), Some(unpublished)) = (hub["unconfirmed"].as_u64(), hub["unpublished"].as_u64()) {
+            return Some(Ok((unconfirmed, unpublished)));
+        }
+    }
+    let path = config.database_path();
+    Store::open_read_only(&path).ok()?;
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let counts = rusqlite::Connection::open_with_flags(&path, flags).map_err(|e| e.to_string()).and_then(|c| {
+        c.busy_timeout(Duration::from_secs(10)).map_err(|e| e.to_string())?;
+        crate::store::hub_counts_in(&c).map_err(|e| e.to_string())
+    });
+    Some(counts)
+}
+
 fn scanner(config: &Config, runner: &Runner, daemon: Option<&DaemonStatus>, report: &mut Report) {
     if let Some(d) = daemon {
         let s = &d.body["scanner"];
@@ -1143,6 +1395,32 @@ mod tests {
         assert!(!r.can_read_write(0, 5, 0o660));
         assert!(r.can_read_write(0, 5, 0o666));
         assert!(Runner { uid: 0, ..r }.can_read_write(5, 5, 0o000));
+    }
+
+    #[test]
+    fn hub_server_needs_jetstream_and_2_11() {
+        assert_eq!(judge_hub_server(Some("2.15.1"), Ok(())).level, Level::Ok);
+        assert_eq!(judge_hub_server(Some("2.11.0"), Ok(())).level, Level::Ok);
+        assert_eq!(judge_hub_server(Some("v2.11.0-RC.1"), Ok(())).level, Level::Ok);
+        assert_eq!(judge_hub_server(Some("3.0.0"), Ok(())).level, Level::Ok);
+        let old = judge_hub_server(Some("2.10.22"), Ok(()));
+        assert!(old.level == Level::Problem && old.message.to_string().contains("2.10.22"), "{old:?}");
+        assert_eq!(judge_hub_server(Some("garbage"), Ok(())).level, Level::Warning);
+        let off = judge_hub_server(Some("2.15.1"), Err("jetstream not enabled".into()));
+        assert!(
+            off.level == Level::Problem && off.fix.as_ref().unwrap().to_string().contains("jetstream {"),
+            "{off:?}"
+        );
+        assert_eq!(check_name(Language::ZhCn, "hub.server"), "门店中心·服务器");
+        assert_eq!(check_name(Language::En, "hub.lane"), "hub.lane");
+    }
+
+    #[test]
+    fn hub_lane_unconfirmed_while_reachable_is_a_warning() {
+        assert_eq!(judge_hub_lane(0, 3, true).level, Level::Ok);
+        assert_eq!(judge_hub_lane(2, 3, false).level, Level::Ok);
+        let w = judge_hub_lane(2, 3, true);
+        assert!(w.level == Level::Warning && w.message.to_string().contains("2 redemption(s)"), "{w:?}");
     }
 
     #[test]

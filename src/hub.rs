@@ -48,6 +48,37 @@ pub struct HubSettings {
     pub when_down: WhenHubDown,
 }
 
+impl HubSettings {
+    /// `[store]` resolved against the terminal's identity (None without the section; Err:
+    /// what is wrong with it, in English with the file's key names). Secrets' modes are
+    /// the caller's to check: the daemon refuses, `doctor` reports.
+    pub fn from_config(config: &crate::config::Config) -> Result<Option<HubSettings>, String> {
+        let Some(store) = &config.store else {
+            return Ok(None);
+        };
+        let terminal_id = config.upstream.as_ref().map(|u| u.terminal_id.clone());
+        if let Some(problem) = store.problem(terminal_id.as_deref()) {
+            return Err(problem);
+        }
+        let lane = store.lane.clone().or_else(|| terminal_id.clone()).unwrap_or_default();
+        let auth = match (&store.credentials, &store.user, &store.password_file) {
+            (Some(path), _, _) => HubAuth::Credentials(path.clone()),
+            (None, Some(user), Some(path)) => HubAuth::UserPassword { user: user.clone(), password_file: path.clone() },
+            _ => HubAuth::None,
+        };
+        Ok(Some(HubSettings {
+            urls: store.hub.list(),
+            store_id: store.id.clone().unwrap_or_else(|| config.merchant_id.clone()),
+            terminal_id: terminal_id.unwrap_or_else(|| format!("lane-{lane}")),
+            lane,
+            auth,
+            ca: store.ca.clone(),
+            claim_timeout: Duration::from_millis(store.claim_timeout_ms),
+            when_down: store.when_hub_down,
+        }))
+    }
+}
+
 #[derive(Debug, Error)]
 pub enum HubError {
     #[error("cannot read {path}: {source}")]
@@ -510,4 +541,64 @@ async fn release(kv: &kv::Store, key: &str, redemption_id: &str) -> Result<bool,
         }
     }
     Ok(false)
+}
+
+/// What `redeemd doctor` asks of the hub besides the lane's work: the server's version,
+/// whether JetStream answers, and a claim made and taken back as a lane makes one.
+impl Hub {
+    /// A doctor's test claim lives at most this long when it cannot be deleted.
+    const TEST_CLAIM_TTL: Duration = Duration::from_secs(60);
+
+    /// The server's version as it announced itself (its `INFO`), while the link is up.
+    pub fn server_version(&self) -> Option<String> {
+        if !self.link_up() {
+            return None;
+        }
+        let version = self.client.server_info().version;
+        (!version.is_empty()).then_some(version)
+    }
+
+    /// Whether JetStream answers for the lane's account; the server's words when not.
+    pub async fn jetstream_account(&self) -> Result<(), HubError> {
+        if !self.link_up() {
+            return Err(HubError::NotConnected);
+        }
+        let js = jetstream::new(self.client.clone());
+        tokio::time::timeout(STEP_TIMEOUT, js.query_account())
+            .await
+            .map_err(|_| HubError::Timeout(STEP_TIMEOUT))?
+            .map_err(nats)?;
+        Ok(())
+    }
+
+    /// Creates a claim (with a short TTL, as a lane creates its claims) on the key of a
+    /// coupon id no code carries (`doctor-test-<uuid>`), deletes it again by
+    /// compare-and-delete and checks that it is gone. Needs [`Hub::ensure`] first; `at`
+    /// is the claim value's time.
+    pub async fn test_claim(&self, at: &str) -> Result<(), HubError> {
+        let ready = self.ready().ok_or(HubError::NotConnected)?;
+        let id = uuid::Uuid::now_v7().to_string();
+        let key = claim::coupon_key(&format!("doctor-test-{id}"));
+        let value = ClaimValue {
+            terminal_id: self.settings.terminal_id.clone(),
+            lane: self.settings.lane.clone(),
+            redemption_id: format!("doctor-test-{id}"),
+            at: at.to_owned(),
+        };
+        let work = async {
+            if let Created::Held(_) = create_with_ttl(&ready, &key, &value.to_bytes(), Self::TEST_CLAIM_TTL).await? {
+                return Err(HubError::Nats(format!("the new key {key} was already held")));
+            }
+            if !release(&ready.kv, &key, &value.redemption_id).await? {
+                return Err(HubError::Nats(format!("the test claim {key} could not be deleted")));
+            }
+            match ready.kv.entry(key.as_str()).await.map_err(nats)? {
+                Some(entry) if entry.operation == kv::Operation::Put => {
+                    Err(HubError::Nats(format!("the test claim {key} is still there after its delete")))
+                }
+                _ => Ok(()),
+            }
+        };
+        tokio::time::timeout(STEP_TIMEOUT * 2, work).await.map_err(|_| HubError::Timeout(STEP_TIMEOUT * 2))?
+    }
 }

@@ -38,5 +38,6 @@ pub mod sandbox;
 pub mod scanner;
 pub mod secret;
 pub mod store;
+pub mod storeday;
 pub mod sync;
 pub mod upstream;

@@ -79,6 +79,11 @@ pub struct RedemptionLine {
     /// With a store hub (`spec/store-hub.md`): `confirmed`, `unconfirmed` or `conflict`;
     /// null on a terminal without one. A voided redemption keeps its last value.
     pub store: Option<String>,
+    /// The lane that redeemed it: in the store's report only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub terminal_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lane: Option<String>,
 }
 
 impl Totals {
@@ -106,6 +111,30 @@ pub struct ReportContext<'a> {
     pub names: BTreeMap<String, String>,
 }
 
+/// What a report needs from the rule set in force, owned (to cross threads).
+#[derive(Debug, Clone)]
+pub struct ReportParts {
+    pub timezone_name: String,
+    pub timezone: TimeZone,
+    pub currency: String,
+    pub digits: u32,
+    pub names: BTreeMap<String, String>,
+    /// Campaign id → `max_per_holder_per_day`, for the store's conflicts.
+    pub holder_limits: BTreeMap<String, u64>,
+}
+
+impl ReportParts {
+    pub fn ctx(&self) -> ReportContext<'_> {
+        ReportContext {
+            timezone_name: &self.timezone_name,
+            timezone: &self.timezone,
+            currency: &self.currency,
+            digits: self.digits,
+            names: self.names.clone(),
+        }
+    }
+}
+
 /// The report of `date`, a business day in `ctx.timezone`.
 pub fn daily(store: &Store, date: Date, ctx: &ReportContext<'_>) -> Result<DailyReport, StoreError> {
     let start = date.to_zoned_datetime(ctx.timezone.clone()).map(|z| z.timestamp());
@@ -114,11 +143,16 @@ pub fn daily(store: &Store, date: Date, ctx: &ReportContext<'_>) -> Result<Daily
         return Err(StoreError::Corrupt(format!("date {date} has no start in {}", ctx.timezone_name)));
     };
     let rows = store.redemptions_between(start, end)?;
+    Ok(from_rows(&rows, date, ctx))
+}
+
+/// The report of `date` from its rows (the terminal's, or the store's from its stream).
+pub fn from_rows(rows: &[RedemptionRow], date: Date, ctx: &ReportContext<'_>) -> DailyReport {
     let mut totals = Totals::default();
     let mut campaigns: BTreeMap<&str, Totals> = BTreeMap::new();
     let mut hours: BTreeMap<i8, Totals> = BTreeMap::new();
     let mut redemptions = Vec::with_capacity(rows.len());
-    for row in &rows {
+    for row in rows {
         totals.add(row);
         campaigns.entry(&row.campaign_id).or_default().add(row);
         hours.entry(row.at.to_zoned_datetime(ctx.timezone.clone()).hour()).or_default().add(row);
@@ -137,9 +171,11 @@ pub fn daily(store: &Store, date: Date, ctx: &ReportContext<'_>) -> Result<Daily
             voided_by: row.voided_by.clone(),
             upstream_answer: row.upstream_answer.clone(),
             store: row.store_state.clone(),
+            terminal_id: None,
+            lane: None,
         });
     }
-    Ok(DailyReport {
+    DailyReport {
         date: date.to_string(),
         timezone: ctx.timezone_name.to_owned(),
         currency: ctx.currency.to_owned(),
@@ -155,7 +191,7 @@ pub fn daily(store: &Store, date: Date, ctx: &ReportContext<'_>) -> Result<Daily
         hours: hours.into_iter().map(|(hour, totals)| HourLine { hour, totals }).collect(),
         redemptions,
         digits: ctx.digits,
-    })
+    }
 }
 
 fn leverage(totals: &Totals) -> String {
@@ -163,6 +199,11 @@ fn leverage(totals: &Totals) -> String {
 }
 
 impl DailyReport {
+    /// The currency's minor digits.
+    pub fn digits(&self) -> u32 {
+        self.digits
+    }
+
     fn money(&self, minor: i64) -> String {
         Money(minor).display(self.digits)
     }

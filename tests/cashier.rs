@@ -102,22 +102,8 @@ impl Drop for Demo {
 fn start_demo(language: &str) -> Demo {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = std::process::Command::new(common::binary())
-        .args(["demo", "--listen", &format!("127.0.0.1:{port}"), "--language", language, "--dir"])
-        .arg(dir.path().join("demo"))
-        .env("REDEEMD_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let listen = format!("127.0.0.1:{port}");
+    let (child, rx) = common::spawn_demo(&["--listen", &listen, "--language", language], &dir.path().join("demo"));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let link = loop {
         let line = rx

@@ -472,3 +472,121 @@ fn the_ledger_and_the_data_dir_are_private_under_umask_022_and_doctor_says_when_
     let (_, json) = doctor(&t);
     assert_eq!(chmod(&json), 0, "{json}");
 }
+
+// ------------------------------------------------------------ the store hub
+
+/// The findings whose check is the store hub's (`hub`, `hub.link`, …).
+fn hub_findings(json: &Value) -> Vec<String> {
+    json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"].as_str().unwrap().starts_with("hub"))
+        .map(|f| format!("{} {}: {}", f["status"], f["check"].as_str().unwrap(), f["message"].as_str().unwrap()))
+        .collect()
+}
+
+fn with_hub(t: &TestTerminal, url: &str, extra: &str) {
+    append_config(t, &format!("[store]\nhub = \"{url}\"\nlane = \"1\"\n{extra}"));
+}
+
+/// A healthy hub: every step ok, the bucket and stream made, the test claim gone again;
+/// a terminal without `[store]` gets no hub findings at all.
+#[test]
+fn a_store_hub_is_checked_step_by_step() {
+    let Some(server) = common::nats::NatsServer::start() else { return };
+    let t = healthy();
+    let (_, json) = doctor(&t);
+    assert!(hub_findings(&json).is_empty(), "{:?}", hub_findings(&json));
+    with_hub(&t, &server.url(), "");
+    // Twice: the first run creates the bucket and the stream, the second finds them.
+    for _ in 0..2 {
+        let (r, json) = doctor(&t);
+        assert_eq!(r.code, 0, "{:?} {:?}", problems(&json), hub_findings(&json));
+        for check in ["hub", "hub.link", "hub.server", "hub.bucket", "hub.claim", "hub.lane"] {
+            assert_eq!(findings(&json, check, "ok").len(), 1, "{check}: {:?}", hub_findings(&json));
+        }
+        assert_eq!(hub_findings(&json).len(), 6, "{:?}", hub_findings(&json));
+        assert!(findings(&json, "hub.server", "ok")[0].contains("JetStream"), "{json}");
+        assert!(findings(&json, "hub.bucket", "ok")[0].contains("redeemd-claims-M-000123"), "{json}");
+        assert!(findings(&json, "hub.lane", "ok")[0].contains("0 redemption(s)"), "{json}");
+    }
+    // The test claim was deleted: the bucket holds no live key.
+    let (_, jsz) = server.monitor("/jsz?streams=true").expect("monitoring answers");
+    assert!(jsz.contains("KV_redeemd-claims-M-000123") && jsz.contains("redeemd-store-M-000123"), "{jsz}");
+    let text = t.run(&["doctor"]);
+    assert_eq!(text.code, 0, "{}", text.stdout);
+    assert!(text.stdout.contains("hub.claim") && text.stdout.contains("deleted again"), "{}", text.stdout);
+    let config = std::fs::read_to_string(t.config()).unwrap();
+    std::fs::write(t.config(), config.replace("language = \"en\"", "language = \"zh-CN\"")).unwrap();
+    let zh = t.run(&["doctor"]);
+    assert!(zh.stdout.contains("门店中心·占用"), "{}", zh.stdout);
+    common::words::assert_words(&zh, "zh-CN");
+}
+
+/// Nothing listens at the hub's address: a problem (exit 3), said as unreachable, and
+/// the later steps are not tried.
+#[test]
+fn a_store_hub_that_cannot_be_reached_is_a_problem() {
+    let t = healthy();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    with_hub(&t, &format!("nats://127.0.0.1:{closed}"), "");
+    let started = std::time::Instant::now();
+    let (r, json) = doctor(&t);
+    assert_eq!(r.code, 3, "{json}");
+    let link = findings(&json, "hub.link", "problem");
+    assert!(
+        link.len() == 1
+            && link[0].contains("cannot be reached")
+            && link[0].contains("refused")
+            && link[0].contains("firewall"),
+        "{link:?}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(15), "{:?}", started.elapsed());
+    for check in ["hub.server", "hub.bucket", "hub.claim"] {
+        assert!(json["findings"].as_array().unwrap().iter().all(|f| f["check"] != check), "{check}: {json}");
+    }
+    assert_eq!(findings(&json, "hub.lane", "ok").len(), 1, "the counts are the ledger's: {json}");
+}
+
+/// The password file: other accounts may not read it (the daemon refuses it), and a
+/// wrong password is a refused login, not an unreachable hub.
+#[test]
+fn a_store_hub_password_is_checked_for_its_mode_and_its_login() {
+    let Some(server) = common::nats::NatsServer::start_with_users(&[("lane1", "right-password")]) else { return };
+    let t = healthy();
+    let pw = t.dir.path().join("hub-password");
+    std::fs::write(&pw, "right-password\n").unwrap();
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
+    with_hub(&t, &server.url(), &format!("user = \"lane1\"\npassword-file = \"{}\"", pw.display()));
+    let (r, json) = doctor(&t);
+    assert_eq!(r.code, 3, "{json}");
+    let mode = findings(&json, "hub", "problem");
+    assert!(
+        mode.len() == 1
+            && mode[0].contains("password-file")
+            && mode[0].contains("0644")
+            && mode[0].contains("chmod 600"),
+        "{mode:?}"
+    );
+    assert!(!r.stdout.contains("right-password"), "the secret is never shown");
+    assert_eq!(findings(&json, "hub.link", "ok").len(), 1, "the login itself works: {json}");
+
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (r, json) = doctor(&t);
+    assert_eq!(r.code, 0, "{:?}", hub_findings(&json));
+    assert!(findings(&json, "hub.link", "ok")[0].contains("user lane1"), "{json}");
+
+    std::fs::write(&pw, "wrong-pw-7731\n").unwrap();
+    let started = std::time::Instant::now();
+    let (r, json) = doctor(&t);
+    assert_eq!(r.code, 3, "{json}");
+    let link = findings(&json, "hub.link", "problem");
+    assert!(
+        link.len() == 1 && link[0].contains("refuses this lane's login") && !link[0].contains("cannot be reached"),
+        "{link:?}"
+    );
+    assert!(link[0].contains("user lane1") && link[0].contains("password file"), "{link:?}");
+    assert!(!r.stdout.contains("wrong-pw-7731"), "the secret is never shown");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15), "{:?}", started.elapsed());
+}

@@ -19,19 +19,11 @@ fn set_pin(t: &TestTerminal, pin: &str) {
 }
 
 fn login(b: &Browser, base: &str, lang: &str) {
-    b.goto(&format!("{base}/manager?lang={lang}"));
-    b.type_into("#pin", "246810");
-    b.click("#login-form button");
-    b.wait_text("#total-coupons", "");
+    common::browser::manager_login(b, base, lang, "246810")
 }
 
-/// Copies a screenshot to `docs/screenshots/` for the README.
 fn keep(shot: &Path) {
-    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
-    let _ = std::fs::create_dir_all(&docs);
-    if let Some(name) = shot.file_name() {
-        let _ = std::fs::copy(shot, docs.join(name));
-    }
+    common::browser::keep(shot)
 }
 
 fn line<'a>(report: &'a Value, id: &str) -> &'a Value {

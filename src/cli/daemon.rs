@@ -54,7 +54,7 @@ pub(super) fn demo(args: DemoArgs) -> CliResult {
     step("demo_cli.step_again", &[]);
     present(&config_path, code_args("58.00"), None)?;
     step("demo_cli.step_report", &[]);
-    report_daily(&config_path, None, ReportFormat::Table)?;
+    report_daily(&config_path, None, ReportFormat::Table, ReportScope::Terminal)?;
     // A temporary terminal is gone when the demo ends: its directory is not named as kept.
     let files = if _tmp.is_some() {
         tr("demo_cli.files_removed", &[])
@@ -70,8 +70,8 @@ pub(super) const DEMO_SEED: u8 = 42;
 /// The live demo: a provisioned throwaway terminal, the demo upstream, the virtual
 /// scanner, and the daemon with the `/demo` page, until Ctrl-C.
 pub(super) fn demo_live(args: DemoArgs) -> CliResult {
-    use crate::demo::{DemoState, DemoUpstream};
-    let (_tmp, dir) = match args.dir {
+    use crate::demo::DemoUpstream;
+    let (_tmp, dir) = match args.dir.clone() {
         Some(dir) => {
             if dir.join("redeemd.toml").exists() {
                 return Err(usage(anyhow!(tr("demo_cli.dir_taken", &[("dir", &dir.display().to_string())]))));
@@ -93,13 +93,18 @@ pub(super) fn demo_live(args: DemoArgs) -> CliResult {
         return Err(usage(anyhow!(tr("demo_cli.listen_remote", &[("addr", &listen.to_string())]))));
     }
     // Bound before anything is made or said: a taken port fails here, with no links or PIN
-    // printed and no terminal left in --dir; the daemon serves this very socket.
-    let listener = std::net::TcpListener::bind(listen).map_err(|e| crate::daemon::listen_failed(listen, e))?;
-    // The address the links name (`--listen 127.0.0.1:0` picks a free port).
-    let listen = listener.local_addr().map_err(|e| crate::daemon::listen_failed(listen, e))?;
+    // printed and no terminal left in --dir; each daemon serves its very socket. Lane 1
+    // on the address asked for, the others on the ports after it.
+    let mut listeners = Vec::new();
+    for n in 0..args.lanes {
+        let port = if listen.port() == 0 { 0 } else { listen.port().saturating_add(n) };
+        let asked = std::net::SocketAddr::new(listen.ip(), port);
+        listeners.push(std::net::TcpListener::bind(asked).map_err(|e| crate::daemon::listen_failed(asked, e))?);
+    }
     std::fs::create_dir_all(&dir)
         .with_context(|| tr("error.cannot_create", &[("path", &dir.display().to_string())]))?;
-    let issuer = Issuer::from_seed(DEMO_SEED);
+    // Several lanes: one store hub (a nats-server of the visitor's, on loopback) first.
+    let hub = if args.lanes > 1 { Some(DemoHub::start(&dir.join("hub"))?) } else { None };
     let now = SystemClock.now();
     // The demo's upstream is a sandbox (`redeemd sandbox`) in the demo's directory.
     let upstream = DemoUpstream::start(
@@ -108,6 +113,109 @@ pub(super) fn demo_live(args: DemoArgs) -> CliResult {
         std::sync::Arc::new(SystemClock),
     )
     .with_context(|| tr("demo_cli.upstream_failed", &[]))?;
+    let mut lanes = Vec::new();
+    for (n, listener) in (1..=args.lanes).zip(listeners) {
+        let (lane_dir, code) = if args.lanes == 1 {
+            (dir.clone(), crate::demo::ENROLLMENT_CODE.to_owned())
+        } else {
+            let code = format!("DEMO-LANE-{n}");
+            upstream
+                .sandbox
+                .put_code(&code, jiff::SignedDuration::from_hours(24))
+                .with_context(|| tr("demo_cli.upstream_failed", &[]))?;
+            (dir.join(format!("lane{n}")), code)
+        };
+        let store = hub.as_ref().map(|h| (h.url.clone(), n.to_string()));
+        lanes.push(demo_lane(&args, &lane_dir, listener, &upstream, &code, store, now)?);
+    }
+    let clock: std::sync::Arc<dyn crate::clock::Clock> = std::sync::Arc::new(SystemClock);
+    say!("   {}", tr(if _tmp.is_some() { "demo_cli.stop_removes" } else { "demo_cli.stop" }, &[]));
+    say!();
+    let mut first = None;
+    let mut others = Vec::new();
+    for (config, options) in lanes {
+        if first.is_none() {
+            first = Some((config, options));
+            continue;
+        }
+        let clock = clock.clone();
+        others.push(std::thread::spawn(move || serve(&config, clock, options)));
+    }
+    let result = match first {
+        Some((config, options)) => serve(&config, clock, options),
+        None => Ok(ExitCode::SUCCESS),
+    };
+    for lane in others {
+        let _ = lane.join();
+    }
+    drop(hub);
+    result
+}
+
+/// The store hub of `demo --lanes N`: a `nats-server` with JetStream on a free loopback
+/// port, its storage in the demo's directory, stopped with the demo.
+struct DemoHub {
+    child: std::process::Child,
+    url: String,
+}
+
+impl DemoHub {
+    fn start(dir: &Path) -> CliResult<DemoHub> {
+        let version = std::process::Command::new("nats-server").arg("--version").output();
+        let Ok(version) = version else {
+            return Err(usage(anyhow!(tr("demo_cli.no_nats_server", &[]))));
+        };
+        let text = String::from_utf8_lossy(&version.stdout).to_string();
+        let numbers: Vec<u32> =
+            text.trim().rsplit('v').next().unwrap_or("").split('.').take(2).filter_map(|n| n.parse().ok()).collect();
+        if numbers.len() < 2 || (numbers[0], numbers[1]) < (2, 11) {
+            return Err(usage(anyhow!(tr("demo_cli.old_nats_server", &[("version", text.trim())]))));
+        }
+        std::fs::create_dir_all(dir)
+            .with_context(|| tr("error.cannot_create", &[("path", &dir.display().to_string())]))?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port())?;
+        let child = std::process::Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .with_context(|| tr("demo_cli.no_nats_server", &[]))?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if std::time::Instant::now() > deadline {
+                return Err(anyhow!(tr("demo_cli.no_nats_server", &[])));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let url = format!("nats://127.0.0.1:{port}");
+        say!("== {}", tr("demo_cli.hub", &[("url", &url)]));
+        Ok(DemoHub { child, url })
+    }
+}
+
+impl Drop for DemoHub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One demo lane: provisioned with the demo upstream (`code`), a manager PIN, a virtual
+/// scanner and a one-time cashier link, its links printed; `store`: (hub URL, lane).
+fn demo_lane(
+    args: &DemoArgs,
+    dir: &Path,
+    listener: std::net::TcpListener,
+    upstream: &crate::demo::DemoUpstream,
+    code: &str,
+    store: Option<(String, String)>,
+    now: jiff::Timestamp,
+) -> CliResult<(Config, crate::daemon::RunOptions)> {
+    use crate::demo::DemoState;
+    let listen = listener.local_addr().map_err(|e| crate::daemon::listen_failed(args_listen(args), e))?;
+    std::fs::create_dir_all(dir).with_context(|| tr("error.cannot_create", &[("path", &dir.display().to_string())]))?;
+    let issuer = Issuer::from_seed(DEMO_SEED);
     let config_path = dir.join("redeemd.toml");
     let data_dir = dir.join("data");
     say!("== {}", tr("demo_cli.step_provision", &[("url", &upstream.url())]));
@@ -115,13 +223,21 @@ pub(super) fn demo_live(args: DemoArgs) -> CliResult {
         &config_path,
         ProvisionArgs {
             upstream: upstream.url(),
-            enrollment_code: crate::demo::ENROLLMENT_CODE.into(),
+            enrollment_code: code.into(),
             ca: None,
             data_dir: Some(data_dir.clone()),
-            label: Some("demo".into()),
+            label: Some(store.as_ref().map_or_else(|| "demo".to_owned(), |(_, lane)| format!("demo-lane-{lane}"))),
             language: Some(args.language),
         },
     )?;
+    if let Some((url, lane)) = &store {
+        // The lane joins the store: its config gains the hub (a short budget: loopback).
+        let mut text = std::fs::read_to_string(&config_path)
+            .with_context(|| tr("error.cannot_read", &[("path", &config_path.display().to_string())]))?;
+        text.push_str(&format!("\n[store]\nhub = \"{url}\"\nlane = \"{lane}\"\n"));
+        crate::secret::write_atomic(&config_path, text.as_bytes(), 0o644)
+            .with_context(|| tr("error.cannot_write", &[("path", &config_path.display().to_string())]))?;
+    }
     let config = load_config(&config_path)?;
     let pin = format!("{:06}", u32::from_le_bytes(crate::secret::random_bytes::<4>()) % 1_000_000);
     crate::secret::write_secret(
@@ -130,8 +246,9 @@ pub(super) fn demo_live(args: DemoArgs) -> CliResult {
     )
     .with_context(|| tr("demo_cli.pin_failed", &[]))?;
     // The virtual scanner: a pseudo-terminal whose slave the daemon opens as its port.
-    let (scanner_text, profile, master): (String, Option<String>, Box<dyn std::io::Write + Send>) = match args.scanner {
-        Some(port) => (port, args.profile, Box::new(std::io::sink())),
+    let (scanner_text, profile, master): (String, Option<String>, Box<dyn std::io::Write + Send>) = match &args.scanner
+    {
+        Some(port) => (port.clone(), args.profile.clone(), Box::new(std::io::sink())),
         None => {
             let (mut master, slave) = serialport::TTYPort::pair().with_context(|| tr("demo_cli.pty_failed", &[]))?;
             // Like a real scanner, the virtual one takes whatever the host sends back
@@ -172,14 +289,17 @@ pub(super) fn demo_live(args: DemoArgs) -> CliResult {
         clock: clock.clone(),
     });
     say!();
-    say!("== {}", tr("demo_cli.ready", &[("dir", &dir.display().to_string())]));
+    match &store {
+        Some((_, lane)) => {
+            say!("== {}", tr("demo_cli.ready_lane", &[("lane", lane), ("dir", &dir.display().to_string())]))
+        }
+        None => say!("== {}", tr("demo_cli.ready", &[("dir", &dir.display().to_string())])),
+    }
     say!("   1. {}", tr("demo_cli.cashier", &[]));
     say!("      http://{listen}/cashier/open?token={token}");
     say!("   2. {}", tr("demo_cli.scanner", &[("url", &format!("http://{listen}/demo"))]));
     say!("      {}", tr("demo_cli.scanner_hint", &[]));
     say!("   3. {}", tr("demo_cli.manager", &[("url", &format!("http://{listen}/manager")), ("pin", &pin)]));
-    say!("   {}", tr(if _tmp.is_some() { "demo_cli.stop_removes" } else { "demo_cli.stop" }, &[]));
-    say!();
     let options = crate::daemon::RunOptions {
         listen: Some(listen.to_string()),
         scanner: Some(scanner_text),
@@ -188,7 +308,11 @@ pub(super) fn demo_live(args: DemoArgs) -> CliResult {
         config_path: Some(config_path.clone()),
         listener: Some(listener),
     };
-    serve(&config, clock, options)
+    Ok((config, options))
+}
+
+fn args_listen(args: &DemoArgs) -> std::net::SocketAddr {
+    args.listen.parse().unwrap_or_else(|_| std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
 }
 
 pub(super) fn run_daemon(config_path: &Path, args: RunArgs) -> CliResult {

@@ -464,7 +464,7 @@ struct VoidArgs {
 enum ReportCommand {
     /// The day's write-offs: per campaign, per hour, totals, leverage, forwarding state
     #[command(
-        after_help = "Examples:\n  redeemd report daily\n  redeemd report daily --date 2026-11-28 --format csv > 2026-11-28.csv\n  redeemd report daily --format json | jq .totals\n\nLeverage = basket totals / discount written off. Tables shorten long ids; csv and json keep them whole."
+        after_help = "Examples:\n  redeemd report daily\n  redeemd report daily --date 2026-11-28 --format csv > 2026-11-28.csv\n  redeemd report daily --format json | jq .totals\n  redeemd report daily --scope store      (every lane, from the store hub)\n\nLeverage = basket totals / discount written off. Tables shorten long ids; csv and json keep them whole."
     )]
     Daily {
         /// Business day (default: today in the rule set's zone)
@@ -473,7 +473,16 @@ enum ReportCommand {
         /// table for people (in the configured language); csv and json for machines (English keys)
         #[arg(long, value_enum, default_value = "table")]
         format: ReportFormat,
+        /// terminal: this lane's ledger; store: every lane of the store, from the store hub ([store])
+        #[arg(long, value_enum, default_value = "terminal")]
+        scope: ReportScope,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ReportScope {
+    Terminal,
+    Store,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -503,6 +512,9 @@ struct DemoArgs {
     /// Language of the pages and messages
     #[arg(long, value_enum, default_value = "zh-CN")]
     language: LanguageArg,
+    /// Lanes of one store (2..=6), guarded by a store hub: needs `nats-server` (≥ 2.11) on PATH
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=6))]
+    lanes: u16,
 }
 
 pub fn main() -> ExitCode {
@@ -598,7 +610,9 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Check(args) => present(&cli.config, args.code, Some(args.at)),
         Command::Redeem(args) => present(&cli.config, args.code, None),
         Command::Void(args) => void(&cli.config, &args),
-        Command::Report(ReportCommand::Daily { date, format }) => report_daily(&cli.config, date.as_deref(), format),
+        Command::Report(ReportCommand::Daily { date, format, scope }) => {
+            report_daily(&cli.config, date.as_deref(), format, scope)
+        }
         Command::Demo(args) => demo(args),
         Command::Sandbox(args) => sandbox(args),
         Command::Provision(args) => provision(&cli.config, args),

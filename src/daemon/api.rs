@@ -105,6 +105,8 @@ pub struct AppState {
     /// The store hub (`[store]`), and the last `hub` object the work loop announced.
     pub hub: Option<Arc<crate::hub::Hub>>,
     pub hub_status: Arc<Mutex<Value>>,
+    /// The store's events read from the hub's stream (`scope=store` reports).
+    pub store_day: Arc<super::hubwork::StoreDay>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -593,9 +595,34 @@ async fn report_daily(
         Some("csv") => true,
         Some(other) => return error(400, "bad_query", format!("format must be json or csv, not {other:?}")),
     };
+    match query.get("scope").map(String::as_str) {
+        None | Some("terminal") => {}
+        Some("store") => return store_report(&s, date, csv).await,
+        Some(other) => return error(400, "bad_query", format!("scope must be terminal or store, not {other:?}")),
+    }
     match s.ledger.call(move |l| l.report(date, csv)).await {
         Ok(answer) => respond(answer),
         Err(_) => gone(),
+    }
+}
+
+/// `scope=store`: the whole store's day from the hub's stream; 503 while the hub is
+/// unreachable (nothing stale is shown as current).
+async fn store_report(s: &AppState, date: Option<jiff::civil::Date>, csv: bool) -> Response {
+    let Some(hub) = &s.hub else {
+        return error(
+            400,
+            "bad_query",
+            "this terminal has no store hub ([store] in its config): scope=store needs one",
+        );
+    };
+    if !hub.state().connected {
+        return error(503, "hub_unreachable", "the store hub does not answer: the store's day cannot be read now");
+    }
+    match s.store_day.report(hub, &s.ledger, date).await {
+        Ok(report) if csv => respond(Answer { status: 200, content_type: super::ledger::CSV, body: report.to_csv() }),
+        Ok(report) => respond(Answer { status: 200, content_type: super::ledger::JSON, body: report.to_json() }),
+        Err(e) => error(503, "hub_unreachable", format!("the store hub did not answer: {e}")),
     }
 }
 

@@ -20,6 +20,89 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
+/// The store's events as this lane has read them from the stream, and the store
+/// conflicts it has marked on its own redemptions.
+#[derive(Debug, Default)]
+pub struct StoreDay {
+    pub fold: tokio::sync::Mutex<crate::storeday::StoreFold>,
+    marked: Mutex<std::collections::HashSet<String>>,
+}
+
+impl StoreDay {
+    /// Reads what the stream holds beyond what was read; true when something was new.
+    pub async fn catch_up(&self, hub: &Hub) -> Result<bool, String> {
+        let mut fold = self.fold.lock().await;
+        let (events, last) = hub.read_events(fold.next_sequence).await.map_err(|e| e.to_string())?;
+        let mut new = false;
+        for (_, payload) in &events {
+            if let Ok(event) = serde_json::from_slice::<Value>(payload) {
+                new |= fold.ingest(&event);
+            }
+        }
+        fold.next_sequence = fold.next_sequence.max(last + 1);
+        Ok(new)
+    }
+
+    /// The store's report of `date` (None: today), from the stream as it is now.
+    pub async fn report(
+        &self,
+        hub: &Hub,
+        ledger: &LedgerHandle,
+        date: Option<jiff::civil::Date>,
+    ) -> Result<crate::storeday::StoreReport, String> {
+        self.catch_up(hub).await?;
+        let (parts, today) =
+            ledger.call(|l| (l.agent.report_parts(), l.agent.now())).await.map_err(|e| e.to_string())?;
+        let date = date.unwrap_or_else(|| today.to_zoned_datetime(parts.timezone.clone()).date());
+        let fold = self.fold.lock().await;
+        Ok(fold.report(date, &parts.ctx(), &|c| parts.holder_limits.get(c).copied()))
+    }
+
+    /// Marks this lane's redemptions that a store conflict lists as `conflict` (the lane
+    /// whose claim stood learns it here, from the other lane's events).
+    async fn mark_own(&self, hub: &Hub, ledger: &LedgerHandle) -> Result<(), String> {
+        let parts = ledger.call(|l| l.agent.report_parts()).await.map_err(|e| e.to_string())?;
+        let conflicts = {
+            let fold = self.fold.lock().await;
+            fold.conflicts(&parts.ctx(), &|c| parts.holder_limits.get(c).copied())
+        };
+        let me = &hub.settings.terminal_id;
+        let mut marks = Vec::new();
+        {
+            let mut marked = self.marked.lock().unwrap_or_else(|p| p.into_inner());
+            for conflict in &conflicts {
+                for own in conflict.redemptions.iter().filter(|m| &m.terminal_id == me) {
+                    if marked.insert(own.redemption_id.clone()) {
+                        let other = conflict
+                            .redemptions
+                            .iter()
+                            .find(|m| &m.terminal_id != me || m.redemption_id != own.redemption_id);
+                        let other = other.map(|m| json!({"terminal_id": m.terminal_id, "lane": m.lane, "redemption_id": m.redemption_id, "at": m.at}).to_string());
+                        marks.push((own.redemption_id.clone(), other));
+                    }
+                }
+            }
+        }
+        if marks.is_empty() {
+            return Ok(());
+        }
+        ledger
+            .call(move |l| {
+                l.agent.write(|c, _| {
+                    for (id, other) in &marks {
+                        if store::has_redemption_in(c, id)? {
+                            store::set_store_state_in(c, id, StoreState::Conflict, None, other.as_deref())?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// Rows settled or released per ledger job.
 const BATCH: usize = 200;
 /// Without a wake-up the loop looks this often.
@@ -27,32 +110,18 @@ const IDLE: Duration = Duration::from_millis(500);
 
 /// `[store]` resolved: the lane's names on the hub, and its secrets' modes checked.
 pub fn settings(config: &Config) -> Result<Option<HubSettings>, String> {
-    let Some(store) = &config.store else {
+    let Some(settings) = HubSettings::from_config(config)? else {
         return Ok(None);
     };
-    let terminal_id = config.upstream.as_ref().map(|u| u.terminal_id.clone());
-    if let Some(problem) = store.problem(terminal_id.as_deref()) {
-        return Err(problem);
-    }
-    let lane = store.lane.clone().or_else(|| terminal_id.clone()).unwrap_or_default();
-    let auth = match (&store.credentials, &store.user, &store.password_file) {
-        (Some(path), _, _) => HubAuth::Credentials(path.clone()),
-        (None, Some(user), Some(path)) => HubAuth::UserPassword { user: user.clone(), password_file: path.clone() },
-        _ => HubAuth::None,
+    let secret = match &settings.auth {
+        HubAuth::None => None,
+        HubAuth::Credentials(path) => Some(path),
+        HubAuth::UserPassword { password_file, .. } => Some(password_file),
     };
-    for path in [store.credentials.as_ref(), store.password_file.as_ref()].into_iter().flatten() {
+    if let Some(path) = secret {
         check_secret(path)?;
     }
-    Ok(Some(HubSettings {
-        urls: store.hub.list(),
-        store_id: store.id.clone().unwrap_or_else(|| config.merchant_id.clone()),
-        terminal_id: terminal_id.unwrap_or_else(|| format!("lane-{lane}")),
-        lane,
-        auth,
-        ca: store.ca.clone(),
-        claim_timeout: Duration::from_millis(store.claim_timeout_ms),
-        when_down: store.when_hub_down,
-    }))
+    Ok(Some(settings))
 }
 
 /// A secret readable by anyone but the agent's user is refused (never read, never logged).
@@ -156,6 +225,7 @@ pub async fn work_loop(
     bus: Arc<EventBus>,
     metrics: Arc<Metrics>,
     status: Arc<Mutex<Value>>,
+    day: Arc<StoreDay>,
     shutdown: CancellationToken,
 ) {
     let hub = link.hub.clone();
@@ -172,6 +242,17 @@ pub async fn work_loop(
             }
             if let Err(e) = settle_and_publish(&hub, &ledger, &metrics).await {
                 tracing::debug!(error = %e, "store hub work interrupted");
+            }
+            // The other lanes' events: a store conflict found by another lane is marked
+            // here too, on this lane's own redemption.
+            match day.catch_up(&hub).await {
+                Ok(true) => {
+                    if let Err(e) = day.mark_own(&hub, &ledger).await {
+                        tracing::warn!(error = %e, "cannot mark the store's conflicts");
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => tracing::debug!(error = %e, "cannot read the store's stream"),
             }
         }
         // The hub object, announced on every change.

@@ -197,6 +197,7 @@ pub fn run(config: &Config, agent: Agent, clock: Arc<dyn Clock>, mut options: Ru
         identity: std::sync::OnceLock::new(),
         hub: hub_link.as_ref().map(|link| link.hub.clone()),
         hub_status: hub_status.clone(),
+        store_day: Arc::new(hubwork::StoreDay::default()),
     });
     metrics.scanner_state(if scanner_profile.is_some() { "disconnected" } else { "none" });
 
@@ -260,6 +261,7 @@ pub fn run(config: &Config, agent: Agent, clock: Arc<dyn Clock>, mut options: Ru
                 bus.clone(),
                 metrics.clone(),
                 hub_status.clone(),
+                state.store_day.clone(),
                 shutdown.clone(),
             );
             tokio::spawn(work)

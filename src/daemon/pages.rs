@@ -262,6 +262,10 @@ struct ManagerPage {
     live: bool,
     /// A past day without a single redemption: the page says so.
     empty_past: bool,
+    /// The terminal has a store hub: the page offers the whole store's view.
+    hub: bool,
+    /// This is the lane's own view (the switch marks which one is shown).
+    store_scope: bool,
 }
 
 /// A redemption the manager should check: upstream flagged it.
@@ -427,9 +431,255 @@ async fn manager(
         Ok(day) => day,
         Err(answer) => return answer,
     };
+    if s.hub.is_some() && query.get("scope").is_some_and(|v| v == "store") {
+        let report = read_store_day(&s, view.date).await;
+        let zone = jiff::tz::TimeZone::get(&view.report.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+        let now = crate::clock::rfc3339(s.clock.now(), &zone);
+        // 200 either way: the page itself is fine and says what it can show (scripts get
+        // the API's 503 `hub_unreachable`).
+        let page = manager_store_page(language, s.language, &view, report, &now);
+        return html(page.render(), StatusCode::OK, cookie);
+    }
     let status = status_json(&s).await.unwrap_or_default();
-    let page = manager_page(language, s.language, view, &status);
+    let mut page = manager_page(language, s.language, view, &status);
+    page.hub = s.hub.is_some();
     html(page.render(), StatusCode::OK, cookie)
+}
+
+/// How long the page waits for the hub before it says the hub does not answer.
+const STORE_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The store's day as the hub's stream tells it now; None when the hub does not answer
+/// (the page then shows no numbers: nothing stale passes for current).
+async fn read_store_day(s: &AppState, date: jiff::civil::Date) -> Option<crate::storeday::StoreReport> {
+    let hub = s.hub.as_ref()?;
+    if !hub.state().connected {
+        return None;
+    }
+    match tokio::time::timeout(STORE_READ_LIMIT, s.store_day.report(hub, &s.ledger, Some(date))).await {
+        Ok(Ok(report)) => Some(report),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "the store's day could not be read for the manager's page");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("the store hub did not answer the manager's page in time");
+            None
+        }
+    }
+}
+
+/// A lane is marked behind when its last event is more than this many minutes older
+/// than the newest lane's.
+const BEHIND_MINUTES: i64 = 10;
+
+/// One line of the store view's per-lane table.
+struct StoreLaneRow {
+    lane: String,
+    terminal_id: String,
+    redemptions: u64,
+    discount: String,
+    basket_total: String,
+    last_event_at: String,
+    /// `HH:MM:SS` of the last event.
+    last_event: String,
+    behind: bool,
+}
+
+/// One redemption of a store conflict: which lane, when.
+struct StoreConflictMember {
+    lane: String,
+    terminal_id: String,
+    redemption_id: String,
+    time: String,
+}
+
+/// A store conflict in words.
+struct StoreConflictRow {
+    kind: &'static str,
+    kind_words: &'static str,
+    what: String,
+    members: Vec<StoreConflictMember>,
+}
+
+/// A redemption of the store's list, with its lane.
+struct StoreLine {
+    redemption_id: String,
+    time: String,
+    lane: String,
+    terminal_id: String,
+    coupon_id: String,
+    campaign: String,
+    discount: String,
+    basket_total: String,
+    dynamic: bool,
+    voided: bool,
+}
+
+/// What the store view shows when the hub answered.
+struct StoreView {
+    report: crate::report::DailyReport,
+    as_of: String,
+    discount: String,
+    basket_total: String,
+    leverage_words: String,
+    lanes: Vec<StoreLaneRow>,
+    any_behind: bool,
+    behind_explained: String,
+    conflicts: Vec<StoreConflictRow>,
+    lines: Vec<StoreLine>,
+}
+
+/// The manager's page, whole store (`?scope=store`): the store's totals, one line per
+/// lane, the store conflicts and every lane's redemptions; or, with the hub silent, only
+/// that it is.
+#[derive(Template)]
+#[template(path = "manager_store.html")]
+struct ManagerStorePage {
+    lang: &'static str,
+    messages: String,
+    other_lang: &'static str,
+    other_lang_name: &'static str,
+    terminal_lang: &'static str,
+    common: Common,
+    date: String,
+    hub: bool,
+    store_scope: bool,
+    /// None: the hub does not answer.
+    store: Option<StoreView>,
+}
+
+impl ManagerStorePage {
+    fn t(&self, key: &str) -> &'static str {
+        self.common.t(key)
+    }
+}
+
+/// `2026-11-28T12:03:04+08:00` → `12:03:04`.
+fn clock_time(at: &str) -> String {
+    at.get(11..19).unwrap_or(at).to_owned()
+}
+
+/// The lanes, each marked behind when its last event is more than [`BEHIND_MINUTES`]
+/// older than the newest lane's.
+fn lane_rows(lanes: &[crate::storeday::LaneLine], digits: u32) -> Vec<StoreLaneRow> {
+    let at = |l: &crate::storeday::LaneLine| l.last_event_at.parse::<jiff::Timestamp>().ok();
+    let newest = lanes.iter().filter_map(at).max();
+    lanes
+        .iter()
+        .map(|l| StoreLaneRow {
+            lane: l.lane.clone(),
+            terminal_id: l.terminal_id.clone(),
+            redemptions: l.redemptions,
+            discount: Money(l.discount).display(digits),
+            basket_total: Money(l.basket_total).display(digits),
+            last_event_at: l.last_event_at.clone(),
+            last_event: clock_time(&l.last_event_at),
+            behind: match (newest, at(l)) {
+                (Some(newest), Some(last)) => newest.as_second() - last.as_second() > BEHIND_MINUTES * 60,
+                _ => false,
+            },
+        })
+        .collect()
+}
+
+fn manager_store_page(
+    language: Language,
+    terminal: Language,
+    view: &ManagerView,
+    report: Option<crate::storeday::StoreReport>,
+    now: &str,
+) -> ManagerStorePage {
+    let common = Common::new(language, terminal);
+    let digits = view.digits;
+    let money = |minor: i64| Money(minor).display(digits);
+    let store = report.map(|report| {
+        let leverage_words = match report.day.totals.leverage {
+            Some(l) => messages::fill(language, "manager.leverage_words", &[("ratio", &format!("{l:.2}"))]),
+            None => common.t("manager.leverage_none").to_owned(),
+        };
+        let lanes = lane_rows(&report.lanes, digits);
+        let conflicts = report
+            .store_conflicts
+            .iter()
+            .map(|c| StoreConflictRow {
+                kind: c.kind,
+                kind_words: match c.kind {
+                    "coupon" => common.t("manager.store_conflict_coupon"),
+                    "holder_daily_limit" => common.t("manager.store_conflict_holder"),
+                    _ => c.kind,
+                },
+                what: match &c.coupon_id {
+                    Some(coupon) => coupon.clone(),
+                    None => messages::fill(
+                        language,
+                        "manager.store_conflict_holder_what",
+                        &[
+                            ("campaign", c.campaign_id.as_deref().unwrap_or("?")),
+                            ("holder", c.holder.as_deref().unwrap_or("?")),
+                        ],
+                    ),
+                },
+                members: c
+                    .redemptions
+                    .iter()
+                    .map(|m| StoreConflictMember {
+                        lane: m.lane.clone(),
+                        terminal_id: m.terminal_id.clone(),
+                        redemption_id: m.redemption_id.clone(),
+                        time: clock_time(&m.at),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let names: HashMap<&str, &str> =
+            report.day.campaigns.iter().map(|c| (c.campaign_id.as_str(), c.name.as_str())).collect();
+        let lines = report
+            .day
+            .redemptions
+            .iter()
+            .map(|r| StoreLine {
+                redemption_id: r.redemption_id.clone(),
+                time: clock_time(&r.at),
+                lane: r.lane.clone().unwrap_or_else(|| "?".into()),
+                terminal_id: r.terminal_id.clone().unwrap_or_default(),
+                coupon_id: r.coupon_id.clone(),
+                campaign: names.get(r.campaign_id.as_str()).copied().unwrap_or(&r.campaign_id).to_owned(),
+                discount: money(r.discount),
+                basket_total: money(r.basket_total),
+                dynamic: r.presentation == "dynamic",
+                voided: r.voided,
+            })
+            .collect();
+        StoreView {
+            as_of: messages::fill(language, "manager.store_as_of", &[("time", &clock_time(now))]),
+            discount: money(report.day.totals.discount),
+            basket_total: money(report.day.totals.basket_total),
+            leverage_words,
+            any_behind: lanes.iter().any(|l| l.behind),
+            behind_explained: messages::fill(
+                language,
+                "manager.store_behind_explained",
+                &[("minutes", &BEHIND_MINUTES.to_string())],
+            ),
+            lanes,
+            conflicts,
+            lines,
+            report: report.day,
+        }
+    });
+    ManagerStorePage {
+        lang: common.lang,
+        messages: common.messages.clone(),
+        other_lang: common.other_lang,
+        other_lang_name: common.other_lang_name,
+        terminal_lang: common.terminal_lang,
+        date: view.date.to_string(),
+        hub: true,
+        store_scope: true,
+        store,
+        common,
+    }
 }
 
 fn manager_page(language: Language, terminal: Language, view: ManagerView, status: &serde_json::Value) -> ManagerPage {
@@ -498,6 +748,8 @@ fn manager_page(language: Language, terminal: Language, view: ManagerView, statu
         month_to: view.date.last_of_month().to_string(),
         live: view.date == view.today,
         empty_past: view.date < view.today && view.report.redemptions.is_empty(),
+        hub: false,
+        store_scope: false,
         report: view.report,
         common,
     }
@@ -808,5 +1060,45 @@ async fn doctor(
         )
             .into_response(),
         Err(_) => super::api::error(500, "internal", "doctor failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storeday::LaneLine;
+
+    fn lane(n: &str, at: &str) -> LaneLine {
+        LaneLine {
+            terminal_id: format!("lane-{n}"),
+            lane: n.into(),
+            redemptions: 2,
+            discount: 1500,
+            basket_total: 9800,
+            last_event_at: at.into(),
+        }
+    }
+
+    #[test]
+    fn a_lane_ten_minutes_older_than_the_newest_is_behind() {
+        let rows = lane_rows(
+            &[
+                lane("1", "2026-11-28T12:20:00+08:00"),
+                lane("2", "2026-11-28T12:10:00+08:00"),
+                lane("3", "2026-11-28T12:09:59+08:00"),
+                lane("4", "2026-11-28T04:20:00Z"),
+            ],
+            2,
+        );
+        let behind: Vec<(&str, bool)> = rows.iter().map(|r| (r.lane.as_str(), r.behind)).collect();
+        assert_eq!(behind, [("1", false), ("2", false), ("3", true), ("4", false)]);
+        assert_eq!((rows[0].last_event.as_str(), rows[0].discount.as_str()), ("12:20:00", "15.00"));
+        assert_eq!(rows[0].basket_total, "98.00");
+    }
+
+    #[test]
+    fn an_unreadable_time_is_never_behind() {
+        let rows = lane_rows(&[lane("1", "2026-11-28T12:20:00+08:00"), lane("2", "?")], 2);
+        assert!(rows.iter().all(|r| !r.behind));
     }
 }

@@ -329,3 +329,20 @@ impl Drop for Browser {
         let _ = self.driver.wait();
     }
 }
+
+/// Logs in to the manager's page in `lang` with `pin` and waits for the day's totals.
+pub fn manager_login(b: &Browser, base: &str, lang: &str, pin: &str) {
+    b.goto(&format!("{base}/manager?lang={lang}"));
+    b.type_into("#pin", pin);
+    b.click("#login-form button");
+    b.wait_text("#total-coupons", "");
+}
+
+/// Copies a screenshot to `docs/screenshots/` for the README.
+pub fn keep(shot: &std::path::Path) {
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+    let _ = std::fs::create_dir_all(&docs);
+    if let Some(name) = shot.file_name() {
+        let _ = std::fs::copy(shot, docs.join(name));
+    }
+}

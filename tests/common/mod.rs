@@ -6,6 +6,7 @@ pub mod browser;
 pub mod daemon;
 pub mod impostor;
 pub mod init;
+pub mod lanes;
 pub mod nats;
 pub mod sandbox;
 pub mod scanner;
@@ -244,4 +245,27 @@ pub fn db_fingerprint(path: &Path) -> String {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
     out.push_str(&format!("user_version={version}\n"));
     out
+}
+
+/// Starts `redeemd demo <args> --dir DIR` (stderr dropped): the child and its stdout's lines.
+pub fn spawn_demo(args: &[&str], dir: &Path) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = std::process::Command::new(binary())
+        .arg("demo")
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .env("REDEEMD_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
 }
